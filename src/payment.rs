@@ -1,0 +1,217 @@
+//! The payment as it enters: `{"correlationId": "<uuid>", "amount": <decimal>}` decoded with
+//! sonic-rs into a fixed-size value (no heap), validated before anything is queued.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use sonic_rs::{JsonValueTrait, LazyValue};
+
+use crate::money::{self, AmountError};
+
+/// Length of a hyphenated UUID.
+pub const UUID_LEN: usize = 36;
+
+/// One accepted payment, waiting in a core's queue or in flight. 48 bytes, `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// The client's correlationId, hyphenated UUID text exactly as sent (validated ASCII).
+    pub correlation_id: [u8; UUID_LEN],
+    /// Amount in cents.
+    pub cents: u64,
+}
+
+impl Payment {
+    /// The correlationId as text.
+    pub fn correlation_id(&self) -> &str {
+        // Validated as ASCII hex and hyphens in `decode`, so this cannot fail.
+        std::str::from_utf8(&self.correlation_id).expect("correlationId is ASCII")
+    }
+}
+
+/// Why a payment body was refused; each maps to a status and a fixed reason text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentError {
+    /// Not JSON, or not an object (400).
+    MalformedJson,
+    /// `correlationId` absent (422).
+    MissingCorrelationId,
+    /// `correlationId` not a string holding a UUID (422).
+    InvalidCorrelationId,
+    /// `amount` absent (422).
+    MissingAmount,
+    /// `amount` not a JSON number (422).
+    AmountNotNumber,
+    /// `amount` a number we refuse (422).
+    Amount(AmountError),
+}
+
+impl PaymentError {
+    /// Whether the body was not JSON at all (400) rather than JSON with bad content (422).
+    pub fn is_syntax(self) -> bool {
+        self == PaymentError::MalformedJson
+    }
+
+    /// Reason text for the JSON error body.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PaymentError::MalformedJson => "body must be a JSON object",
+            PaymentError::MissingCorrelationId => "correlationId is required",
+            PaymentError::InvalidCorrelationId => "correlationId must be a UUID string",
+            PaymentError::MissingAmount => "amount is required",
+            PaymentError::AmountNotNumber => "amount must be a number",
+            PaymentError::Amount(e) => e.reason(),
+        }
+    }
+}
+
+/// The wire shape. Unknown fields are ignored, as a JSON API's clients expect.
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(rename = "correlationId", borrow)]
+    correlation_id: Option<LazyValue<'a>>,
+    #[serde(borrow)]
+    amount: Option<LazyValue<'a>>,
+}
+
+/// Decodes and validates a `POST /payments` body.
+pub fn decode(body: &[u8]) -> Result<Payment, PaymentError> {
+    // serde would also build the struct from a JSON array; only an object is a payment.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(PaymentError::MalformedJson);
+    }
+    let parsed: Body<'_> = sonic_rs::from_slice(body).map_err(|_| PaymentError::MalformedJson)?;
+    let id = parsed
+        .correlation_id
+        .ok_or(PaymentError::MissingCorrelationId)?;
+    let correlation_id = uuid_text(&id).ok_or(PaymentError::InvalidCorrelationId)?;
+    let amount = parsed.amount.ok_or(PaymentError::MissingAmount)?;
+    let raw = amount.as_raw_str().as_bytes();
+    if !matches!(raw.first(), Some(b'-' | b'0'..=b'9')) {
+        return Err(PaymentError::AmountNotNumber);
+    }
+    let cents = money::parse_cents(raw).map_err(PaymentError::Amount)?;
+    Ok(Payment {
+        correlation_id,
+        cents,
+    })
+}
+
+/// The UUID inside a JSON string value: 8-4-4-4-12 hex digits, any case, any version.
+fn uuid_text(value: &LazyValue<'_>) -> Option<[u8; UUID_LEN]> {
+    let raw = value.as_raw_str().as_bytes();
+    if raw.first() != Some(&b'"') {
+        return None;
+    }
+    // `as_str` unescapes; a UUID never needs escapes, but a client may still send some.
+    let text: Cow<'_, str> = match value.as_str() {
+        Some(s) => Cow::Borrowed(s),
+        None => return None,
+    };
+    let bytes: [u8; UUID_LEN] = text.as_bytes().try_into().ok()?;
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    well_formed.then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3";
+
+    /// Goal: the contest's body decodes to exact cents; extra fields and escapes are fine.
+    #[test]
+    fn decodes_valid_bodies() {
+        let body = format!(r#"{{"correlationId":"{ID}","amount":19.90}}"#);
+        let p = decode(body.as_bytes()).unwrap();
+        assert_eq!((p.correlation_id(), p.cents), (ID, 1990));
+        let body =
+            format!(r#" {{ "amount" : 20.05 , "extra": [1,{{}}], "correlationId" : "{ID}" }} "#);
+        assert_eq!(decode(body.as_bytes()).unwrap().cents, 2005);
+        let escaped = r#"{"correlationId":"\u0034a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":1}"#;
+        assert_eq!(decode(escaped.as_bytes()).unwrap().correlation_id(), ID);
+        let upper = format!(r#"{{"correlationId":"{}","amount":1}}"#, ID.to_uppercase());
+        assert!(decode(upper.as_bytes()).is_ok());
+    }
+
+    /// Goal: each kind of bad body gets its own error, syntax errors apart from content ones.
+    #[test]
+    fn refuses_bad_bodies() {
+        let id = format!(r#""correlationId":"{ID}""#);
+        let cases: Vec<(String, PaymentError)> = vec![
+            ("".into(), PaymentError::MalformedJson),
+            ("{".into(), PaymentError::MalformedJson),
+            ("[1,2]".into(), PaymentError::MalformedJson),
+            ("nul".into(), PaymentError::MalformedJson),
+            (
+                format!("{{{id},\"amount\":1}} trailing"),
+                PaymentError::MalformedJson,
+            ),
+            (r#"{"amount":1}"#.into(), PaymentError::MissingCorrelationId),
+            (
+                r#"{"correlationId":"nope","amount":1}"#.into(),
+                PaymentError::InvalidCorrelationId,
+            ),
+            (
+                r#"{"correlationId":12,"amount":1}"#.into(),
+                PaymentError::InvalidCorrelationId,
+            ),
+            (
+                r#"{"correlationId":"4a7901b8x7d26-4d9d-aa19-4dc1c7cf60b3","amount":1}"#.into(),
+                PaymentError::InvalidCorrelationId,
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60bg","amount":1}"#.into(),
+                PaymentError::InvalidCorrelationId,
+            ),
+            (format!("{{{id}}}"), PaymentError::MissingAmount),
+            (
+                format!(r#"{{{id},"amount":"19.90"}}"#),
+                PaymentError::AmountNotNumber,
+            ),
+            // null reads as absent, as most JSON APIs treat it.
+            (
+                format!(r#"{{{id},"amount":null}}"#),
+                PaymentError::MissingAmount,
+            ),
+            (
+                format!(r#"{{{id},"amount":true}}"#),
+                PaymentError::AmountNotNumber,
+            ),
+            (
+                format!(r#"{{{id},"amount":19.901}}"#),
+                PaymentError::Amount(AmountError::TooPrecise),
+            ),
+            (
+                format!(r#"{{{id},"amount":0}}"#),
+                PaymentError::Amount(AmountError::NotPositive),
+            ),
+            (
+                format!(r#"{{{id},"amount":-5}}"#),
+                PaymentError::Amount(AmountError::NotPositive),
+            ),
+            (
+                format!(r#"{{{id},"amount":1e3}}"#),
+                PaymentError::Amount(AmountError::NotDecimal),
+            ),
+            (
+                format!(r#"{{{id},"amount":1e400}}"#),
+                PaymentError::Amount(AmountError::NotDecimal),
+            ),
+            (
+                format!(r#"{{{id},"amount":123456789012345678901234567890}}"#),
+                PaymentError::Amount(AmountError::TooLarge),
+            ),
+        ];
+        for (body, err) in cases {
+            let got = decode(body.as_bytes());
+            // sonic-rs may refuse an out-of-range exponent as a syntax error; both are refusals.
+            if body.contains("1e400") && got == Err(PaymentError::MalformedJson) {
+                continue;
+            }
+            assert_eq!(got, Err(err), "{body}");
+        }
+    }
+}

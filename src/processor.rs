@@ -1,0 +1,312 @@
+//! Processor client: one core's keep-alive connections to one payment processor, and one
+//! forwarding attempt over them. What an attempt's result *means* is decided in `settle`.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt, io,
+    net::{SocketAddr, ToSocketAddrs},
+    time::Duration,
+};
+
+use monoio::{
+    io::{AsyncReadRent, AsyncWriteRentExt},
+    net::TcpStream,
+};
+
+use crate::{
+    http::{self, ParsedResponse},
+    ledger::Processor,
+    money,
+    payment::Payment,
+    timestamp,
+};
+
+/// Capacity of a fresh request/response buffer: a forward is ~160 bytes out and a
+/// processor's answer ~200 bytes back, so one read almost always takes the whole response.
+const IO_BUF_BYTES: usize = 1024;
+
+/// Largest response we read from a processor before calling it a protocol error. Its real
+/// answers are under 300 bytes; anything near this is not the service we expect.
+const RESPONSE_BYTES_MAX: usize = 64 * 1024;
+
+/// Where a processor listens, resolved once at start (never a DNS lookup on the hot path).
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `Host` header value (`host:port` as configured).
+    pub authority: String,
+    /// Resolved socket address.
+    pub addr: SocketAddr,
+}
+
+impl Endpoint {
+    /// Splits `http://host:port[/]` into `(host, port)`; `None` for any other form.
+    pub fn parse_url(url: &str) -> Option<(&str, u16)> {
+        let rest = url.strip_prefix("http://")?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = authority.rsplit_once(':')?;
+        if host.is_empty() || authority.contains('/') {
+            return None;
+        }
+        Some((host, port.parse().ok()?))
+    }
+
+    /// Parses and resolves `url`. Blocking (DNS): call at start only.
+    pub fn resolve(url: &str) -> io::Result<Endpoint> {
+        let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad URL {url:?}"));
+        let (host, port) = Endpoint::parse_url(url).ok_or_else(invalid)?;
+        let addr = (host, port).to_socket_addrs()?.next().ok_or_else(invalid)?;
+        Ok(Endpoint {
+            authority: format!("{host}:{port}"),
+            addr,
+        })
+    }
+}
+
+/// How one attempt failed before a status was read. `Copy` and allocation-free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptError {
+    /// No connection: the request never left.
+    Connect(io::ErrorKind),
+    /// Writing failed: the processor never received a whole request.
+    Write(io::ErrorKind),
+    /// The deadline passed; `sent` says whether the whole request had been written.
+    Timeout {
+        /// Whether the request was fully written before the deadline.
+        sent: bool,
+    },
+    /// The connection broke after the request was written, before a whole response.
+    Lost(io::ErrorKind),
+    /// The bytes that came back are not an HTTP response we can frame.
+    Protocol,
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Connect(kind) => write!(f, "connect: {kind}"),
+            AttemptError::Write(kind) => write!(f, "write: {kind}"),
+            AttemptError::Timeout { sent } => write!(f, "timeout (request sent: {sent})"),
+            AttemptError::Lost(kind) => write!(f, "connection lost: {kind}"),
+            AttemptError::Protocol => write!(f, "unparseable response"),
+        }
+    }
+}
+
+/// The result of one attempt: a status code, or how it failed.
+pub type Attempt = Result<u16, AttemptError>;
+
+/// One core's client for one processor. Owned by its core; connections never cross cores.
+pub struct ProcessorClient {
+    /// Which processor this is.
+    pub processor: Processor,
+    /// Where it listens.
+    endpoint: Endpoint,
+    /// Idle keep-alive connections, most recently used last. A connection is here only while
+    /// no request is on it; in-flight ones are owned by their attempt.
+    idle: RefCell<Vec<TcpStream>>,
+    /// Bound on `idle`: the core never has more connections than forwards in flight.
+    idle_max: usize,
+    /// Spare I/O buffers, so steady-state forwarding allocates nothing.
+    spare_bufs: RefCell<Vec<Vec<u8>>>,
+    /// Per-attempt deadline.
+    timeout: Duration,
+    /// Connections opened, for the stats.
+    pub connects: Cell<u64>,
+}
+
+impl ProcessorClient {
+    /// A client with no connection yet; they open on demand.
+    pub fn new(
+        processor: Processor,
+        endpoint: Endpoint,
+        idle_max: usize,
+        timeout: Duration,
+    ) -> Self {
+        ProcessorClient {
+            processor,
+            endpoint,
+            idle: RefCell::new(Vec::new()),
+            idle_max,
+            spare_bufs: RefCell::new(Vec::new()),
+            timeout,
+            connects: Cell::new(0),
+        }
+    }
+
+    /// Sends `payment` with `requestedAt = requested_at_ms` and reads the status, within the
+    /// per-attempt deadline.
+    pub async fn post_payment(&self, payment: &Payment, requested_at_ms: i64) -> Attempt {
+        let sent = Cell::new(false);
+        match monoio::time::timeout(self.timeout, self.attempt(payment, requested_at_ms, &sent))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::Timeout { sent: sent.get() }),
+        }
+    }
+
+    async fn attempt(&self, payment: &Payment, requested_at_ms: i64, sent: &Cell<bool>) -> Attempt {
+        // The most recently used connection is the least likely to have been closed by the
+        // server's idle timer.
+        let idle = self.idle.borrow_mut().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = TcpStream::connect_addr(self.endpoint.addr)
+                    .await
+                    .map_err(|e| AttemptError::Connect(e.kind()))?;
+                // Requests are single small writes; Nagle would only add delay.
+                let _ = conn.set_nodelay(true);
+                self.connects.set(self.connects.get() + 1);
+                conn
+            }
+        };
+        let mut buf = self
+            .spare_bufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(IO_BUF_BYTES));
+        buf.clear();
+        self.write_request(&mut buf, payment, requested_at_ms);
+        let (written, mut buf) = conn.write_all(buf).await;
+        written.map_err(|e| AttemptError::Write(e.kind()))?;
+        sent.set(true);
+
+        buf.clear();
+        let mut eof = false;
+        loop {
+            match http::parse_response(&buf, eof) {
+                ParsedResponse::Complete {
+                    status,
+                    len,
+                    keep_alive,
+                    ..
+                } => {
+                    // A response followed by more bytes is a server out of step with us.
+                    if keep_alive && len == buf.len() {
+                        self.keep(conn);
+                    }
+                    self.recycle(buf);
+                    return Ok(status);
+                }
+                ParsedResponse::Invalid => return Err(AttemptError::Protocol),
+                ParsedResponse::Partial if eof => {
+                    return Err(AttemptError::Lost(io::ErrorKind::UnexpectedEof));
+                }
+                ParsedResponse::Partial => {}
+            }
+            if buf.len() >= RESPONSE_BYTES_MAX {
+                return Err(AttemptError::Protocol);
+            }
+            buf.reserve(IO_BUF_BYTES);
+            let (read, next) = conn.read(buf).await;
+            buf = next;
+            match read {
+                Ok(0) => eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(AttemptError::Lost(e.kind())),
+            }
+        }
+    }
+
+    fn write_request(&self, buf: &mut Vec<u8>, payment: &Payment, requested_at_ms: i64) {
+        const BODY_BYTES: usize = r#"{"correlationId":"","amount":,"requestedAt":""}"#.len();
+        let content_len = BODY_BYTES
+            + payment.correlation_id.len()
+            + money::cents_text_len(payment.cents)
+            + timestamp::ISO_LEN;
+        buf.extend_from_slice(b"POST /payments HTTP/1.1\r\nHost: ");
+        buf.extend_from_slice(self.endpoint.authority.as_bytes());
+        buf.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
+        money::write_u64(buf, content_len as u64);
+        buf.extend_from_slice(b"\r\n\r\n{\"correlationId\":\"");
+        buf.extend_from_slice(&payment.correlation_id);
+        buf.extend_from_slice(b"\",\"amount\":");
+        money::write_cents(buf, payment.cents);
+        buf.extend_from_slice(b",\"requestedAt\":\"");
+        buf.extend_from_slice(&timestamp::format_iso(requested_at_ms));
+        buf.extend_from_slice(b"\"}");
+    }
+
+    fn keep(&self, conn: TcpStream) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < self.idle_max {
+            idle.push(conn);
+        }
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        let mut spare = self.spare_bufs.borrow_mut();
+        if spare.len() < self.idle_max && buf.capacity() <= 4 * IO_BUF_BYTES {
+            spare.push(buf);
+        }
+    }
+
+    /// Idle connections held now.
+    pub fn idle_len(&self) -> usize {
+        self.idle.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: only `http://host:port` forms are accepted as processor URLs.
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            Endpoint::parse_url("http://payment-processor-default:8080"),
+            Some(("payment-processor-default", 8080))
+        );
+        assert_eq!(
+            Endpoint::parse_url("http://127.0.0.1:8001/"),
+            Some(("127.0.0.1", 8001))
+        );
+        for bad in [
+            "https://a:1",
+            "http://a",
+            "http://:1",
+            "http://a:1/x",
+            "http://a:99999",
+            "a:1",
+        ] {
+            assert_eq!(Endpoint::parse_url(bad), None, "{bad}");
+        }
+    }
+
+    /// Goal: the forwarded request is valid HTTP with a Content-Length that matches its JSON
+    /// body, and the body carries exact cents and the ISO `requestedAt`.
+    #[test]
+    fn request_is_well_formed() {
+        let endpoint = Endpoint {
+            authority: "h:1".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        let client = ProcessorClient::new(Processor::Default, endpoint, 4, Duration::from_secs(1));
+        let payment = Payment {
+            correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3",
+            cents: 1990,
+        };
+        let mut buf = Vec::new();
+        client.write_request(&mut buf, &payment, 1_752_582_896_789);
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(&buf).unwrap() {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!("partial"),
+        };
+        let declared: usize = req
+            .headers
+            .iter()
+            .find(|h| h.name == "Content-Length")
+            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+            .unwrap();
+        let body = &buf[head_len..];
+        assert_eq!(declared, body.len());
+        assert_eq!(
+            std::str::from_utf8(body).unwrap(),
+            r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.90,"requestedAt":"2025-07-15T12:34:56.789Z"}"#
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Accept: each core's listener loop, its connections (keep-alive, pipelining, split reads)
+//! and the routes. Buffer in, buffer out: every complete request in the read buffer is
+//! answered into one write buffer, written once.
+
+use std::{cell::RefCell, rc::Rc, time::Duration};
+
+use monoio::{
+    io::{AsyncReadRent, AsyncWriteRentExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::{
+    dispatch,
+    http::{self, Limits, Method, Parsed, Request, Status},
+    payment, peer,
+    summary::{self, SummaryError},
+    timestamp,
+    worker::Core,
+};
+
+/// Initial capacity of a connection's read and write buffers: a contest request is ~250
+/// bytes and a pipelined burst rarely exceeds a few; they grow to the request limits.
+const CONN_BUF_BYTES: usize = 2048;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), so a persistent error
+/// does not spin the core.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// The public API on port 9999.
+    Api,
+    /// The private link to the peer instance.
+    Peer,
+}
+
+/// Accepts connections forever, one task each.
+pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                // Responses are single writes; Nagle would hold the last segment back.
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(serve(Rc::clone(&core), stream, surface));
+            }
+            Err(e) => {
+                eprintln!("payrelay: core-{}: accept: {e}", core.id);
+                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, asks to, or breaks HTTP framing.
+async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
+    let config = core.config;
+    let limits = Limits {
+        head_bytes_max: config.request_head_bytes_max,
+        body_bytes_max: config.request_body_bytes_max,
+    };
+    let mut rbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
+    let mut scratch: Vec<u8> = Vec::with_capacity(256);
+    loop {
+        let mut consumed = 0;
+        let mut open = true;
+        while open {
+            match http::parse_request(&rbuf[consumed..], limits) {
+                Parsed::Complete(request, len) => {
+                    consumed += len;
+                    open = request.keep_alive;
+                    respond(&core, surface, &request, &mut scratch, &mut wbuf).await;
+                }
+                Parsed::Partial => break,
+                Parsed::Invalid(status, reason) => {
+                    scratch.clear();
+                    http::write_error_json(&mut scratch, reason);
+                    http::write_response(&mut wbuf, status, &scratch, false, &core.date.get());
+                    open = false;
+                }
+            }
+        }
+        rbuf.drain(..consumed);
+        if !wbuf.is_empty() {
+            let (written, buf) = stream.write_all(wbuf).await;
+            wbuf = buf;
+            wbuf.clear();
+            if written.is_err() {
+                return;
+            }
+        }
+        if !open {
+            return;
+        }
+        // Room for one more whole request at the limits; parse_request refuses beyond them.
+        if rbuf.capacity() - rbuf.len() < CONN_BUF_BYTES / 2 {
+            rbuf.reserve(CONN_BUF_BYTES);
+        }
+        let (read, buf) = stream.read(rbuf).await;
+        rbuf = buf;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Routes one request and appends its response to `out`.
+async fn respond(
+    core: &Rc<Core>,
+    surface: Surface,
+    req: &Request<'_>,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    scratch.clear();
+    let status = match surface {
+        Surface::Api => route_api(core, req, scratch).await,
+        Surface::Peer => route_peer(core, req, scratch).await,
+    };
+    http::write_response(out, status, scratch, req.keep_alive, &core.date.get());
+}
+
+/// The public API. Writes the JSON body (if any) into `body` and returns the status.
+async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> Status {
+    match (req.path, req.method) {
+        (b"/payments", Method::Post) => match payment::decode(req.body) {
+            Ok(payment) => match dispatch::submit(core, payment) {
+                Ok(()) => Status::Accepted,
+                Err(_) => {
+                    core.stats.queue_full.set(core.stats.queue_full.get() + 1);
+                    error(
+                        body,
+                        Status::ServiceUnavailable,
+                        "payment queue is full; retry later",
+                    )
+                }
+            },
+            Err(e) if e.is_syntax() => error(body, Status::BadRequest, e.reason()),
+            Err(e) => error(body, Status::UnprocessableEntity, e.reason()),
+        },
+        (b"/payments-summary", Method::Get) => match summary::parse_range(req.query) {
+            Ok(range) => match summary::deployment_summary(core, range).await {
+                Ok(totals) => {
+                    summary::write_json(body, &totals);
+                    Status::Ok
+                }
+                Err(e) => unavailable(body, &e),
+            },
+            Err(reason) => error(body, Status::BadRequest, reason),
+        },
+        (b"/purge-payments", Method::Post) => match summary::purge_deployment(core).await {
+            Ok(()) => {
+                body.extend_from_slice(b"{\"message\":\"payments purged\"}");
+                Status::Ok
+            }
+            Err(e) => unavailable(body, &e),
+        },
+        (b"/health", Method::Get) => {
+            body.extend_from_slice(b"{\"status\":\"ok\"}");
+            Status::Ok
+        }
+        (b"/payments" | b"/payments-summary" | b"/purge-payments" | b"/health", _) => {
+            error(body, Status::MethodNotAllowed, "method not allowed")
+        }
+        _ => error(body, Status::NotFound, "not found"),
+    }
+}
+
+/// The private link: this instance's own totals and purge, for the peer.
+async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> Status {
+    match (req.path, req.method) {
+        (peer::SUMMARY_PATH, Method::Get) => {
+            let Some(range) = summary::parse_range_query(req.query) else {
+                return error(body, Status::BadRequest, "from_ms and to_ms are required");
+            };
+            match summary::instance_summary(core, range).await {
+                Ok(totals) => {
+                    peer::write_instance_json(body, &totals);
+                    Status::Ok
+                }
+                Err(e) => unavailable(body, &e),
+            }
+        }
+        (peer::PURGE_PATH, Method::Post) => match summary::purge_instance(core).await {
+            Ok(()) => {
+                body.extend_from_slice(b"{}");
+                Status::Ok
+            }
+            Err(e) => unavailable(body, &e),
+        },
+        (peer::SUMMARY_PATH | peer::PURGE_PATH, _) => {
+            error(body, Status::MethodNotAllowed, "method not allowed")
+        }
+        _ => error(body, Status::NotFound, "not found"),
+    }
+}
+
+fn error(body: &mut Vec<u8>, status: Status, reason: &str) -> Status {
+    http::write_error_json(body, reason);
+    status
+}
+
+/// 503 naming what is missing. The message is built from our own values (addresses,
+/// error kinds), so it holds nothing that needs JSON escaping.
+fn unavailable(body: &mut Vec<u8>, e: &SummaryError) -> Status {
+    let reason = e.to_string().replace(['"', '\\'], "'");
+    http::write_error_json(body, &reason);
+    Status::ServiceUnavailable
+}
+
+/// Per-core cache of the `Date` header value, reformatted at most once a second.
+#[derive(Default)]
+pub struct DateCache {
+    /// (Unix second it was formatted for, IMF-fixdate text).
+    cached: RefCell<(i64, [u8; timestamp::HTTP_DATE_LEN])>,
+}
+
+impl DateCache {
+    /// The current `Date` value.
+    pub fn get(&self) -> [u8; timestamp::HTTP_DATE_LEN] {
+        let now_s = timestamp::now_ms().div_euclid(1000);
+        let mut cached = self.cached.borrow_mut();
+        if cached.0 != now_s || cached.1[0] == 0 {
+            *cached = (now_s, timestamp::format_http_date(now_s));
+        }
+        cached.1
+    }
+}

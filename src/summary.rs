@@ -1,0 +1,242 @@
+//! Summary: `GET /payments-summary` as a map-reduce over shards (Seastar's `map_reduce0`).
+//! Map: every core of this instance sums its own shard (this core directly, the others on a
+//! [`CoreMsg`]), and the peer instance answers for all of its cores as one more shard. Reduce:
+//! [`ShardSummary::merge`]. Purge follows the same path.
+
+use std::fmt;
+
+use crate::{
+    http,
+    ledger::{Processor, ShardSummary, TimeRange},
+    money, peer,
+    timestamp::{self, Round},
+    worker::{Core, CoreMsg},
+};
+
+/// Why the deployment's totals cannot be given. Never answered with partial totals.
+#[derive(Debug)]
+pub enum SummaryError {
+    /// A core of this instance did not answer (its thread is gone).
+    CoreGone(usize),
+    /// The peer instance did not answer.
+    Peer(peer::PeerError),
+}
+
+impl fmt::Display for SummaryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SummaryError::CoreGone(id) => write!(f, "core {id} did not answer"),
+            SummaryError::Peer(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Totals of every core of this instance over `range`.
+pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSummary, SummaryError> {
+    let others = core.mesh.len() - 1;
+    let (reply, replies) = flume::bounded(others.max(1));
+    for (id, mailbox) in core
+        .mesh
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| *id != core.id)
+    {
+        let msg = CoreMsg::Summary {
+            range,
+            reply: reply.clone(),
+        };
+        mailbox.send(msg).map_err(|_| SummaryError::CoreGone(id))?;
+    }
+    drop(reply);
+    let mut total = core.ledger.borrow().summary(range);
+    for _ in 0..others {
+        let shard = replies
+            .recv_async()
+            .await
+            .map_err(|_| SummaryError::CoreGone(usize::MAX))?;
+        total.merge(&shard);
+    }
+    Ok(total)
+}
+
+/// Totals of the whole deployment: this instance plus its peer, if it has one.
+pub async fn deployment_summary(
+    core: &Core,
+    range: TimeRange,
+) -> Result<ShardSummary, SummaryError> {
+    let mut total = instance_summary(core, range).await?;
+    if let Some(peer_addr) = core.config.peer_addr {
+        let theirs = peer::fetch_summary(peer_addr, range, core.config.peer_timeout())
+            .await
+            .map_err(SummaryError::Peer)?;
+        total.merge(&theirs);
+    }
+    Ok(total)
+}
+
+/// Empties every shard of this instance.
+pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
+    let others = core.mesh.len() - 1;
+    let (reply, replies) = flume::bounded(others.max(1));
+    for (id, mailbox) in core
+        .mesh
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| *id != core.id)
+    {
+        mailbox
+            .send(CoreMsg::Purge {
+                reply: reply.clone(),
+            })
+            .map_err(|_| SummaryError::CoreGone(id))?;
+    }
+    drop(reply);
+    core.ledger.borrow_mut().purge();
+    for _ in 0..others {
+        replies
+            .recv_async()
+            .await
+            .map_err(|_| SummaryError::CoreGone(usize::MAX))?;
+    }
+    Ok(())
+}
+
+/// Empties every shard of the deployment.
+pub async fn purge_deployment(core: &Core) -> Result<(), SummaryError> {
+    purge_instance(core).await?;
+    if let Some(peer_addr) = core.config.peer_addr {
+        peer::purge(peer_addr, core.config.peer_timeout())
+            .await
+            .map_err(SummaryError::Peer)?;
+    }
+    Ok(())
+}
+
+/// Parses `from` and `to` (ISO-8601 UTC, both optional, both inclusive) from a raw query.
+pub fn parse_range(query: &[u8]) -> Result<TimeRange, &'static str> {
+    let mut scratch = [0u8; 64];
+    let from_ms = match http::query_param(query, b"from", &mut scratch) {
+        Ok(None) => i64::MIN,
+        Ok(Some(text)) => {
+            timestamp::parse_iso(text, Round::Up).ok_or("from must be an ISO-8601 UTC timestamp")?
+        }
+        Err(_) => return Err("from is not a valid query value"),
+    };
+    let to_ms = match http::query_param(query, b"to", &mut scratch) {
+        Ok(None) => i64::MAX,
+        Ok(Some(text)) => {
+            timestamp::parse_iso(text, Round::Down).ok_or("to must be an ISO-8601 UTC timestamp")?
+        }
+        Err(_) => return Err("to is not a valid query value"),
+    };
+    Ok(TimeRange { from_ms, to_ms })
+}
+
+/// Appends the contest's JSON: counts, and amounts from cents with exactly two decimals.
+pub fn write_json(out: &mut Vec<u8>, summary: &ShardSummary) {
+    out.push(b'{');
+    for (i, processor) in Processor::ALL.into_iter().enumerate() {
+        let totals = summary.get(processor);
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(processor.name().as_bytes());
+        out.extend_from_slice(b"\":{\"totalRequests\":");
+        money::write_u64(out, totals.count);
+        out.extend_from_slice(b",\"totalAmount\":");
+        money::write_cents(out, totals.cents);
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// For the peer link's requests: the range as integer milliseconds.
+pub fn write_range_query(out: &mut Vec<u8>, range: TimeRange) {
+    out.extend_from_slice(b"from_ms=");
+    out.extend_from_slice(range.from_ms.to_string().as_bytes());
+    out.extend_from_slice(b"&to_ms=");
+    out.extend_from_slice(range.to_ms.to_string().as_bytes());
+}
+
+/// Inverse of [`write_range_query`].
+pub fn parse_range_query(query: &[u8]) -> Option<TimeRange> {
+    let mut scratch = [0u8; 32];
+    let mut number = |name: &[u8]| -> Option<i64> {
+        let text = http::query_param(query, name, &mut scratch).ok()??;
+        std::str::from_utf8(text).ok()?.parse().ok()
+    };
+    let from_ms = number(b"from_ms")?;
+    let to_ms = number(b"to_ms")?;
+    Some(TimeRange { from_ms, to_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Totals;
+
+    /// Goal: bounds are optional and inclusive; malformed ones are errors, not "unbounded".
+    #[test]
+    fn parses_ranges() {
+        assert_eq!(parse_range(b""), Ok(TimeRange::ALL));
+        let r = parse_range(b"from=2025-07-15T12:00:00.000Z&to=2025-07-15T12:00:01.500Z").unwrap();
+        assert_eq!(r.to_ms - r.from_ms, 1500);
+        let only_to = parse_range(b"to=2025-07-15T12:00:00.000Z").unwrap();
+        assert_eq!(only_to.from_ms, i64::MIN);
+        let encoded = parse_range(b"from=2025-07-15T12%3A00%3A00.000Z").unwrap();
+        assert_eq!(encoded.from_ms, r.from_ms);
+        for bad in [
+            &b"from=yesterday"[..],
+            b"to=2025-07-15",
+            b"from=%",
+            b"from=",
+        ] {
+            assert!(
+                parse_range(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// Goal: the JSON has the contest's shape and exact two-decimal amounts.
+    #[test]
+    fn writes_contest_json() {
+        let summary = ShardSummary {
+            by_processor: [
+                Totals {
+                    count: 123,
+                    cents: 246_615,
+                },
+                Totals {
+                    count: 4,
+                    cents: 8020,
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        write_json(&mut out, &summary);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"default":{"totalRequests":123,"totalAmount":2466.15},"fallback":{"totalRequests":4,"totalAmount":80.20}}"#
+        );
+    }
+
+    /// Goal: the peer link's range encoding round-trips, extremes included.
+    #[test]
+    fn range_query_round_trip() {
+        for range in [
+            TimeRange::ALL,
+            TimeRange {
+                from_ms: -5,
+                to_ms: 1_752_582_896_789,
+            },
+        ] {
+            let mut q = Vec::new();
+            write_range_query(&mut q, range);
+            assert_eq!(parse_range_query(&q), Some(range));
+        }
+        assert_eq!(parse_range_query(b"from_ms=1"), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! Workers: one pinned thread per core, each with its own monoio runtime, listener, queue,
+//! processor connections and ledger shard. Cores share nothing but typed messages ([`CoreMsg`]
+//! over the [`Mesh`]).
+
+use std::{
+    cell::{Cell, RefCell},
+    io,
+    rc::Rc,
+    sync::{Arc, mpsc},
+    thread,
+};
+
+use monoio::{
+    IoUringDriver, LegacyDriver, RuntimeBuilder,
+    net::{ListenerOpts, TcpListener},
+};
+
+use crate::{
+    config::{Config, IoDriver},
+    ledger::{Processor, Shard, ShardSummary, TimeRange},
+    processor::{Endpoint, ProcessorClient},
+    queue::Queue,
+    server::{self, DateCache, Surface},
+};
+
+/// A message from one core to another. Replies travel on the channel the message carries.
+pub enum CoreMsg {
+    /// "Send me your shard's totals over this range."
+    Summary {
+        /// Range of `requestedAt`.
+        range: TimeRange,
+        /// Where to answer.
+        reply: flume::Sender<ShardSummary>,
+    },
+    /// "Empty your shard."
+    Purge {
+        /// Answered once done.
+        reply: flume::Sender<()>,
+    },
+}
+
+/// Every core's mailbox, indexed by core id. The only thing the cores share.
+pub type Mesh = Arc<[flume::Sender<CoreMsg>]>;
+
+/// Counters a core keeps about itself (read by `/metrics` later; never shared).
+#[derive(Default)]
+pub struct Stats {
+    /// Payments a processor already held from a request that was not ours.
+    pub duplicates: Cell<u64>,
+    /// Payments a processor refused for good (a 4xx other than 422 and 429).
+    pub refused: Cell<u64>,
+    /// Attempts with an unknown outcome.
+    pub unknown: Cell<u64>,
+    /// Payments answered 503 because the queue was full.
+    pub queue_full: Cell<u64>,
+}
+
+/// Everything one core owns. Built on its own thread and never sent anywhere: tasks of this
+/// core hold it through `Rc`.
+pub struct Core {
+    /// Index of this core within the instance, 0-based.
+    pub id: usize,
+    /// The instance's configuration (lives as long as the process).
+    pub config: &'static Config,
+    /// Mailboxes of every core of this instance, this one included.
+    pub mesh: Mesh,
+    /// This core's shard of settled payments.
+    pub ledger: RefCell<Shard>,
+    /// Accepted payments waiting for a forwarding slot.
+    pub queue: RefCell<Queue>,
+    /// Forwarding tasks running (see `dispatch`); at most `DISPATCH_INFLIGHT_MAX`.
+    pub inflight: Cell<usize>,
+    /// Clients for the two processors, indexed by [`Processor::index`].
+    processors: [ProcessorClient; 2],
+    /// Cached `Date` header value.
+    pub date: DateCache,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Core {
+    /// The client of one processor.
+    pub fn processor(&self, processor: Processor) -> &ProcessorClient {
+        &self.processors[processor.index()]
+    }
+}
+
+/// What every worker needs to build its core, prepared once on the main thread.
+struct Plan {
+    config: &'static Config,
+    driver: IoDriver,
+    endpoints: [Endpoint; 2],
+    mesh: Mesh,
+    cpus: Vec<core_affinity::CoreId>,
+}
+
+/// Starts one worker per core and returns once every one is listening (or the first error).
+/// The returned handles run until the process exits.
+pub fn start(config: &'static Config) -> io::Result<Vec<thread::JoinHandle<()>>> {
+    let driver = choose_driver(config)?;
+    let endpoints = [
+        Endpoint::resolve(&config.processor_default_url)?,
+        Endpoint::resolve(&config.processor_fallback_url)?,
+    ];
+    let workers = config.workers();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded()).unzip();
+    let cpus = if config.worker_pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let plan = Arc::new(Plan {
+        config,
+        driver,
+        endpoints,
+        mesh: senders.into(),
+        cpus,
+    });
+    eprintln!("payrelay: {config} io_driver_used={}", driver.name());
+
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let mut handles = Vec::with_capacity(workers);
+    for (id, mailbox) in receivers.into_iter().enumerate() {
+        let plan = Arc::clone(&plan);
+        let ready = ready_tx.clone();
+        let handle = thread::Builder::new()
+            .name(format!("core-{id}"))
+            .spawn(move || run_worker(id, &plan, mailbox, ready))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("a worker exited before it was ready")),
+        }
+    }
+    Ok(handles)
+}
+
+/// Resolves `Auto` by building (and dropping) one io_uring ring: Docker's default seccomp
+/// profile refuses `io_uring_setup`, and we would rather know at start than per core.
+fn choose_driver(config: &Config) -> io::Result<IoDriver> {
+    match config.io_driver {
+        IoDriver::Epoll => Ok(IoDriver::Epoll),
+        IoDriver::IoUring => {
+            RuntimeBuilder::<IoUringDriver>::new().build()?;
+            Ok(IoDriver::IoUring)
+        }
+        IoDriver::Auto => match RuntimeBuilder::<IoUringDriver>::new().build() {
+            Ok(_) => Ok(IoDriver::IoUring),
+            Err(e) => {
+                eprintln!("payrelay: io_uring unavailable ({e}); falling back to epoll");
+                Ok(IoDriver::Epoll)
+            }
+        },
+    }
+}
+
+fn run_worker(
+    id: usize,
+    plan: &Plan,
+    mailbox: flume::Receiver<CoreMsg>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    let config = plan.config;
+    if config.worker_pin {
+        pin(id, plan);
+    }
+    let core_main = core_main(id, plan, mailbox, ready.clone());
+    let built = match plan.driver {
+        IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(core_main)),
+        _ => RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(config.io_uring_entries)
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(core_main)),
+    };
+    if let Err(e) = built {
+        let _ = ready.send(Err(io::Error::new(
+            e.kind(),
+            format!("core-{id}: runtime: {e}"),
+        )));
+    }
+}
+
+fn pin(id: usize, plan: &Plan) {
+    if plan.cpus.is_empty() {
+        eprintln!("payrelay: core-{id}: CPU list unavailable; not pinned");
+        return;
+    }
+    let cpu = plan.cpus[(plan.config.worker_cpu_first + id) % plan.cpus.len()];
+    if !core_affinity::set_for_current(cpu) {
+        eprintln!(
+            "payrelay: core-{id}: could not pin to CPU {}; not pinned",
+            cpu.id
+        );
+    }
+}
+
+/// The body of one core: bind, say ready, then serve until the process ends.
+async fn core_main(
+    id: usize,
+    plan: &Plan,
+    mailbox: flume::Receiver<CoreMsg>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    let config = plan.config;
+    let core = Rc::new(Core {
+        id,
+        config,
+        mesh: Arc::clone(&plan.mesh),
+        ledger: RefCell::new(Shard::default()),
+        queue: RefCell::new(Queue::new(config.queue_len_max)),
+        inflight: Cell::new(0),
+        processors: Processor::ALL.map(|p| {
+            ProcessorClient::new(
+                p,
+                plan.endpoints[p.index()].clone(),
+                config.dispatch_inflight_max,
+                config.processor_timeout(),
+            )
+        }),
+        date: DateCache::default(),
+        stats: Stats::default(),
+    });
+    let bound = bind(id, config);
+    let (api, peer) = match bound {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    monoio::spawn(serve_mailbox(Rc::clone(&core), mailbox));
+    if let Some(peer) = peer {
+        monoio::spawn(server::run(Rc::clone(&core), peer, Surface::Peer));
+    }
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    server::run(core, api, Surface::Api).await;
+}
+
+/// Binds the API listener (every core, `SO_REUSEPORT` so the kernel spreads connections over
+/// all cores of both instances) and, on core 0 only, the private peer listener.
+fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListener>)> {
+    let api_opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(config.listen_backlog);
+    let api = TcpListener::bind_with_config(config.api_bind_addr, &api_opts).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("core-{id}: bind {}: {e}", config.api_bind_addr),
+        )
+    })?;
+    let peer = match config.peer_bind_addr {
+        Some(addr) if id == 0 => {
+            // Not shared: each instance owns its private port, and a stale process holding it
+            // must make this one fail loudly rather than split the peer's calls.
+            let opts = ListenerOpts::new()
+                .reuse_port(false)
+                .reuse_addr(true)
+                .backlog(64);
+            let listener = TcpListener::bind_with_config(addr, &opts).map_err(|e| {
+                io::Error::new(e.kind(), format!("core-{id}: bind peer {addr}: {e}"))
+            })?;
+            Some(listener)
+        }
+        _ => None,
+    };
+    Ok((api, peer))
+}
+
+/// Answers other cores' messages for as long as the process lives.
+async fn serve_mailbox(core: Rc<Core>, mailbox: flume::Receiver<CoreMsg>) {
+    while let Ok(msg) = mailbox.recv_async().await {
+        match msg {
+            CoreMsg::Summary { range, reply } => {
+                let _ = reply.send(core.ledger.borrow().summary(range));
+            }
+            CoreMsg::Purge { reply } => {
+                core.ledger.borrow_mut().purge();
+                let _ = reply.send(());
+            }
+        }
+    }
+}
