@@ -1,8 +1,26 @@
 //! HTTP/1.1 codec on `httparse`: server requests in, responses out, and the client side's
-//! response framing. Buffers belong to the caller; nothing here allocates or does I/O.
+//! response framing. Buffers belong to the caller; nothing here allocates, and the one I/O
+//! helper, [`read_more`], appends a read to a caller's buffer.
 //!
 //! Why our own codec and not `monoio-http`: see the README's "HTTP codec" section (CPU per
 //! request, and that crate's client keeping dead connections in its pool).
+
+/// Reads once from `stream`, appending to `buf` after its current contents (monoio's
+/// `read(Vec)` would overwrite from index 0). Ensures some spare capacity first.
+pub async fn read_more(
+    stream: &mut monoio::net::TcpStream,
+    mut buf: Vec<u8>,
+    grow_bytes: usize,
+) -> (std::io::Result<usize>, Vec<u8>) {
+    use monoio::{buf::IoBufMut, io::AsyncReadRent};
+    if buf.capacity() - buf.len() < grow_bytes / 2 {
+        buf.reserve(grow_bytes);
+    }
+    let len = buf.len();
+    let cap = buf.capacity();
+    let (read, slice) = stream.read(buf.slice_mut(len..cap)).await;
+    (read, slice.into_inner())
+}
 
 /// Headers parsed per request. A contest request carries 4 to 8; a browser ~15. Past this a
 /// request is refused (431) rather than scanned further.

@@ -6,10 +6,7 @@
 
 use std::{fmt, io, net::SocketAddr, time::Duration};
 
-use monoio::{
-    io::{AsyncReadRent, AsyncWriteRentExt},
-    net::TcpStream,
-};
+use monoio::{io::AsyncWriteRentExt, net::TcpStream};
 use serde::Deserialize;
 
 use crate::{
@@ -149,8 +146,7 @@ async fn call(
                 ParsedResponse::Partial if !eof && buf.len() < RESPONSE_BYTES_MAX => {}
                 _ => return Err(err("sent an unreadable response", None)),
             }
-            buf.reserve(1024);
-            let (read, next) = conn.read(buf).await;
+            let (read, next) = http::read_more(&mut conn, buf, 1024).await;
             buf = next;
             match read {
                 Ok(0) => eof = true,

@@ -8,10 +8,7 @@ use std::{
     time::Duration,
 };
 
-use monoio::{
-    io::{AsyncReadRent, AsyncWriteRentExt},
-    net::TcpStream,
-};
+use monoio::{io::AsyncWriteRentExt, net::TcpStream};
 
 use crate::{
     http::{self, ParsedResponse},
@@ -198,8 +195,7 @@ impl ProcessorClient {
             if buf.len() >= RESPONSE_BYTES_MAX {
                 return Err(AttemptError::Protocol);
             }
-            buf.reserve(IO_BUF_BYTES);
-            let (read, next) = conn.read(buf).await;
+            let (read, next) = http::read_more(&mut conn, buf, IO_BUF_BYTES).await;
             buf = next;
             match read {
                 Ok(0) => eof = true,

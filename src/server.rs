@@ -5,14 +5,14 @@
 use std::{cell::RefCell, rc::Rc, time::Duration};
 
 use monoio::{
-    io::{AsyncReadRent, AsyncWriteRentExt},
+    io::AsyncWriteRentExt,
     net::{TcpListener, TcpStream},
 };
 
 use crate::{
     dispatch,
     http::{self, Limits, Method, Parsed, Request, Status},
-    payment, peer,
+    money, payment, peer,
     summary::{self, SummaryError},
     timestamp,
     worker::Core,
@@ -93,11 +93,8 @@ async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
         if !open {
             return;
         }
-        // Room for one more whole request at the limits; parse_request refuses beyond them.
-        if rbuf.capacity() - rbuf.len() < CONN_BUF_BYTES / 2 {
-            rbuf.reserve(CONN_BUF_BYTES);
-        }
-        let (read, buf) = stream.read(rbuf).await;
+        // parse_request refuses a request beyond the limits, so the buffer stays bounded.
+        let (read, buf) = http::read_more(&mut stream, rbuf, CONN_BUF_BYTES).await;
         rbuf = buf;
         match read {
             Ok(0) | Err(_) => return,
@@ -158,7 +155,10 @@ async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> St
             Err(e) => unavailable(body, &e),
         },
         (b"/health", Method::Get) => {
-            body.extend_from_slice(b"{\"status\":\"ok\"}");
+            // The pid tells the two instances behind the shared port apart.
+            body.extend_from_slice(b"{\"status\":\"ok\",\"pid\":");
+            money::write_u64(body, u64::from(std::process::id()));
+            body.push(b'}');
             Status::Ok
         }
         (b"/payments" | b"/payments-summary" | b"/purge-payments" | b"/health", _) => {
