@@ -1,0 +1,45 @@
+//! Goal: the tuning document and the code name exactly the same environment variables, and the
+//! contest profile sets only variables that exist. Method: read the first column of
+//! `tuning/README.md`'s table and the keys of `tuning/contest.env`, compare with `ENV_VARS`.
+
+use std::collections::BTreeSet;
+
+use payrelay::config::{Config, ENV_VARS};
+
+fn root(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect(path)
+}
+
+#[test]
+fn tuning_doc_lists_exactly_the_variables_the_code_reads() {
+    let doc = root("tuning/README.md");
+    let documented: BTreeSet<&str> = doc
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`').map(|(name, _)| name))
+        .collect();
+    let code: BTreeSet<&str> = ENV_VARS.iter().copied().collect();
+    assert_eq!(documented, code, "tuning/README.md and config::ENV_VARS disagree");
+}
+
+#[test]
+fn contest_profile_is_valid_and_uses_known_variables() {
+    let profile = root("tuning/contest.env");
+    let pairs: Vec<(String, String)> = profile
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (k, v) = line.split_once('=').expect("KEY=VALUE");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    for (key, _) in &pairs {
+        assert!(ENV_VARS.contains(&key.as_str()), "{key} is not a payrelay variable");
+    }
+    let config = Config::from_lookup(|name| {
+        pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("the contest profile parses");
+    assert_eq!(config.workers(), 1);
+}
