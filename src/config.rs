@@ -4,6 +4,7 @@
 //! `tuning/README.md` documents each one, and a test keeps that document and this file in step.
 
 use std::{
+    cell::RefCell,
     fmt,
     net::{SocketAddr, ToSocketAddrs},
     time::Duration,
@@ -28,9 +29,29 @@ pub const QUEUE_LEN_MAX_DEFAULT: usize = 65_536;
 /// Forwards in flight per core. A processor takes 800 in progress (plus 500 queued) for
 /// everyone; two instances of one core each stay under that with room for retries.
 pub const DISPATCH_INFLIGHT_MAX_DEFAULT: usize = 384;
-/// Per-attempt deadline to a processor. Above the largest delay the contest sets (5000 ms):
-/// a first-version forwarder waits for the answer rather than guessing.
-pub const PROCESSOR_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Cap on the per-attempt deadline to a processor (see `PROCESSOR_TIMEOUT_MARGIN_MS`).
+pub const PROCESSOR_TIMEOUT_MS_DEFAULT: u64 = 15_000;
+/// Per-attempt deadline = planned delay + this margin (capped by `PROCESSOR_TIMEOUT_MS`). A
+/// premature timeout turns a payment the processor will store into an unknown one, which our
+/// ledger learns of only on a later retry: a window in which the books disagree. So the
+/// margin covers the largest jump in delay the contest makes (0 → 5000 ms) with room to spare.
+pub const PROCESSOR_TIMEOUT_MARGIN_MS_DEFAULT: u64 = 6_000;
+/// Fee of the default processor, in parts per million (the published rules: 5%).
+pub const FEE_DEFAULT_PPM_DEFAULT: u64 = 50_000;
+/// Fee of the fallback processor, in parts per million (the published rules: 15%).
+pub const FEE_FALLBACK_PPM_DEFAULT: u64 = 150_000;
+/// Expected test time left for a payment arriving now. Under the contest's linear ramp a
+/// payment arrives on average at 2/3 of the test, so a third of a 300 s run remains.
+pub const LAG_HORIZON_MS_DEFAULT: u64 = 100_000;
+/// Health poll interval per processor. The endpoint allows one call per 5 s for everyone.
+pub const HEALTH_POLL_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Refusals in a row that open a core's breaker: fewer reacts to noise, more wastes a
+/// processor's delay on payments that will be refused.
+pub const BREAKER_FAILURES_TO_OPEN_DEFAULT: u32 = 3;
+/// While a breaker is open, one payment probes the processor this often.
+pub const BREAKER_PROBE_INTERVAL_MS_DEFAULT: u64 = 200;
+/// On SIGTERM, how long the instance may take to forward what it holds before it exits.
+pub const DRAIN_DEADLINE_MS_DEFAULT: u64 = 10_000;
 /// Pause after both processors refused a payment, before trying again.
 pub const RETRY_BACKOFF_MS_DEFAULT: u64 = 100;
 /// Deadline for one call to the peer instance over the private link (loopback).
@@ -92,8 +113,24 @@ pub struct Config {
     pub queue_len_max: usize,
     /// Forwards in flight per core.
     pub dispatch_inflight_max: usize,
-    /// Per-attempt deadline to a processor.
+    /// Cap on the per-attempt deadline to a processor.
     pub processor_timeout_ms: u64,
+    /// Per-attempt deadline above the planned delay.
+    pub processor_timeout_margin_ms: u64,
+    /// Default processor's fee, parts per million.
+    pub fee_default_ppm: u64,
+    /// Fallback processor's fee, parts per million.
+    pub fee_fallback_ppm: u64,
+    /// Expected test time left for a payment arriving now (routing's lag risk).
+    pub lag_horizon_ms: u64,
+    /// Health poll interval per processor (at least 5000: the endpoint's limit).
+    pub health_poll_interval_ms: u64,
+    /// Refusals in a row that open a breaker.
+    pub breaker_failures_to_open: u32,
+    /// Probe interval of an open breaker.
+    pub breaker_probe_interval_ms: u64,
+    /// Drain deadline on SIGTERM.
+    pub drain_deadline_ms: u64,
     /// Pause after both processors refused.
     pub retry_backoff_ms: u64,
     /// Deadline of one peer call.
@@ -102,6 +139,8 @@ pub struct Config {
     pub request_head_bytes_max: usize,
     /// Largest request body accepted.
     pub request_body_bytes_max: usize,
+    /// Every variable as read (or defaulted), for the start-up log line.
+    effective: Vec<(&'static str, String)>,
 }
 
 /// Every environment variable the server reads, in the order of `Config`'s fields.
@@ -120,6 +159,14 @@ pub const ENV_VARS: &[&str] = &[
     "QUEUE_LEN_MAX",
     "DISPATCH_INFLIGHT_MAX",
     "PROCESSOR_TIMEOUT_MS",
+    "PROCESSOR_TIMEOUT_MARGIN_MS",
+    "FEE_DEFAULT",
+    "FEE_FALLBACK",
+    "LAG_HORIZON_MS",
+    "HEALTH_POLL_INTERVAL_MS",
+    "BREAKER_FAILURES_TO_OPEN",
+    "BREAKER_PROBE_INTERVAL_MS",
+    "DRAIN_DEADLINE_MS",
     "RETRY_BACKOFF_MS",
     "PEER_TIMEOUT_MS",
     "REQUEST_HEAD_BYTES_MAX",
@@ -154,8 +201,11 @@ impl Config {
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let env = Env { lookup: &lookup };
-        let config = Config {
+        let env = Env {
+            lookup: &lookup,
+            effective: RefCell::new(Vec::new()),
+        };
+        let mut config = Config {
             api_bind_addr: env.addr("API_BIND_ADDR", API_BIND_ADDR_DEFAULT)?,
             peer_bind_addr: env.addr_opt("PEER_BIND_ADDR")?,
             peer_addr: env.addr_opt("PEER_ADDR")?,
@@ -187,6 +237,39 @@ impl Config {
                 1,
                 600_000,
             )?,
+            processor_timeout_margin_ms: env.number(
+                "PROCESSOR_TIMEOUT_MARGIN_MS",
+                PROCESSOR_TIMEOUT_MARGIN_MS_DEFAULT,
+                0,
+                600_000,
+            )?,
+            fee_default_ppm: env.fraction_ppm("FEE_DEFAULT", FEE_DEFAULT_PPM_DEFAULT)?,
+            fee_fallback_ppm: env.fraction_ppm("FEE_FALLBACK", FEE_FALLBACK_PPM_DEFAULT)?,
+            lag_horizon_ms: env.number("LAG_HORIZON_MS", LAG_HORIZON_MS_DEFAULT, 1, 86_400_000)?,
+            health_poll_interval_ms: env.number(
+                "HEALTH_POLL_INTERVAL_MS",
+                HEALTH_POLL_INTERVAL_MS_DEFAULT,
+                5_000,
+                3_600_000,
+            )?,
+            breaker_failures_to_open: env.number(
+                "BREAKER_FAILURES_TO_OPEN",
+                BREAKER_FAILURES_TO_OPEN_DEFAULT,
+                1,
+                1_000,
+            )?,
+            breaker_probe_interval_ms: env.number(
+                "BREAKER_PROBE_INTERVAL_MS",
+                BREAKER_PROBE_INTERVAL_MS_DEFAULT,
+                1,
+                60_000,
+            )?,
+            drain_deadline_ms: env.number(
+                "DRAIN_DEADLINE_MS",
+                DRAIN_DEADLINE_MS_DEFAULT,
+                0,
+                3_600_000,
+            )?,
             retry_backoff_ms: env.number(
                 "RETRY_BACKOFF_MS",
                 RETRY_BACKOFF_MS_DEFAULT,
@@ -206,7 +289,20 @@ impl Config {
                 128,
                 1 << 20,
             )?,
+            effective: Vec::new(),
         };
+        let mut effective = env.effective.into_inner();
+        let position = |name: &str| {
+            ENV_VARS
+                .iter()
+                .position(|v| *v == name)
+                .unwrap_or(usize::MAX)
+        };
+        effective.sort_by_key(|(name, _)| position(name));
+        if config.worker_count == 0 {
+            effective.push(("WORKER_COUNT(auto)", config.workers().to_string()));
+        }
+        config.effective = effective;
         Ok(config)
     }
 
@@ -220,9 +316,10 @@ impl Config {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
-    /// Per-attempt processor deadline.
-    pub fn processor_timeout(&self) -> Duration {
-        Duration::from_millis(self.processor_timeout_ms)
+    /// Per-attempt deadline for a processor whose planned delay is `delay_ms`.
+    pub fn processor_timeout(&self, delay_ms: u64) -> Duration {
+        let ms = delay_ms.saturating_add(self.processor_timeout_margin_ms);
+        Duration::from_millis(ms.min(self.processor_timeout_ms))
     }
 
     /// Backoff after both processors refused.
@@ -237,41 +334,21 @@ impl Config {
 }
 
 impl fmt::Display for Config {
-    /// The single start-up log line: every effective value, `KEY=value` separated by spaces.
+    /// The single start-up log line: every variable's effective value, in `ENV_VARS` order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let opt = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
-        write!(
-            f,
-            "API_BIND_ADDR={} PEER_BIND_ADDR={} PEER_ADDR={} PROCESSOR_DEFAULT_URL={} \
-             PROCESSOR_FALLBACK_URL={} WORKER_COUNT={} WORKER_PIN={} WORKER_CPU_FIRST={} \
-             IO_DRIVER={} IO_URING_ENTRIES={} LISTEN_BACKLOG={} QUEUE_LEN_MAX={} \
-             DISPATCH_INFLIGHT_MAX={} PROCESSOR_TIMEOUT_MS={} RETRY_BACKOFF_MS={} \
-             PEER_TIMEOUT_MS={} REQUEST_HEAD_BYTES_MAX={} REQUEST_BODY_BYTES_MAX={}",
-            self.api_bind_addr,
-            opt(self.peer_bind_addr),
-            opt(self.peer_addr),
-            self.processor_default_url,
-            self.processor_fallback_url,
-            self.workers(),
-            u8::from(self.worker_pin),
-            self.worker_cpu_first,
-            self.io_driver.name(),
-            self.io_uring_entries,
-            self.listen_backlog,
-            self.queue_len_max,
-            self.dispatch_inflight_max,
-            self.processor_timeout_ms,
-            self.retry_backoff_ms,
-            self.peer_timeout_ms,
-            self.request_head_bytes_max,
-            self.request_body_bytes_max,
-        )
+        for (i, (name, value)) in self.effective.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={value}")?;
+        }
+        Ok(())
     }
 }
 
 /// Typed access to one lookup function; empty values count as unset.
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// What each getter settled on, for the log line.
+    effective: RefCell<Vec<(&'static str, String)>>,
 }
 
 impl Env<'_> {
@@ -281,15 +358,52 @@ impl Env<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + Copy,
-    {
+    fn note<T: fmt::Display>(&self, name: &'static str, value: T) -> T {
+        self.effective.borrow_mut().push((name, value.to_string()));
+        value
+    }
+
+    /// A fraction such as `0.05`, as parts per million, up to 6 decimals, in [0, 1].
+    fn fraction_ppm(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
         let Some(raw) = self.get(name) else {
+            self.note(
+                name,
+                format!("{}.{:06}", default / 1_000_000, default % 1_000_000),
+            );
             return Ok(default);
         };
+        let bad = || ConfigError {
+            name,
+            value: raw.clone(),
+            expected: "a fraction such as 0.05",
+        };
+        let (units, frac) = raw.split_once('.').unwrap_or((&raw, ""));
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if units.is_empty() || !digits_ok(units) || !digits_ok(frac) || frac.len() > 6 {
+            return Err(bad());
+        }
+        let units: u64 = units.parse().map_err(|_| bad())?;
+        let frac_ppm: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+        let ppm = units
+            .checked_mul(1_000_000)
+            .and_then(|u| u.checked_add(frac_ppm))
+            .ok_or_else(bad)?;
+        if ppm > 1_000_000 {
+            return Err(bad());
+        }
+        self.note(name, &raw);
+        Ok(ppm)
+    }
+
+    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let Some(raw) = self.get(name) else {
+            return Ok(self.note(name, default));
+        };
         match raw.parse::<T>() {
-            Ok(v) if v >= min && v <= max => Ok(v),
+            Ok(v) if v >= min && v <= max => Ok(self.note(name, v)),
             _ => Err(ConfigError {
                 name,
                 value: raw,
@@ -299,31 +413,40 @@ impl Env<'_> {
     }
 
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(name).as_deref() {
-            None => Ok(default),
-            Some("1" | "true" | "yes" | "on") => Ok(true),
-            Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(raw) => Err(ConfigError {
-                name,
-                value: raw.into(),
-                expected: "1 or 0",
-            }),
-        }
+        let value = match self.get(name).as_deref() {
+            None => default,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(raw) => {
+                return Err(ConfigError {
+                    name,
+                    value: raw.into(),
+                    expected: "1 or 0",
+                });
+            }
+        };
+        self.note(name, u8::from(value));
+        Ok(value)
     }
 
     fn addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
-        parse_addr(name, &raw)
+        parse_addr(name, &raw).map(|addr| self.note(name, addr))
     }
 
     fn addr_opt(&self, name: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
-        self.get(name).map(|raw| parse_addr(name, &raw)).transpose()
+        let addr = self
+            .get(name)
+            .map(|raw| parse_addr(name, &raw))
+            .transpose()?;
+        self.note(name, addr.map_or_else(|| "-".to_owned(), |a| a.to_string()));
+        Ok(addr)
     }
 
     fn url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
         match crate::processor::Endpoint::parse_url(&raw) {
-            Some(_) => Ok(raw),
+            Some(_) => Ok(self.note(name, raw)),
             None => Err(ConfigError {
                 name,
                 value: raw,
@@ -333,16 +456,21 @@ impl Env<'_> {
     }
 
     fn driver(&self, name: &'static str) -> Result<IoDriver, ConfigError> {
-        match self.get(name).as_deref() {
-            None | Some("auto") => Ok(IoDriver::Auto),
-            Some("io_uring" | "iouring" | "uring") => Ok(IoDriver::IoUring),
-            Some("epoll" | "legacy") => Ok(IoDriver::Epoll),
-            Some(raw) => Err(ConfigError {
-                name,
-                value: raw.into(),
-                expected: "auto, io_uring or epoll",
-            }),
-        }
+        let driver = match self.get(name).as_deref() {
+            None | Some("auto") => IoDriver::Auto,
+            Some("io_uring" | "iouring" | "uring") => IoDriver::IoUring,
+            Some("epoll" | "legacy") => IoDriver::Epoll,
+            Some(raw) => {
+                let expected = "auto, io_uring or epoll";
+                return Err(ConfigError {
+                    name,
+                    value: raw.into(),
+                    expected,
+                });
+            }
+        };
+        self.note(name, driver.name());
+        Ok(driver)
     }
 }
 

@@ -1,27 +1,57 @@
 //! Dispatch: takes accepted payments off the core's queue and forwards each until `settle`
-//! says where it is stored, then records it in the core's ledger shard.
+//! says where it is stored, then records it, once, in the core's ledger shard.
 //!
 //! Up to `DISPATCH_INFLIGHT_MAX` forwarding tasks run per core. A task starts when a payment
 //! arrives and a slot is free, and keeps draining the queue until it is empty, so the queue
 //! never waits behind a slow processor while a slot is idle, and a quiet core has no task.
+//! Where each attempt goes is `route::choose`'s decision; after an unknown outcome the payment
+//! stays with that processor (see `settle`).
 //!
-//! Routing (first version): the default processor first; when it says "not stored", the
-//! fallback; when both refuse, back off and go round again. After an unknown outcome the
-//! payment stays with that processor (see `settle`).
+//! # Consistency: when a payment becomes visible, and where
+//!
+//! The checker asks, at an instant T, both processors and us for the payments whose
+//! `requestedAt` lies in `[T − 15 s, T − 2 s]` (1.5 s in the preview), in parallel. A processor
+//! holds a request for its delay d, then inserts it and answers; we record it when the answer
+//! arrives, ε later (a fraction of a millisecond, more if the core is busy). A payment is in
+//! one book and not the other only during `[insert, record)`, and the checker sees that only
+//! if its `requestedAt` r is already inside the window then: `r ≤ insert − 2 s`.
+//!
+//! With `requestedAt` = the instant we send, s, that is `s ≤ s + d − 2 s`: any delay of 2 s or
+//! more exposes every check to every payment in `[insert, record)`, and the three parallel
+//! queries are not evaluated at one instant either, which widens the window. So we set
+//! `requestedAt = s + d̂`, with d̂ the planned delay (`health::ProcessorHealth::delay_ms`: the
+//! larger of the polled `minResponseTime` and the latest observed latency). The insert then
+//! happens at `s + d + small ≤ r + (d − d̂) + small`, and the payment can only be in the window
+//! of a check at `T ≥ r + 2 s`, by which time both books have had it for about 2 s — as long as
+//! `d − d̂ < 2 s`. Overestimating d is always safe; underestimating by 2 s needs the delay to
+//! jump by 2 s within the few seconds before a poll or a response reveals it.
+//!
+//! The cost of d̂ is at the end of the test: the final totals count `requestedAt ≤ now`, so a
+//! payment stored just before the end with r in the future would not count. With d̂ ≈ d that
+//! payment would not have been stored in time anyway.
+//!
+//! Retries after an unknown outcome keep r: the processor may already hold the payment with it,
+//! and a 422 then means "stored, with the r of the earlier attempt". Timeouts are kept well above
+//! the planned delay (`PROCESSOR_TIMEOUT_MARGIN_MS`) because a premature one opens exactly the
+//! `[insert, record)` gap above, until a retry learns the answer.
 
 use std::{rc::Rc, time::Duration};
+
+use monoio::time::Instant;
 
 use crate::{
     ledger::{Entry, Processor},
     payment::Payment,
+    processor::Attempt,
     queue::QueueFull,
+    route::{self, Load, Route, View},
     settle::{self, Outcome},
     timestamp,
     worker::Core,
 };
 
-/// Longest pause between two rounds of retries of one payment. Backoff doubles from
-/// `RETRY_BACKOFF_MS` up to this, so a payment notices a recovered processor within ~1 s.
+/// Longest pause between two retries of a payment whose outcome is unknown. Backoff doubles
+/// from `RETRY_BACKOFF_MS` up to this, so a recovered processor is noticed within ~1 s.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 
 /// Accepts `payment` onto the core: straight into a free forwarding slot, or into the queue.
@@ -45,21 +75,64 @@ async fn drain(core: Rc<Core>, first: Payment) {
     core.inflight.set(core.inflight.get() - 1);
 }
 
+/// Where the core would send a payment now; `refused_by` just said "not stored" to it.
+fn route(core: &Core, refused_by: Option<Processor>) -> Route {
+    let now = std::time::Instant::now();
+    let fees = [core.config.fee_default_ppm, core.config.fee_fallback_ppm];
+    let views = Processor::ALL.map(|p| {
+        let health = core.health(p);
+        View {
+            usable: refused_by != Some(p) && health.usable(now),
+            delay_ms: health.delay_ms(),
+            fee_ppm: fees[p.index()],
+        }
+    });
+    let load = Load {
+        queue_len: core.queue.borrow().len(),
+        slots: core.config.dispatch_inflight_max,
+        horizon_ms: core.config.lag_horizon_ms,
+    };
+    route::choose(views, load)
+}
+
 /// Forwards one payment until it is stored (or refused for good), and records it once.
 async fn forward(core: &Core, payment: Payment) {
     // Set after an unknown outcome: the processor that may hold the payment, and the
     // `requestedAt` it may hold it with. Every later attempt repeats exactly that.
     let mut pinned: Option<(Processor, i64)> = None;
-    let mut target = Processor::Default;
+    let mut refused_by: Option<Processor> = None;
     let mut backoff = core.config.retry_backoff();
-    let mut refusals_in_round = 0;
     loop {
-        let (processor, requested_at_ms) = pinned.unwrap_or_else(|| (target, timestamp::now_ms()));
+        let (processor, requested_at_ms) = match pinned {
+            Some(pin) => pin,
+            None => match route(core, refused_by) {
+                Route::Send(p) => {
+                    let planned_delay_ms = core.health(p).delay_ms();
+                    (
+                        p,
+                        timestamp::now_ms().saturating_add(planned_delay_ms as i64),
+                    )
+                }
+                Route::Wait => {
+                    // Nothing usable: look again when the next probe is due.
+                    refused_by = None;
+                    let probe_interval = core.config.breaker_probe_interval_ms;
+                    monoio::time::sleep(Duration::from_millis(probe_interval)).await;
+                    continue;
+                }
+            },
+        };
+        let timeout = core
+            .config
+            .processor_timeout(core.health(processor).delay_ms());
+        let started = Instant::now();
         let attempt = core
             .processor(processor)
-            .post_payment(&payment, requested_at_ms)
+            .post_payment(&payment, requested_at_ms, timeout)
             .await;
-        match settle::classify(&attempt, pinned.is_some()) {
+        let outcome = settle::classify(&attempt, pinned.is_some());
+        observe(core, processor, &attempt, outcome, started.elapsed());
+        match outcome {
             Outcome::Stored => {
                 let entry = Entry {
                     requested_at_ms,
@@ -90,16 +163,21 @@ async fn forward(core: &Core, payment: Payment) {
                 monoio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
-            Outcome::NotStored => {
-                refusals_in_round += 1;
-                target = processor.other();
-                if refusals_in_round == 2 {
-                    refusals_in_round = 0;
-                    target = Processor::Default;
-                    monoio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-                }
-            }
+            Outcome::NotStored => refused_by = Some(processor),
         }
+    }
+}
+
+/// Feeds an attempt's result to the core's health view of that processor.
+fn observe(core: &Core, processor: Processor, attempt: &Attempt, outcome: Outcome, took: Duration) {
+    let health = core.health(processor);
+    // Every answer but 429 (refused before the delay) comes after the processor's delay.
+    if matches!(attempt, Ok(status) if *status != 429) {
+        health.observe_latency(took);
+    }
+    match outcome {
+        Outcome::Stored | Outcome::Duplicate => health.record_success(),
+        Outcome::NotStored | Outcome::Unknown => health.record_failure(std::time::Instant::now()),
+        Outcome::Refused => {}
     }
 }

@@ -22,6 +22,62 @@ pub async fn read_more(
     (read, slice.into_inner())
 }
 
+/// Largest response [`call_once`] reads: its callers' answers are under 1 KiB.
+const CALL_RESPONSE_BYTES_MAX: usize = 16 * 1024;
+
+/// Why a [`call_once`] failed: a fixed description and the I/O error kind, if any.
+#[derive(Clone, Copy, Debug)]
+pub struct CallError {
+    /// What went wrong, for messages ("unreachable", "timed out", ...).
+    pub what: &'static str,
+    /// The underlying I/O error.
+    pub kind: Option<std::io::ErrorKind>,
+}
+
+/// One request on a fresh connection, for rare calls (peer link, health polls): the status
+/// and body of the answer, within `timeout`.
+pub async fn call_once(
+    addr: std::net::SocketAddr,
+    request: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<(u16, Vec<u8>), CallError> {
+    use monoio::io::AsyncWriteRentExt;
+    let err = |what, kind| CallError { what, kind };
+    let exchange = async {
+        let mut conn = monoio::net::TcpStream::connect_addr(addr)
+            .await
+            .map_err(|e| err("unreachable", Some(e.kind())))?;
+        let (written, mut buf) = conn.write_all(request).await;
+        written.map_err(|e| err("dropped the request", Some(e.kind())))?;
+        buf.clear();
+        let mut eof = false;
+        loop {
+            match parse_response(&buf, eof) {
+                ParsedResponse::Complete {
+                    status,
+                    body: (start, end),
+                    ..
+                } => {
+                    return Ok((status, buf[start..end].to_vec()));
+                }
+                ParsedResponse::Partial if !eof && buf.len() < CALL_RESPONSE_BYTES_MAX => {}
+                _ => return Err(err("sent an unreadable response", None)),
+            }
+            let (read, next) = read_more(&mut conn, buf, 1024).await;
+            buf = next;
+            match read {
+                Ok(0) => eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(err("dropped the connection", Some(e.kind()))),
+            }
+        }
+    };
+    match monoio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(err("timed out", None)),
+    }
+}
+
 /// Headers parsed per request. A contest request carries 4 to 8; a browser ~15. Past this a
 /// request is refused (431) rather than scanned further.
 pub const HEADERS_MAX: usize = 32;

@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod health;
 pub mod http;
 pub mod ledger;
 pub mod money;
@@ -31,6 +32,7 @@ pub mod payment;
 pub mod peer;
 pub mod processor;
 pub mod queue;
+pub mod route;
 pub mod server;
 pub mod settle;
 pub mod summary;

@@ -1,6 +1,9 @@
-//! `payrelay`: read the configuration, start the cores, serve until killed.
+//! `payrelay`: read the configuration, start the cores, serve until SIGTERM, drain, exit.
 
-use std::process::ExitCode;
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use payrelay::{config::Config, worker};
 
@@ -14,19 +17,55 @@ fn main() -> ExitCode {
     };
     // Lives for the whole process; every core reads it.
     let config: &'static Config = Box::leak(Box::new(config));
-    let workers = match worker::start(config) {
-        Ok(workers) => workers,
+    // Blocked before the workers exist, so they inherit the mask and only this thread
+    // ever takes SIGTERM/SIGINT, synchronously, below.
+    let signals = block_termination_signals();
+    let (workers, mesh) = match worker::start(config) {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("payrelay: start: {e}");
             return ExitCode::FAILURE;
         }
     };
     eprintln!("payrelay: ready, {} cores", workers.len());
-    for worker in workers {
-        // A worker only returns if its core failed; with panic=abort it never unwinds here.
-        if worker.join().is_err() {
-            return ExitCode::FAILURE;
+    let signal = wait_for(&signals);
+    let deadline = Instant::now() + Duration::from_millis(config.drain_deadline_ms);
+    eprintln!(
+        "payrelay: signal {signal}: draining (deadline {} ms)",
+        config.drain_deadline_ms
+    );
+    let left = worker::drain_all(&mesh, deadline);
+    if left == 0 {
+        eprintln!("payrelay: drained; exiting");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("payrelay: drain deadline passed with {left} payments not forwarded");
+        ExitCode::FAILURE
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it starts).
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it before use, and
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the blocked signals and returns its number.
+fn wait_for(set: &libc::sigset_t) -> i32 {
+    loop {
+        let mut signal = 0;
+        // SAFETY: `set` was initialised by block_termination_signals; `signal` is a valid
+        // out-pointer for the duration of the call.
+        if unsafe { libc::sigwait(set, &mut signal) } == 0 {
+            return signal;
         }
     }
-    ExitCode::SUCCESS
 }

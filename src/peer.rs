@@ -6,11 +6,11 @@
 
 use std::{fmt, io, net::SocketAddr, time::Duration};
 
-use monoio::{io::AsyncWriteRentExt, net::TcpStream};
 use serde::Deserialize;
 
 use crate::{
-    http::{self, ParsedResponse},
+    health::{self, Report},
+    http,
     ledger::{Processor, ShardSummary, TimeRange, Totals},
     money, summary,
 };
@@ -19,9 +19,8 @@ use crate::{
 pub const SUMMARY_PATH: &[u8] = b"/internal/summary";
 /// Path of the instance-local purge on the peer link.
 pub const PURGE_PATH: &[u8] = b"/internal/purge";
-
-/// Largest peer response read; a summary is under 100 bytes.
-const RESPONSE_BYTES_MAX: usize = 16 * 1024;
+/// Path where the peer's health poller reports.
+pub const HEALTH_PATH: &[u8] = b"/internal/health";
 
 /// A failed peer call, with the peer's address for the error message.
 #[derive(Debug)]
@@ -29,6 +28,27 @@ pub struct PeerError {
     addr: SocketAddr,
     what: &'static str,
     kind: Option<io::ErrorKind>,
+}
+
+impl PeerError {
+    fn call(addr: SocketAddr, e: http::CallError) -> PeerError {
+        PeerError {
+            addr,
+            what: e.what,
+            kind: e.kind,
+        }
+    }
+}
+
+/// One request to the peer on a fresh connection (calls are rare: nothing to go stale).
+async fn call(
+    addr: SocketAddr,
+    request: Vec<u8>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), PeerError> {
+    http::call_once(addr, request, timeout)
+        .await
+        .map_err(|e| PeerError::call(addr, e))
 }
 
 impl fmt::Display for PeerError {
@@ -101,6 +121,30 @@ pub async fn fetch_summary(
     })
 }
 
+/// Tells the peer what a health poll saw.
+pub async fn send_health(
+    addr: SocketAddr,
+    report: Report,
+    timeout: Duration,
+) -> Result<(), PeerError> {
+    let mut request = Vec::with_capacity(128);
+    request.extend_from_slice(b"POST ");
+    request.extend_from_slice(HEALTH_PATH);
+    request.push(b'?');
+    health::write_report_query(&mut request, report);
+    request.extend_from_slice(
+        b" HTTP/1.1\r\nHost: peer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    match call(addr, request, timeout).await? {
+        (200, _) => Ok(()),
+        _ => Err(PeerError {
+            addr,
+            what: "refused a health report",
+            kind: None,
+        }),
+    }
+}
+
 /// Asks the peer instance to empty its shards.
 pub async fn purge(addr: SocketAddr, timeout: Duration) -> Result<(), PeerError> {
     let mut request = Vec::with_capacity(96);
@@ -116,48 +160,6 @@ pub async fn purge(addr: SocketAddr, timeout: Duration) -> Result<(), PeerError>
             what: "answered an error to the purge",
             kind: None,
         }),
-    }
-}
-
-/// One request on a fresh connection: the status and body of the answer.
-async fn call(
-    addr: SocketAddr,
-    request: Vec<u8>,
-    timeout: Duration,
-) -> Result<(u16, Vec<u8>), PeerError> {
-    let err = |what, kind| PeerError { addr, what, kind };
-    let exchange = async {
-        let mut conn = TcpStream::connect_addr(addr)
-            .await
-            .map_err(|e| err("unreachable", Some(e.kind())))?;
-        let (written, mut buf) = conn.write_all(request).await;
-        written.map_err(|e| err("dropped the request", Some(e.kind())))?;
-        buf.clear();
-        let mut eof = false;
-        loop {
-            match http::parse_response(&buf, eof) {
-                ParsedResponse::Complete {
-                    status,
-                    body: (start, end),
-                    ..
-                } => {
-                    return Ok((status, buf[start..end].to_vec()));
-                }
-                ParsedResponse::Partial if !eof && buf.len() < RESPONSE_BYTES_MAX => {}
-                _ => return Err(err("sent an unreadable response", None)),
-            }
-            let (read, next) = http::read_more(&mut conn, buf, 1024).await;
-            buf = next;
-            match read {
-                Ok(0) => eof = true,
-                Ok(_) => {}
-                Err(e) => return Err(err("dropped the connection", Some(e.kind()))),
-            }
-        }
-    };
-    match monoio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(err("timed out", None)),
     }
 }
 

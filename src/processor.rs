@@ -105,38 +105,34 @@ pub struct ProcessorClient {
     idle_max: usize,
     /// Spare I/O buffers, so steady-state forwarding allocates nothing.
     spare_bufs: RefCell<Vec<Vec<u8>>>,
-    /// Per-attempt deadline.
-    timeout: Duration,
     /// Connections opened, for the stats.
     pub connects: Cell<u64>,
 }
 
 impl ProcessorClient {
     /// A client with no connection yet; they open on demand.
-    pub fn new(
-        processor: Processor,
-        endpoint: Endpoint,
-        idle_max: usize,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(processor: Processor, endpoint: Endpoint, idle_max: usize) -> Self {
         ProcessorClient {
             processor,
             endpoint,
             idle: RefCell::new(Vec::new()),
             idle_max,
             spare_bufs: RefCell::new(Vec::new()),
-            timeout,
             connects: Cell::new(0),
         }
     }
 
-    /// Sends `payment` with `requestedAt = requested_at_ms` and reads the status, within the
-    /// per-attempt deadline.
-    pub async fn post_payment(&self, payment: &Payment, requested_at_ms: i64) -> Attempt {
+    /// Sends `payment` with `requestedAt = requested_at_ms` and reads the status, within
+    /// `timeout`.
+    pub async fn post_payment(
+        &self,
+        payment: &Payment,
+        requested_at_ms: i64,
+        timeout: Duration,
+    ) -> Attempt {
         let sent = Cell::new(false);
-        match monoio::time::timeout(self.timeout, self.attempt(payment, requested_at_ms, &sent))
-            .await
-        {
+        let attempt = self.attempt(payment, requested_at_ms, &sent);
+        match monoio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(AttemptError::Timeout { sent: sent.get() }),
         }
@@ -279,7 +275,7 @@ mod tests {
             authority: "h:1".into(),
             addr: "127.0.0.1:1".parse().unwrap(),
         };
-        let client = ProcessorClient::new(Processor::Default, endpoint, 4, Duration::from_secs(1));
+        let client = ProcessorClient::new(Processor::Default, endpoint, 4);
         let payment = Payment {
             correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3",
             cents: 1990,

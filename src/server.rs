@@ -10,7 +10,7 @@ use monoio::{
 };
 
 use crate::{
-    dispatch,
+    dispatch, health,
     http::{self, Limits, Method, Parsed, Request, Status},
     money, payment, peer,
     summary::{self, SummaryError},
@@ -183,6 +183,18 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> S
                 Err(e) => unavailable(body, &e),
             }
         }
+        (peer::HEALTH_PATH, Method::Post) => match health::parse_report_query(req.query) {
+            Some(report) => {
+                core.broadcast_health(report);
+                body.extend_from_slice(b"{}");
+                Status::Ok
+            }
+            None => error(
+                body,
+                Status::BadRequest,
+                "processor, failing and delay_ms are required",
+            ),
+        },
         (peer::PURGE_PATH, Method::Post) => match summary::purge_instance(core).await {
             Ok(()) => {
                 body.extend_from_slice(b"{}");
@@ -190,7 +202,7 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> S
             }
             Err(e) => unavailable(body, &e),
         },
-        (peer::SUMMARY_PATH | peer::PURGE_PATH, _) => {
+        (peer::SUMMARY_PATH | peer::PURGE_PATH | peer::HEALTH_PATH, _) => {
             error(body, Status::MethodNotAllowed, "method not allowed")
         }
         _ => error(body, Status::NotFound, "not found"),

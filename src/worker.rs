@@ -8,6 +8,7 @@ use std::{
     rc::Rc,
     sync::{Arc, mpsc},
     thread,
+    time::{Duration, Instant},
 };
 
 use monoio::{
@@ -17,7 +18,9 @@ use monoio::{
 
 use crate::{
     config::{Config, IoDriver},
+    health::{self, ProcessorHealth, Report},
     ledger::{Processor, Shard, ShardSummary, TimeRange},
+    peer,
     processor::{Endpoint, ProcessorClient},
     queue::Queue,
     server::{self, DateCache, Surface},
@@ -36,6 +39,15 @@ pub enum CoreMsg {
     Purge {
         /// Answered once done.
         reply: flume::Sender<()>,
+    },
+    /// "Here is what the health poll saw."
+    Health(Report),
+    /// "Stop accepting, forward what you hold, answer when done or at `deadline`."
+    Drain {
+        /// When to give up on what is left.
+        deadline: Instant,
+        /// Payments still held (queued or in flight) when the core answered.
+        reply: flume::Sender<usize>,
     },
 }
 
@@ -72,6 +84,15 @@ pub struct Core {
     pub inflight: Cell<usize>,
     /// Clients for the two processors, indexed by [`Processor::index`].
     processors: [ProcessorClient; 2],
+    /// What this core believes about each processor, indexed by [`Processor::index`].
+    health: [ProcessorHealth; 2],
+    /// Core 0 only: when news of each processor last arrived (own poll or peer report),
+    /// to know when to take over a dead peer's polling.
+    pub health_news_at: [Cell<Instant>; 2],
+    /// Set once on SIGTERM: the listener is closed and the core is emptying itself.
+    pub draining: Cell<bool>,
+    /// Wakes the accept loop on drain.
+    stop_accepting: (flume::Sender<()>, flume::Receiver<()>),
     /// Cached `Date` header value.
     pub date: DateCache,
     /// Counters.
@@ -82,6 +103,28 @@ impl Core {
     /// The client of one processor.
     pub fn processor(&self, processor: Processor) -> &ProcessorClient {
         &self.processors[processor.index()]
+    }
+
+    /// This core's view of one processor's health.
+    pub fn health(&self, processor: Processor) -> &ProcessorHealth {
+        &self.health[processor.index()]
+    }
+
+    /// Applies a health report here and sends it to every other core of this instance.
+    pub fn broadcast_health(&self, report: Report) {
+        self.health(report.processor).apply(report, Instant::now());
+        self.health_news_at[report.processor.index()].set(Instant::now());
+        for (id, mailbox) in self.mesh.iter().enumerate() {
+            if id != self.id {
+                // A core that is gone has nobody to inform.
+                let _ = mailbox.send(CoreMsg::Health(report));
+            }
+        }
+    }
+
+    /// Payments this core holds: queued plus in flight.
+    pub fn held(&self) -> usize {
+        self.queue.borrow().len() + self.inflight.get()
     }
 }
 
@@ -96,7 +139,7 @@ struct Plan {
 
 /// Starts one worker per core and returns once every one is listening (or the first error).
 /// The returned handles run until the process exits.
-pub fn start(config: &'static Config) -> io::Result<Vec<thread::JoinHandle<()>>> {
+pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>, Mesh)> {
     let driver = choose_driver(config)?;
     let endpoints = [
         Endpoint::resolve(&config.processor_default_url)?,
@@ -109,11 +152,12 @@ pub fn start(config: &'static Config) -> io::Result<Vec<thread::JoinHandle<()>>>
     } else {
         Vec::new()
     };
+    let mesh: Mesh = senders.into();
     let plan = Arc::new(Plan {
         config,
         driver,
         endpoints,
-        mesh: senders.into(),
+        mesh: Arc::clone(&mesh),
         cpus,
     });
     eprintln!("payrelay: {config} io_driver_used={}", driver.name());
@@ -136,7 +180,35 @@ pub fn start(config: &'static Config) -> io::Result<Vec<thread::JoinHandle<()>>>
             Err(_) => return Err(io::Error::other("a worker exited before it was ready")),
         }
     }
-    Ok(handles)
+    Ok((handles, mesh))
+}
+
+/// Asks every core to stop accepting and forward what it holds (SIGTERM). Returns the
+/// payments still held when the deadline passed (0 when everything was forwarded).
+pub fn drain_all(mesh: &Mesh, deadline: Instant) -> usize {
+    let (reply, replies) = flume::unbounded();
+    let asked = mesh
+        .iter()
+        .filter(|mailbox| {
+            mailbox
+                .send(CoreMsg::Drain {
+                    deadline,
+                    reply: reply.clone(),
+                })
+                .is_ok()
+        })
+        .count();
+    drop(reply);
+    // Each core answers by the deadline; a core that is gone answers never, hence the limit.
+    let limit = deadline + Duration::from_secs(1);
+    (0..asked)
+        .map(|_| {
+            let wait = limit.saturating_duration_since(Instant::now());
+            replies
+                .recv_timeout(wait)
+                .unwrap_or(usize::MAX / asked.max(1))
+        })
+        .sum()
 }
 
 /// Resolves `Auto` by building (and dropping) one io_uring ring: Docker's default seccomp
@@ -222,9 +294,17 @@ async fn core_main(
                 p,
                 plan.endpoints[p.index()].clone(),
                 config.dispatch_inflight_max,
-                config.processor_timeout(),
             )
         }),
+        health: Processor::ALL.map(|_| {
+            ProcessorHealth::new(
+                config.breaker_failures_to_open,
+                Duration::from_millis(config.breaker_probe_interval_ms),
+            )
+        }),
+        health_news_at: Processor::ALL.map(|_| Cell::new(Instant::now())),
+        draining: Cell::new(false),
+        stop_accepting: flume::bounded(1),
         date: DateCache::default(),
         stats: Stats::default(),
     });
@@ -240,9 +320,48 @@ async fn core_main(
     if let Some(peer) = peer {
         monoio::spawn(server::run(Rc::clone(&core), peer, Surface::Peer));
     }
+    if id == 0 {
+        monoio::spawn(poll_health(Rc::clone(&core), plan.endpoints.clone()));
+    }
     let _ = ready.send(Ok(()));
     drop(ready);
-    server::run(core, api, Surface::Api).await;
+    let stop = core.stop_accepting.1.clone();
+    monoio::select! {
+        _ = server::run(Rc::clone(&core), api, Surface::Api) => {}
+        _ = stop.recv_async() => {}
+    }
+    // The listener is closed: new connections go to the other cores of the SO_REUSEPORT
+    // group. Connections already open keep being served until the process exits.
+    std::future::pending::<()>().await;
+}
+
+/// Core 0's health poller: polls the processors this instance is responsible for (or whose
+/// news stopped arriving from the peer) once per interval, and shares each report.
+async fn poll_health(core: Rc<Core>, endpoints: [Endpoint; 2]) {
+    let config = core.config;
+    let interval = Duration::from_millis(config.health_poll_interval_ms);
+    let ours = health::polled_here(config.peer_bind_addr, config.peer_addr);
+    let takeover_after = interval * health::TAKEOVER_AFTER_POLLS;
+    loop {
+        for processor in Processor::ALL {
+            let i = processor.index();
+            let silent = core.health_news_at[i].get().elapsed() >= takeover_after;
+            if !ours[i] && !silent {
+                continue;
+            }
+            let endpoint = &endpoints[i];
+            let Some(report) = health::poll(processor, endpoint.addr, &endpoint.authority).await
+            else {
+                continue;
+            };
+            core.broadcast_health(report);
+            if let Some(peer) = config.peer_addr {
+                // A peer that is down learns nothing; it polls for itself once it is back.
+                let _ = peer::send_health(peer, report, config.peer_timeout()).await;
+            }
+        }
+        monoio::time::sleep(interval).await;
+    }
 }
 
 /// Binds the API listener (every core, `SO_REUSEPORT` so the kernel spreads connections over
@@ -276,6 +395,18 @@ fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListen
     Ok((api, peer))
 }
 
+/// Stops accepting and waits until the core holds no payment, or the deadline.
+async fn drain(core: Rc<Core>, deadline: Instant, reply: flume::Sender<usize>) {
+    /// How often a draining core looks at what it still holds.
+    const DRAIN_POLL: Duration = Duration::from_millis(10);
+    core.draining.set(true);
+    let _ = core.stop_accepting.0.try_send(());
+    while core.held() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    let _ = reply.send(core.held());
+}
+
 /// Answers other cores' messages for as long as the process lives.
 async fn serve_mailbox(core: Rc<Core>, mailbox: flume::Receiver<CoreMsg>) {
     while let Ok(msg) = mailbox.recv_async().await {
@@ -286,6 +417,10 @@ async fn serve_mailbox(core: Rc<Core>, mailbox: flume::Receiver<CoreMsg>) {
             CoreMsg::Purge { reply } => {
                 core.ledger.borrow_mut().purge();
                 let _ = reply.send(());
+            }
+            CoreMsg::Health(report) => core.health(report.processor).apply(report, Instant::now()),
+            CoreMsg::Drain { deadline, reply } => {
+                monoio::spawn(drain(Rc::clone(&core), deadline, reply));
             }
         }
     }

@@ -1,0 +1,334 @@
+//! Health: what a core believes about each processor — a breaker fed by its own attempts, and
+//! the deployment's single health poll, shared by message.
+//!
+//! `GET /payments/service-health` allows one call per 5 s per processor for everyone, so the
+//! deployment polls each processor from exactly one place: core 0 of one instance. With a peer,
+//! the instance whose private address sorts first polls the default and the other polls the
+//! fallback; each sends what it saw to every local core ([`crate::worker::CoreMsg::Health`])
+//! and to the peer (`POST /internal/health`), which does the same for its cores. An instance
+//! that hears nothing about a processor for [`TAKEOVER_AFTER_POLLS`] intervals polls it
+//! itself, until the peer's reports resume: a dead or restarting peer costs at most a few
+//! seconds of stale health, and an overlap costs one `429`.
+//!
+//! Between polls each core's breaker reacts to what its own attempts see, with hysteresis:
+//! it opens after `BREAKER_OPEN_AFTER_FAILURES` refusals in a row (or when the poll says
+//! `failing`), lets one probe through every `BREAKER_PROBE_INTERVAL_MS` while open, and closes
+//! after [`CLOSE_AFTER_SUCCESSES`] stored payments in a row.
+
+use std::{
+    cell::Cell,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+
+use crate::{http, ledger::Processor};
+
+/// Stored payments in a row that close an open breaker. Two, so one lucky probe during
+/// flapping does not send the whole queue into a processor that fails again at once.
+pub const CLOSE_AFTER_SUCCESSES: u32 = 2;
+
+/// Polling intervals without news from the peer after which an instance polls a processor
+/// itself. Three: one lost report is noise, three is a peer that is gone.
+pub const TAKEOVER_AFTER_POLLS: u32 = 3;
+
+/// Deadline of one health call. The endpoint answers at once unless our call was queued
+/// behind another caller's, which only happens during a takeover overlap.
+pub const HEALTH_CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A health report: the processor's own view, from its `service-health` endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Which processor.
+    pub processor: Processor,
+    /// Its failure switch.
+    pub failing: bool,
+    /// Its configured delay (`minResponseTime`), ms.
+    pub delay_ms: u64,
+}
+
+/// One core's knowledge of one processor. Owned by the core; updated by its own attempts and
+/// by health reports.
+#[derive(Debug)]
+pub struct ProcessorHealth {
+    /// Breaker open: the processor is presumed to refuse.
+    open: Cell<bool>,
+    /// Refusals in a row while closed.
+    failures_in_row: Cell<u32>,
+    /// Stored payments in a row while open.
+    successes_in_row: Cell<u32>,
+    /// While open: when the next probe may go.
+    next_probe_at: Cell<Instant>,
+    /// Latest polled delay, ms.
+    polled_delay_ms: Cell<u64>,
+    /// Latency of the latest answered attempt, ms (the delay plus a little).
+    observed_delay_ms: Cell<u64>,
+    /// Failures in a row that open the breaker.
+    open_after_failures: u32,
+    /// Pause between probes while open.
+    probe_interval: Duration,
+}
+
+impl ProcessorHealth {
+    /// A closed breaker with no delay known.
+    pub fn new(open_after_failures: u32, probe_interval: Duration) -> ProcessorHealth {
+        ProcessorHealth {
+            open: Cell::new(false),
+            failures_in_row: Cell::new(0),
+            successes_in_row: Cell::new(0),
+            next_probe_at: Cell::new(Instant::now()),
+            polled_delay_ms: Cell::new(0),
+            observed_delay_ms: Cell::new(0),
+            open_after_failures: open_after_failures.max(1),
+            probe_interval,
+        }
+    }
+
+    /// Whether a payment may be sent now. While open, one probe per interval: asking
+    /// reserves the probe, so only one payment is routed as a probe.
+    pub fn usable(&self, now: Instant) -> bool {
+        if !self.open.get() {
+            return true;
+        }
+        if now >= self.next_probe_at.get() {
+            self.next_probe_at.set(now + self.probe_interval);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the breaker is open (for metrics and tests; routing uses [`Self::usable`]).
+    pub fn is_open(&self) -> bool {
+        self.open.get()
+    }
+
+    /// The delay to plan with: the larger of the polled and the observed one. Erring high
+    /// is safe for consistency (see `dispatch`); erring low is not.
+    pub fn delay_ms(&self) -> u64 {
+        self.polled_delay_ms.get().max(self.observed_delay_ms.get())
+    }
+
+    /// An attempt got an answer after `latency`, which tracks the processor's delay.
+    pub fn observe_latency(&self, latency: Duration) {
+        self.observed_delay_ms.set(latency.as_millis() as u64);
+    }
+
+    /// A payment was stored there.
+    pub fn record_success(&self) {
+        self.failures_in_row.set(0);
+        if self.open.get() {
+            let successes = self.successes_in_row.get() + 1;
+            self.successes_in_row.set(successes);
+            if successes >= CLOSE_AFTER_SUCCESSES {
+                self.open.set(false);
+                self.successes_in_row.set(0);
+            } else {
+                // Confirm at once rather than after a full probe interval.
+                self.next_probe_at.set(Instant::now());
+            }
+        }
+    }
+
+    /// An attempt was refused (429, 5xx, no connection) or timed out.
+    pub fn record_failure(&self, now: Instant) {
+        self.successes_in_row.set(0);
+        if self.open.get() {
+            self.next_probe_at.set(now + self.probe_interval);
+            return;
+        }
+        let failures = self.failures_in_row.get() + 1;
+        self.failures_in_row.set(failures);
+        if failures >= self.open_after_failures {
+            self.trip(now);
+        }
+    }
+
+    /// A health report arrived.
+    pub fn apply(&self, report: Report, now: Instant) {
+        self.polled_delay_ms.set(report.delay_ms);
+        if report.failing {
+            if !self.open.get() {
+                self.trip(now);
+            }
+        } else if self.open.get() {
+            // The processor says it works again: probe now instead of at the next tick.
+            self.next_probe_at.set(now);
+        }
+    }
+
+    fn trip(&self, now: Instant) {
+        self.open.set(true);
+        self.failures_in_row.set(0);
+        self.successes_in_row.set(0);
+        self.next_probe_at.set(now + self.probe_interval);
+    }
+}
+
+/// Which processors this instance polls, given both private addresses.
+pub fn polled_here(own: Option<SocketAddr>, peer: Option<SocketAddr>) -> [bool; 2] {
+    match (own, peer) {
+        (Some(own), Some(peer)) if own < peer => [true, false],
+        (Some(_), Some(_)) => [false, true],
+        // Alone (or no address to agree on): poll both.
+        _ => [true, true],
+    }
+}
+
+#[derive(Deserialize)]
+struct HealthJson {
+    failing: bool,
+    #[serde(rename = "minResponseTime")]
+    min_response_time: u64,
+}
+
+/// Calls the health endpoint once. `None` when it did not answer usefully (including the
+/// `429` of an overlap): no news, not bad news.
+pub async fn poll(processor: Processor, addr: SocketAddr, authority: &str) -> Option<Report> {
+    let request = format!(
+        "GET /payments/service-health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = http::call_once(addr, request.into_bytes(), HEALTH_CALL_TIMEOUT)
+        .await
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let json: HealthJson = sonic_rs::from_slice(&body).ok()?;
+    Some(Report {
+        processor,
+        failing: json.failing,
+        delay_ms: json.min_response_time,
+    })
+}
+
+/// Peer-link query for a report: `processor=default&failing=1&delay_ms=100`.
+pub fn write_report_query(out: &mut Vec<u8>, report: Report) {
+    out.extend_from_slice(b"processor=");
+    out.extend_from_slice(report.processor.name().as_bytes());
+    out.extend_from_slice(if report.failing {
+        b"&failing=1"
+    } else {
+        b"&failing=0"
+    });
+    out.extend_from_slice(b"&delay_ms=");
+    out.extend_from_slice(report.delay_ms.to_string().as_bytes());
+}
+
+/// Inverse of [`write_report_query`].
+pub fn parse_report_query(query: &[u8]) -> Option<Report> {
+    let mut scratch = [0u8; 32];
+    let processor = match http::query_param(query, b"processor", &mut scratch).ok()?? {
+        b"default" => Processor::Default,
+        b"fallback" => Processor::Fallback,
+        _ => return None,
+    };
+    let failing = match http::query_param(query, b"failing", &mut scratch).ok()?? {
+        b"1" => true,
+        b"0" => false,
+        _ => return None,
+    };
+    let delay_text = http::query_param(query, b"delay_ms", &mut scratch).ok()??;
+    let delay_ms = std::str::from_utf8(delay_text).ok()?.parse().ok()?;
+    Some(Report {
+        processor,
+        failing,
+        delay_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROBE: Duration = Duration::from_millis(100);
+
+    /// Goal: the breaker opens only after N failures in a row, probes once per interval
+    /// while open, and closes only after two stored payments in a row (hysteresis).
+    #[test]
+    fn breaker_hysteresis() {
+        let h = ProcessorHealth::new(3, PROBE);
+        let t0 = Instant::now();
+        h.record_failure(t0);
+        h.record_failure(t0);
+        h.record_success();
+        h.record_failure(t0);
+        h.record_failure(t0);
+        assert!(!h.is_open(), "a success in between resets the count");
+        h.record_failure(t0);
+        assert!(h.is_open());
+        assert!(!h.usable(t0), "no probe before the interval");
+        assert!(h.usable(t0 + PROBE), "one probe after it");
+        assert!(!h.usable(t0 + PROBE), "and only one");
+        h.record_success();
+        assert!(h.is_open(), "one success is not enough");
+        assert!(
+            h.usable(Instant::now()),
+            "the confirming probe may go at once"
+        );
+        h.record_failure(Instant::now());
+        assert!(h.is_open());
+        let later = Instant::now() + PROBE;
+        assert!(h.usable(later));
+        h.record_success();
+        h.record_success();
+        assert!(!h.is_open() && h.usable(later));
+    }
+
+    /// Goal: health reports trip the breaker, schedule an early probe, and set the delay;
+    /// the planning delay is the larger of polled and observed.
+    #[test]
+    fn reports_and_delay() {
+        let h = ProcessorHealth::new(3, PROBE);
+        let t0 = Instant::now();
+        let report = |failing, delay_ms| Report {
+            processor: Processor::Default,
+            failing,
+            delay_ms,
+        };
+        h.apply(report(true, 2000), t0);
+        assert!(h.is_open() && !h.usable(t0));
+        assert_eq!(h.delay_ms(), 2000);
+        h.apply(report(false, 100), t0);
+        assert!(h.usable(t0), "a healthy report lets a probe go at once");
+        h.observe_latency(Duration::from_millis(350));
+        assert_eq!(h.delay_ms(), 350);
+        h.observe_latency(Duration::from_millis(5));
+        assert_eq!(h.delay_ms(), 100);
+    }
+
+    /// Goal: with a peer, each instance polls exactly one processor, and they differ.
+    #[test]
+    fn polling_is_split() {
+        let a: SocketAddr = "127.0.0.1:9101".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:9102".parse().unwrap();
+        assert_eq!(polled_here(Some(a), Some(b)), [true, false]);
+        assert_eq!(polled_here(Some(b), Some(a)), [false, true]);
+        assert_eq!(polled_here(None, None), [true, true]);
+    }
+
+    /// Goal: reports cross the peer link unchanged.
+    #[test]
+    fn report_query_round_trip() {
+        for report in [
+            Report {
+                processor: Processor::Default,
+                failing: true,
+                delay_ms: 0,
+            },
+            Report {
+                processor: Processor::Fallback,
+                failing: false,
+                delay_ms: 5000,
+            },
+        ] {
+            let mut q = Vec::new();
+            write_report_query(&mut q, report);
+            assert_eq!(parse_report_query(&q), Some(report));
+        }
+        assert_eq!(
+            parse_report_query(b"processor=x&failing=1&delay_ms=1"),
+            None
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Route: per payment, default, fallback or wait — one pure function over what the core knows.
+//!
+//! The cost of sending a payment to processor P is its fee plus the chance that the payment
+//! is not yet stored when the test ends (then it earns nothing: "lag"). That chance grows with
+//! how long the payment takes to land: the processor's delay, plus the wait for a forwarding
+//! slot when the queue is longer than the slots can turn over. With `H` the expected time left
+//! in the test for a payment arriving now (`LAG_HORIZON_MS`), for a usable processor:
+//!
+//! ```text
+//! cost(P) = fee(P) + (delay(P) + queue_len × delay(P) / slots) / H
+//! ```
+//!
+//! A processor whose breaker is open (failing, or refusing) is not usable. The cheaper usable
+//! one wins; ties go to the default. When neither is usable the payment waits in the queue:
+//! nothing is lost while a processor may recover, and sending to a failing processor only
+//! costs its delay and a 500. Waiting for a failing default while the fallback works is not
+//! done: an outage's end is unknowable, and a payment still queued when the test ends loses
+//! its whole amount, against a fee difference of a few percent.
+
+use crate::ledger::Processor;
+
+/// What the router knows about one processor, as seen from one core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    /// The breaker lets requests through.
+    pub usable: bool,
+    /// Current delay estimate (health's `minResponseTime`, or observed), ms.
+    pub delay_ms: u64,
+    /// Fee in parts per million of the amount (5% = 50_000).
+    pub fee_ppm: u64,
+}
+
+/// The core's dispatch state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// Payments waiting for a slot on this core.
+    pub queue_len: usize,
+    /// Forwarding slots of this core (`DISPATCH_INFLIGHT_MAX`).
+    pub slots: usize,
+    /// `LAG_HORIZON_MS`.
+    pub horizon_ms: u64,
+}
+
+/// The decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Send to this processor now.
+    Send(Processor),
+    /// Keep the payment until a processor is usable.
+    Wait,
+}
+
+/// Chooses where the next payment goes.
+pub fn choose(views: [View; 2], load: Load) -> Route {
+    let cost = |view: View| -> Option<u128> {
+        view.usable.then(|| {
+            // Everything in parts per million of the amount, scaled by the horizon so that
+            // the arithmetic stays in integers: cost × H = fee × H + landing time (× 10^6).
+            let slots = load.slots.max(1) as u128;
+            let delay = u128::from(view.delay_ms);
+            let landing_ms =
+                delay.saturating_add((load.queue_len as u128).saturating_mul(delay) / slots);
+            let fee = u128::from(view.fee_ppm).saturating_mul(u128::from(load.horizon_ms.max(1)));
+            fee.saturating_add(landing_ms.saturating_mul(1_000_000))
+        })
+    };
+    match (cost(views[0]), cost(views[1])) {
+        (Some(default), Some(fallback)) if fallback < default => Route::Send(Processor::Fallback),
+        (Some(_), _) => Route::Send(Processor::Default),
+        (None, Some(_)) => Route::Send(Processor::Fallback),
+        (None, None) => Route::Wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FINAL_FEES: (u64, u64) = (70_000, 100_000);
+    const DOC_FEES: (u64, u64) = (50_000, 150_000);
+    const LOAD: Load = Load {
+        queue_len: 0,
+        slots: 384,
+        horizon_ms: 100_000,
+    };
+
+    fn views(fees: (u64, u64), default: Option<u64>, fallback: Option<u64>) -> [View; 2] {
+        let view = |fee_ppm, delay: Option<u64>| View {
+            usable: delay.is_some(),
+            delay_ms: delay.unwrap_or(0),
+            fee_ppm,
+        };
+        [view(fees.0, default), view(fees.1, fallback)]
+    }
+
+    /// Goal: the decision table over fees, delays, failures and queue length, row by row.
+    #[test]
+    fn decision_table() {
+        use Processor::{Default as D, Fallback as F};
+        let send = Route::Send;
+        let deep = Load {
+            queue_len: 384,
+            ..LOAD
+        };
+        #[rustfmt::skip]
+        let table: &[([View; 2], Load, Route)] = &[
+            // Both healthy and fast: the cheaper one.
+            (views(FINAL_FEES, Some(0), Some(0)), LOAD, send(D)),
+            (views(DOC_FEES, Some(100), Some(0)), LOAD, send(D)),
+            // The default slower than the fee difference is worth: 3% of H = 3 s.
+            (views(FINAL_FEES, Some(2000), Some(0)), LOAD, send(D)),
+            (views(FINAL_FEES, Some(5000), Some(0)), LOAD, send(F)),
+            (views(DOC_FEES, Some(5000), Some(0)), LOAD, send(D)),
+            // A queue longer than the slots doubles the default's landing time.
+            (views(FINAL_FEES, Some(2000), Some(0)), deep, send(F)),
+            (views(FINAL_FEES, Some(1000), Some(1000)), deep, send(D)),
+            // Failures.
+            (views(FINAL_FEES, None, Some(5000)), LOAD, send(F)),
+            (views(FINAL_FEES, Some(5000), None), LOAD, send(D)),
+            (views(FINAL_FEES, None, None), LOAD, Route::Wait),
+            // Equal costs: the default.
+            (views((100_000, 100_000), Some(10), Some(10)), LOAD, send(D)),
+        ];
+        for (i, (views, load, route)) in table.iter().enumerate() {
+            assert_eq!(choose(*views, *load), *route, "row {i}: {views:?} {load:?}");
+        }
+    }
+
+    /// Goal: no input overflows or divides by zero (the values come from config and peers).
+    #[test]
+    fn extremes_do_not_overflow() {
+        let extreme = View {
+            usable: true,
+            delay_ms: u64::MAX,
+            fee_ppm: u64::MAX,
+        };
+        let load = Load {
+            queue_len: usize::MAX,
+            slots: 0,
+            horizon_ms: 0,
+        };
+        assert_eq!(
+            choose([extreme, extreme], load),
+            Route::Send(Processor::Default)
+        );
+    }
+}
