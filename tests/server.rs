@@ -382,3 +382,25 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
         emulator_totals(&rig.emulator, None, None)[0].0 == 2
     });
 }
+
+/// Goal: SIGTERM loses nothing: each instance stops accepting, forwards what it has queued
+/// and in flight, and only then exits. Method: make the default processor slow (1 s), post
+/// payments so that all are still in flight, stop both instances (SIGTERM; the lab escalates
+/// to SIGKILL after 3 s, which would lose them), then count what the processors stored.
+#[test]
+fn sigterm_drains_every_accepted_payment() {
+    let mut rig = Rig::start();
+    rig.emulator.set_delay(Which::Default, 1000);
+    rig.emulator.set_delay(Which::Fallback, 1000);
+    let payments = 300;
+    let mut clients: Vec<Client> = (0..6).map(|_| Client::connect(rig.api())).collect();
+    for i in 0..payments {
+        let reply = clients[i as usize % 6].post("/payments", &payment_json(&uuid(i), "19.90"));
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    let stored_before = emulator_totals(&rig.emulator, None, None);
+    assert!(stored_before[0].0 + stored_before[1].0 < u64::from(payments), "all still in flight");
+    rig.backend.stop();
+    let stored = emulator_totals(&rig.emulator, None, None);
+    assert_eq!(stored[0].0 + stored[1].0, u64::from(payments), "{stored:?}");
+}
