@@ -26,9 +26,11 @@ pub const LISTEN_BACKLOG_DEFAULT: i32 = 4096;
 /// enough to ride out both processors failing for the longest outage seen, while a bounded
 /// queue (≈100 bytes a payment, 6 MB at most) keeps memory far under the envelope.
 pub const QUEUE_LEN_MAX_DEFAULT: usize = 65_536;
-/// Forwards in flight per core. A processor takes 800 in progress (plus 500 queued) for
-/// everyone; two instances of one core each stay under that with room for retries.
-pub const DISPATCH_INFLIGHT_MAX_DEFAULT: usize = 384;
+/// Forwarding tasks per core: enough to keep both processors at their in-flight limit.
+pub const DISPATCH_INFLIGHT_MAX_DEFAULT: usize = 768;
+/// Requests in flight per core at one processor. A processor takes 800 in progress (plus 500
+/// queued, then 429) for everyone: two instances of one core each stay under it.
+pub const PROCESSOR_INFLIGHT_MAX_DEFAULT: usize = 384;
 /// Cap on the per-attempt deadline to a processor (see `PROCESSOR_TIMEOUT_MARGIN_MS`).
 pub const PROCESSOR_TIMEOUT_MS_DEFAULT: u64 = 15_000;
 /// Per-attempt deadline = planned delay + this margin (capped by `PROCESSOR_TIMEOUT_MS`). A
@@ -111,8 +113,10 @@ pub struct Config {
     pub listen_backlog: i32,
     /// Queued payments per core before 503.
     pub queue_len_max: usize,
-    /// Forwards in flight per core.
+    /// Forwarding tasks per core.
     pub dispatch_inflight_max: usize,
+    /// Requests in flight per core at one processor.
+    pub processor_inflight_max: usize,
     /// Cap on the per-attempt deadline to a processor.
     pub processor_timeout_ms: u64,
     /// Per-attempt deadline above the planned delay.
@@ -158,6 +162,7 @@ pub const ENV_VARS: &[&str] = &[
     "LISTEN_BACKLOG",
     "QUEUE_LEN_MAX",
     "DISPATCH_INFLIGHT_MAX",
+    "PROCESSOR_INFLIGHT_MAX",
     "PROCESSOR_TIMEOUT_MS",
     "PROCESSOR_TIMEOUT_MARGIN_MS",
     "FEE_DEFAULT",
@@ -183,11 +188,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={:?}: expected {}",
-            self.name, self.value, self.expected
-        )
+        write!(f, "{}={:?}: expected {}", self.name, self.value, self.expected)
     }
 }
 
@@ -201,10 +202,7 @@ impl Config {
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let env = Env {
-            lookup: &lookup,
-            effective: RefCell::new(Vec::new()),
-        };
+        let env = Env { lookup: &lookup, effective: RefCell::new(Vec::new()) };
         let mut config = Config {
             api_bind_addr: env.addr("API_BIND_ADDR", API_BIND_ADDR_DEFAULT)?,
             peer_bind_addr: env.addr_opt("PEER_BIND_ADDR")?,
@@ -228,6 +226,12 @@ impl Config {
             dispatch_inflight_max: env.number(
                 "DISPATCH_INFLIGHT_MAX",
                 DISPATCH_INFLIGHT_MAX_DEFAULT,
+                1,
+                100_000,
+            )?,
+            processor_inflight_max: env.number(
+                "PROCESSOR_INFLIGHT_MAX",
+                PROCESSOR_INFLIGHT_MAX_DEFAULT,
                 1,
                 100_000,
             )?,
@@ -292,12 +296,7 @@ impl Config {
             effective: Vec::new(),
         };
         let mut effective = env.effective.into_inner();
-        let position = |name: &str| {
-            ENV_VARS
-                .iter()
-                .position(|v| *v == name)
-                .unwrap_or(usize::MAX)
-        };
+        let position = |name: &str| ENV_VARS.iter().position(|v| *v == name).unwrap_or(usize::MAX);
         effective.sort_by_key(|(name, _)| position(name));
         if config.worker_count == 0 {
             effective.push(("WORKER_COUNT(auto)", config.workers().to_string()));
@@ -353,9 +352,7 @@ struct Env<'a> {
 
 impl Env<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     fn note<T: fmt::Display>(&self, name: &'static str, value: T) -> T {
@@ -366,17 +363,10 @@ impl Env<'_> {
     /// A fraction such as `0.05`, as parts per million, up to 6 decimals, in [0, 1].
     fn fraction_ppm(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
         let Some(raw) = self.get(name) else {
-            self.note(
-                name,
-                format!("{}.{:06}", default / 1_000_000, default % 1_000_000),
-            );
+            self.note(name, format!("{}.{:06}", default / 1_000_000, default % 1_000_000));
             return Ok(default);
         };
-        let bad = || ConfigError {
-            name,
-            value: raw.clone(),
-            expected: "a fraction such as 0.05",
-        };
+        let bad = || ConfigError { name, value: raw.clone(), expected: "a fraction such as 0.05" };
         let (units, frac) = raw.split_once('.').unwrap_or((&raw, ""));
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if units.is_empty() || !digits_ok(units) || !digits_ok(frac) || frac.len() > 6 {
@@ -384,10 +374,8 @@ impl Env<'_> {
         }
         let units: u64 = units.parse().map_err(|_| bad())?;
         let frac_ppm: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
-        let ppm = units
-            .checked_mul(1_000_000)
-            .and_then(|u| u.checked_add(frac_ppm))
-            .ok_or_else(bad)?;
+        let ppm =
+            units.checked_mul(1_000_000).and_then(|u| u.checked_add(frac_ppm)).ok_or_else(bad)?;
         if ppm > 1_000_000 {
             return Err(bad());
         }
@@ -404,11 +392,7 @@ impl Env<'_> {
         };
         match raw.parse::<T>() {
             Ok(v) if v >= min && v <= max => Ok(self.note(name, v)),
-            _ => Err(ConfigError {
-                name,
-                value: raw,
-                expected: "an integer within its range",
-            }),
+            _ => Err(ConfigError { name, value: raw, expected: "an integer within its range" }),
         }
     }
 
@@ -418,11 +402,7 @@ impl Env<'_> {
             Some("1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
             Some(raw) => {
-                return Err(ConfigError {
-                    name,
-                    value: raw.into(),
-                    expected: "1 or 0",
-                });
+                return Err(ConfigError { name, value: raw.into(), expected: "1 or 0" });
             }
         };
         self.note(name, u8::from(value));
@@ -435,10 +415,7 @@ impl Env<'_> {
     }
 
     fn addr_opt(&self, name: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
-        let addr = self
-            .get(name)
-            .map(|raw| parse_addr(name, &raw))
-            .transpose()?;
+        let addr = self.get(name).map(|raw| parse_addr(name, &raw)).transpose()?;
         self.note(name, addr.map_or_else(|| "-".to_owned(), |a| a.to_string()));
         Ok(addr)
     }
@@ -447,11 +424,7 @@ impl Env<'_> {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
         match crate::processor::Endpoint::parse_url(&raw) {
             Some(_) => Ok(self.note(name, raw)),
-            None => Err(ConfigError {
-                name,
-                value: raw,
-                expected: "http://host:port",
-            }),
+            None => Err(ConfigError { name, value: raw, expected: "http://host:port" }),
         }
     }
 
@@ -462,11 +435,7 @@ impl Env<'_> {
             Some("epoll" | "legacy") => IoDriver::Epoll,
             Some(raw) => {
                 let expected = "auto, io_uring or epoll";
-                return Err(ConfigError {
-                    name,
-                    value: raw.into(),
-                    expected,
-                });
+                return Err(ConfigError { name, value: raw.into(), expected });
             }
         };
         self.note(name, driver.name());
@@ -476,14 +445,11 @@ impl Env<'_> {
 
 /// A socket address, resolving a host name once at start (never on the hot path).
 fn parse_addr(name: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
-    raw.to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| ConfigError {
-            name,
-            value: raw.into(),
-            expected: "host:port",
-        })
+    raw.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(|| ConfigError {
+        name,
+        value: raw.into(),
+        expected: "host:port",
+    })
 }
 
 #[cfg(test)]
@@ -493,10 +459,8 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -520,10 +484,7 @@ mod tests {
         assert!(config(&[("IO_DRIVER", "kqueue")]).is_err());
         assert!(config(&[("PEER_ADDR", "nowhere")]).is_err());
         assert!(config(&[("PROCESSOR_DEFAULT_URL", "https://x:1")]).is_err());
-        assert_eq!(
-            config(&[("IO_DRIVER", "epoll")]).unwrap().io_driver,
-            IoDriver::Epoll
-        );
+        assert_eq!(config(&[("IO_DRIVER", "epoll")]).unwrap().io_driver, IoDriver::Epoll);
     }
 
     /// Goal: the log line names every variable, so nothing configured is invisible.
@@ -531,10 +492,7 @@ mod tests {
     fn log_line_names_every_variable() {
         let line = config(&[]).unwrap().to_string();
         for name in ENV_VARS {
-            assert!(
-                line.contains(&format!("{name}=")),
-                "{name} missing from {line}"
-            );
+            assert!(line.contains(&format!("{name}=")), "{name} missing from {line}");
         }
     }
 }

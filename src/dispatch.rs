@@ -54,6 +54,10 @@ use crate::{
 /// from `RETRY_BACKOFF_MS` up to this, so a recovered processor is noticed within ~1 s.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 
+/// Pause before routing again when the chosen processor has no free slot: about the time a
+/// slot takes to turn over at a small delay, and short next to a POST's 1500 ms budget.
+const SLOT_WAIT: Duration = Duration::from_millis(5);
+
 /// Accepts `payment` onto the core: straight into a free forwarding slot, or into the queue.
 pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
     if core.inflight.get() < core.config.dispatch_inflight_max {
@@ -83,15 +87,14 @@ fn route(core: &Core, refused_by: Option<Processor>) -> Route {
         let health = core.health(p);
         View {
             usable: refused_by != Some(p) && health.usable(now),
+            inflight: core.inflight_at(p).get(),
+            inflight_max: core.config.processor_inflight_max,
             delay_ms: health.delay_ms(),
             fee_ppm: fees[p.index()],
         }
     });
-    let load = Load {
-        queue_len: core.queue.borrow().len(),
-        slots: core.config.dispatch_inflight_max,
-        horizon_ms: core.config.lag_horizon_ms,
-    };
+    let load =
+        Load { queue_len: core.queue.borrow().len(), horizon_ms: core.config.lag_horizon_ms };
     route::choose(views, load)
 }
 
@@ -108,10 +111,7 @@ async fn forward(core: &Core, payment: Payment) {
             None => match route(core, refused_by) {
                 Route::Send(p) => {
                     let planned_delay_ms = core.health(p).delay_ms();
-                    (
-                        p,
-                        timestamp::now_ms().saturating_add(planned_delay_ms as i64),
-                    )
+                    (p, timestamp::now_ms().saturating_add(planned_delay_ms as i64))
                 }
                 Route::Wait => {
                     // Nothing usable: look again when the next probe is due.
@@ -120,25 +120,24 @@ async fn forward(core: &Core, payment: Payment) {
                     monoio::time::sleep(Duration::from_millis(probe_interval)).await;
                     continue;
                 }
+                Route::Full => {
+                    monoio::time::sleep(SLOT_WAIT).await;
+                    continue;
+                }
             },
         };
-        let timeout = core
-            .config
-            .processor_timeout(core.health(processor).delay_ms());
+        let timeout = core.config.processor_timeout(core.health(processor).delay_ms());
         let started = Instant::now();
-        let attempt = core
-            .processor(processor)
-            .post_payment(&payment, requested_at_ms, timeout)
-            .await;
+        let inflight = core.inflight_at(processor);
+        inflight.set(inflight.get() + 1);
+        let attempt =
+            core.processor(processor).post_payment(&payment, requested_at_ms, timeout).await;
+        inflight.set(inflight.get() - 1);
         let outcome = settle::classify(&attempt, pinned.is_some());
         observe(core, processor, &attempt, outcome, started.elapsed());
         match outcome {
             Outcome::Stored => {
-                let entry = Entry {
-                    requested_at_ms,
-                    cents: payment.cents,
-                    processor,
-                };
+                let entry = Entry { requested_at_ms, cents: payment.cents, processor };
                 core.ledger.borrow_mut().record(entry);
                 return;
             }

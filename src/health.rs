@@ -60,10 +60,9 @@ pub struct ProcessorHealth {
     successes_in_row: Cell<u32>,
     /// While open: when the next probe may go.
     next_probe_at: Cell<Instant>,
-    /// Latest polled delay, ms.
-    polled_delay_ms: Cell<u64>,
-    /// Latency of the latest answered attempt, ms (the delay plus a little).
-    observed_delay_ms: Cell<u64>,
+    /// The newest delay news, ms: a health report's `minResponseTime`, or the latency of an
+    /// answered attempt (the delay plus a little), whichever came last.
+    delay_ms: Cell<u64>,
     /// Failures in a row that open the breaker.
     open_after_failures: u32,
     /// Pause between probes while open.
@@ -78,8 +77,7 @@ impl ProcessorHealth {
             failures_in_row: Cell::new(0),
             successes_in_row: Cell::new(0),
             next_probe_at: Cell::new(Instant::now()),
-            polled_delay_ms: Cell::new(0),
-            observed_delay_ms: Cell::new(0),
+            delay_ms: Cell::new(0),
             open_after_failures: open_after_failures.max(1),
             probe_interval,
         }
@@ -103,15 +101,17 @@ impl ProcessorHealth {
         self.open.get()
     }
 
-    /// The delay to plan with: the larger of the polled and the observed one. Erring high
-    /// is safe for consistency (see `dispatch`); erring low is not.
+    /// The delay to plan with: the newest news of it. After a rise, the poll is the first to
+    /// tell (answers at the new delay come back only after it); after a fall, answers come
+    /// back at once. Erring high is safe for consistency (see `dispatch`) but a stale high
+    /// value would push `requestedAt` past the end of the test, so the newest wins.
     pub fn delay_ms(&self) -> u64 {
-        self.polled_delay_ms.get().max(self.observed_delay_ms.get())
+        self.delay_ms.get()
     }
 
     /// An attempt got an answer after `latency`, which tracks the processor's delay.
     pub fn observe_latency(&self, latency: Duration) {
-        self.observed_delay_ms.set(latency.as_millis() as u64);
+        self.delay_ms.set(latency.as_millis() as u64);
     }
 
     /// A payment was stored there.
@@ -146,7 +146,7 @@ impl ProcessorHealth {
 
     /// A health report arrived.
     pub fn apply(&self, report: Report, now: Instant) {
-        self.polled_delay_ms.set(report.delay_ms);
+        self.delay_ms.set(report.delay_ms);
         if report.failing {
             if !self.open.get() {
                 self.trip(now);
@@ -188,29 +188,20 @@ pub async fn poll(processor: Processor, addr: SocketAddr, authority: &str) -> Op
     let request = format!(
         "GET /payments/service-health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
     );
-    let (status, body) = http::call_once(addr, request.into_bytes(), HEALTH_CALL_TIMEOUT)
-        .await
-        .ok()?;
+    let (status, body) =
+        http::call_once(addr, request.into_bytes(), HEALTH_CALL_TIMEOUT).await.ok()?;
     if status != 200 {
         return None;
     }
     let json: HealthJson = sonic_rs::from_slice(&body).ok()?;
-    Some(Report {
-        processor,
-        failing: json.failing,
-        delay_ms: json.min_response_time,
-    })
+    Some(Report { processor, failing: json.failing, delay_ms: json.min_response_time })
 }
 
 /// Peer-link query for a report: `processor=default&failing=1&delay_ms=100`.
 pub fn write_report_query(out: &mut Vec<u8>, report: Report) {
     out.extend_from_slice(b"processor=");
     out.extend_from_slice(report.processor.name().as_bytes());
-    out.extend_from_slice(if report.failing {
-        b"&failing=1"
-    } else {
-        b"&failing=0"
-    });
+    out.extend_from_slice(if report.failing { b"&failing=1" } else { b"&failing=0" });
     out.extend_from_slice(b"&delay_ms=");
     out.extend_from_slice(report.delay_ms.to_string().as_bytes());
 }
@@ -230,11 +221,7 @@ pub fn parse_report_query(query: &[u8]) -> Option<Report> {
     };
     let delay_text = http::query_param(query, b"delay_ms", &mut scratch).ok()??;
     let delay_ms = std::str::from_utf8(delay_text).ok()?.parse().ok()?;
-    Some(Report {
-        processor,
-        failing,
-        delay_ms,
-    })
+    Some(Report { processor, failing, delay_ms })
 }
 
 #[cfg(test)]
@@ -262,10 +249,7 @@ mod tests {
         assert!(!h.usable(t0 + PROBE), "and only one");
         h.record_success();
         assert!(h.is_open(), "one success is not enough");
-        assert!(
-            h.usable(Instant::now()),
-            "the confirming probe may go at once"
-        );
+        assert!(h.usable(Instant::now()), "the confirming probe may go at once");
         h.record_failure(Instant::now());
         assert!(h.is_open());
         let later = Instant::now() + PROBE;
@@ -276,16 +260,13 @@ mod tests {
     }
 
     /// Goal: health reports trip the breaker, schedule an early probe, and set the delay;
-    /// the planning delay is the larger of polled and observed.
+    /// the planning delay is the newest of polled and observed.
     #[test]
     fn reports_and_delay() {
         let h = ProcessorHealth::new(3, PROBE);
         let t0 = Instant::now();
-        let report = |failing, delay_ms| Report {
-            processor: Processor::Default,
-            failing,
-            delay_ms,
-        };
+        let report =
+            |failing, delay_ms| Report { processor: Processor::Default, failing, delay_ms };
         h.apply(report(true, 2000), t0);
         assert!(h.is_open() && !h.usable(t0));
         assert_eq!(h.delay_ms(), 2000);
@@ -294,7 +275,9 @@ mod tests {
         h.observe_latency(Duration::from_millis(350));
         assert_eq!(h.delay_ms(), 350);
         h.observe_latency(Duration::from_millis(5));
-        assert_eq!(h.delay_ms(), 100);
+        assert_eq!(h.delay_ms(), 5);
+        h.apply(report(false, 2000), t0);
+        assert_eq!(h.delay_ms(), 2000, "a rise is known from the poll first");
     }
 
     /// Goal: with a peer, each instance polls exactly one processor, and they differ.
@@ -311,24 +294,13 @@ mod tests {
     #[test]
     fn report_query_round_trip() {
         for report in [
-            Report {
-                processor: Processor::Default,
-                failing: true,
-                delay_ms: 0,
-            },
-            Report {
-                processor: Processor::Fallback,
-                failing: false,
-                delay_ms: 5000,
-            },
+            Report { processor: Processor::Default, failing: true, delay_ms: 0 },
+            Report { processor: Processor::Fallback, failing: false, delay_ms: 5000 },
         ] {
             let mut q = Vec::new();
             write_report_query(&mut q, report);
             assert_eq!(parse_report_query(&q), Some(report));
         }
-        assert_eq!(
-            parse_report_query(b"processor=x&failing=1&delay_ms=1"),
-            None
-        );
+        assert_eq!(parse_report_query(b"processor=x&failing=1&delay_ms=1"), None);
     }
 }

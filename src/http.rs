@@ -53,11 +53,7 @@ pub async fn call_once(
         let mut eof = false;
         loop {
             match parse_response(&buf, eof) {
-                ParsedResponse::Complete {
-                    status,
-                    body: (start, end),
-                    ..
-                } => {
+                ParsedResponse::Complete { status, body: (start, end), .. } => {
                     return Ok((status, buf[start..end].to_vec()));
                 }
                 ParsedResponse::Partial if !eof && buf.len() < CALL_RESPONSE_BYTES_MAX => {}
@@ -130,9 +126,7 @@ impl Status {
     /// The numeric code.
     pub fn code(self) -> u16 {
         let line = self.line();
-        line[..3]
-            .iter()
-            .fold(0, |acc, d| acc * 10 + u16::from(d - b'0'))
+        line[..3].iter().fold(0, |acc, d| acc * 10 + u16::from(d - b'0'))
     }
 }
 
@@ -230,10 +224,7 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
     if body_len > limits.body_bytes_max {
         return Parsed::Invalid(Status::PayloadTooLarge, "request body too large");
     }
-    let Some(end) = head_len
-        .checked_add(body_len)
-        .filter(|&end| end <= buf.len())
-    else {
+    let Some(end) = head_len.checked_add(body_len).filter(|&end| end <= buf.len()) else {
         return Parsed::Partial;
     };
     let target = target.as_bytes();
@@ -246,13 +237,7 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
         "POST" => Method::Post,
         _ => Method::Other,
     };
-    let request = Request {
-        method,
-        path,
-        query,
-        body: &buf[head_len..end],
-        keep_alive,
-    };
+    let request = Request { method, path, query, body: &buf[head_len..end], keep_alive };
     Parsed::Complete(request, end)
 }
 
@@ -282,10 +267,7 @@ pub fn write_response(
 
 /// Appends `{"error":"<reason>"}`. Reasons are our own static texts: no escaping needed.
 pub fn write_error_json(out: &mut Vec<u8>, reason: &str) {
-    debug_assert!(
-        !reason.contains(['"', '\\']),
-        "error reasons are plain text"
-    );
+    debug_assert!(!reason.contains(['"', '\\']), "error reasons are plain text");
     out.extend_from_slice(b"{\"error\":\"");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\"}");
@@ -369,12 +351,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> ParsedResponse {
     } else {
         return ParsedResponse::Partial;
     };
-    ParsedResponse::Complete {
-        status,
-        body: (head_len, end),
-        len: end,
-        keep_alive,
-    }
+    ParsedResponse::Complete { status, body: (head_len, end), len: end, keep_alive }
 }
 
 /// Length of a complete chunked body at the start of `buf`, `None` if incomplete.
@@ -401,10 +378,7 @@ fn chunked_end(buf: &[u8]) -> Result<Option<usize>, ()> {
             }
         }
         let size = usize::try_from(size).map_err(|_| ())?;
-        let next = pos
-            .checked_add(size)
-            .and_then(|p| p.checked_add(2))
-            .ok_or(())?;
+        let next = pos.checked_add(size).and_then(|p| p.checked_add(2)).ok_or(())?;
         if next > buf.len() {
             return Ok(None);
         }
@@ -417,9 +391,7 @@ fn chunked_end(buf: &[u8]) -> Result<Option<usize>, ()> {
 
 /// Whether a comma-separated header value holds `token` (case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A decimal `usize` with optional surrounding whitespace; `None` on anything else.
@@ -428,9 +400,9 @@ fn parse_usize(value: &[u8]) -> Option<usize> {
     if digits.is_empty() || digits.len() > 12 {
         return None;
     }
-    digits.iter().try_fold(0usize, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + usize::from(b - b'0'))
-    })
+    digits
+        .iter()
+        .try_fold(0usize, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + usize::from(b - b'0')))
 }
 
 /// A query value whose percent-encoding is broken (or too long to decode).
@@ -490,10 +462,7 @@ fn percent_decode<'a>(value: &[u8], scratch: &'a mut [u8]) -> Result<&'a [u8], B
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        head_bytes_max: 512,
-        body_bytes_max: 64,
-    };
+    const LIMITS: Limits = Limits { head_bytes_max: 512, body_bytes_max: 64 };
 
     fn complete(buf: &[u8]) -> (Request<'_>, usize) {
         match parse_request(buf, LIMITS) {
@@ -526,10 +495,7 @@ mod tests {
     fn every_prefix_is_partial() {
         let raw = b"POST /payments HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         for cut in 0..raw.len() {
-            assert!(
-                matches!(parse_request(&raw[..cut], LIMITS), Parsed::Partial),
-                "cut at {cut}"
-            );
+            assert!(matches!(parse_request(&raw[..cut], LIMITS), Parsed::Partial), "cut at {cut}");
         }
     }
 
@@ -553,15 +519,9 @@ mod tests {
         let cases: &[(&[u8], u16)] = &[
             (b"GARBAGE\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
-            (
-                b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                400,
-            ),
+            (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n", 413),
-            (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                501,
-            ),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
         ];
         for (raw, code) in cases {
             match parse_request(raw, LIMITS) {
@@ -581,10 +541,7 @@ mod tests {
             many.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        let limits = Limits {
-            head_bytes_max: 4096,
-            body_bytes_max: 64,
-        };
+        let limits = Limits { head_bytes_max: 4096, body_bytes_max: 64 };
         assert!(matches!(
             parse_request(&many, limits),
             Parsed::Invalid(Status::HeaderFieldsTooLarge, _)
@@ -595,13 +552,7 @@ mod tests {
     #[test]
     fn writes_responses() {
         let mut out = Vec::new();
-        write_response(
-            &mut out,
-            Status::NotFound,
-            b"{\"error\":\"x\"}",
-            false,
-            b"D",
-        );
+        write_response(&mut out, Status::NotFound, b"{\"error\":\"x\"}", false, b"D");
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.contains("Content-Length: 13\r\n") && text.contains("Connection: close"));
@@ -617,19 +568,10 @@ mod tests {
         let first = parse_response(cl, false);
         assert_eq!(
             first,
-            ParsedResponse::Complete {
-                status: 200,
-                body: (38, 40),
-                len: 40,
-                keep_alive: true
-            }
+            ParsedResponse::Complete { status: 200, body: (38, 40), len: 40, keep_alive: true }
         );
         for cut in 0..40 {
-            assert_eq!(
-                parse_response(&cl[..cut], false),
-                ParsedResponse::Partial,
-                "cut {cut}"
-            );
+            assert_eq!(parse_response(&cl[..cut], false), ParsedResponse::Partial, "cut {cut}");
         }
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
@@ -647,29 +589,19 @@ mod tests {
         assert_eq!(parse_response(no_len, false), ParsedResponse::Partial);
         assert!(matches!(
             parse_response(no_len, true),
-            ParsedResponse::Complete {
-                keep_alive: false,
-                len: 22,
-                ..
-            }
+            ParsedResponse::Complete { keep_alive: false, len: 22, .. }
         ));
         assert!(matches!(
             parse_response(b"HTTP/1.1 204 No Content\r\n\r\n", false),
             ParsedResponse::Complete { status: 204, .. }
         ));
-        assert_eq!(
-            parse_response(b"nonsense\r\n\r\n", false),
-            ParsedResponse::Invalid
-        );
+        assert_eq!(parse_response(b"nonsense\r\n\r\n", false), ParsedResponse::Invalid);
         assert!(matches!(
             parse_response(
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
                 false
             ),
-            ParsedResponse::Complete {
-                keep_alive: false,
-                ..
-            }
+            ParsedResponse::Complete { keep_alive: false, .. }
         ));
     }
 
@@ -684,13 +616,7 @@ mod tests {
         );
         assert_eq!(query_param(q, b"to", &mut scratch), Ok(Some(&b"x"[..])));
         assert_eq!(query_param(q, b"at", &mut scratch), Ok(None));
-        assert_eq!(
-            query_param(b"from=%zz", b"from", &mut scratch),
-            Err(BadEncoding)
-        );
-        assert_eq!(
-            query_param(b"from=%4", b"from", &mut scratch),
-            Err(BadEncoding)
-        );
+        assert_eq!(query_param(b"from=%zz", b"from", &mut scratch), Err(BadEncoding));
+        assert_eq!(query_param(b"from=%4", b"from", &mut scratch), Err(BadEncoding));
     }
 }

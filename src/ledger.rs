@@ -53,10 +53,7 @@ pub struct TimeRange {
 
 impl TimeRange {
     /// Every instant.
-    pub const ALL: TimeRange = TimeRange {
-        from_ms: i64::MIN,
-        to_ms: i64::MAX,
-    };
+    pub const ALL: TimeRange = TimeRange { from_ms: i64::MIN, to_ms: i64::MAX };
 
     /// Whether `ms` lies in the range, bounds included.
     pub fn contains(self, ms: i64) -> bool {
@@ -135,21 +132,12 @@ impl Shard {
     /// (one every few seconds) while records are hot, so the log stays unsorted and cheap.
     pub fn summary(&self, range: TimeRange) -> ShardSummary {
         let mut summary = ShardSummary::default();
-        for entry in self
-            .entries
-            .iter()
-            .filter(|e| range.contains(e.requested_at_ms))
-        {
-            summary.by_processor[entry.processor.index()].add(Totals {
-                count: 1,
-                cents: entry.cents,
-            });
+        for entry in self.entries.iter().filter(|e| range.contains(e.requested_at_ms)) {
+            summary.by_processor[entry.processor.index()]
+                .add(Totals { count: 1, cents: entry.cents });
         }
         if range == TimeRange::ALL {
-            assert_eq!(
-                summary, self.totals,
-                "ledger running totals disagree with the log"
-            );
+            assert_eq!(summary, self.totals, "ledger running totals disagree with the log");
         }
         summary
     }
@@ -176,11 +164,7 @@ mod tests {
     use super::*;
 
     fn entry(ms: i64, cents: u64, processor: Processor) -> Entry {
-        Entry {
-            requested_at_ms: ms,
-            cents,
-            processor,
-        }
+        Entry { requested_at_ms: ms, cents, processor }
     }
 
     /// Goal: range bounds are inclusive at both ends, to the millisecond.
@@ -191,28 +175,10 @@ mod tests {
             shard.record(entry(ms, 1990, Processor::Default));
         }
         shard.record(entry(1000, 2005, Processor::Fallback));
-        let s = shard.summary(TimeRange {
-            from_ms: 1000,
-            to_ms: 2000,
-        });
-        assert_eq!(
-            s.get(Processor::Default),
-            Totals {
-                count: 3,
-                cents: 3 * 1990
-            }
-        );
-        assert_eq!(
-            s.get(Processor::Fallback),
-            Totals {
-                count: 1,
-                cents: 2005
-            }
-        );
-        assert_eq!(
-            shard.summary(TimeRange::ALL).get(Processor::Default).count,
-            5
-        );
+        let s = shard.summary(TimeRange { from_ms: 1000, to_ms: 2000 });
+        assert_eq!(s.get(Processor::Default), Totals { count: 3, cents: 3 * 1990 });
+        assert_eq!(s.get(Processor::Fallback), Totals { count: 1, cents: 2005 });
+        assert_eq!(shard.summary(TimeRange::ALL).get(Processor::Default).count, 5);
         shard.purge();
         assert!(shard.is_empty());
         assert_eq!(shard.summary(TimeRange::ALL), ShardSummary::default());
@@ -225,14 +191,8 @@ mod tests {
         let shards: Vec<ShardSummary> = (0..5u64)
             .map(|i| ShardSummary {
                 by_processor: [
-                    Totals {
-                        count: i,
-                        cents: i * 1990,
-                    },
-                    Totals {
-                        count: 2 * i + 1,
-                        cents: 7 + i,
-                    },
+                    Totals { count: i, cents: i * 1990 },
+                    Totals { count: 2 * i + 1, cents: 7 + i },
                 ],
             })
             .collect();

@@ -30,10 +30,7 @@ fn main() -> ExitCode {
     eprintln!("payrelay: ready, {} cores", workers.len());
     let signal = wait_for(&signals);
     let deadline = Instant::now() + Duration::from_millis(config.drain_deadline_ms);
-    eprintln!(
-        "payrelay: signal {signal}: draining (deadline {} ms)",
-        config.drain_deadline_ms
-    );
+    eprintln!("payrelay: signal {signal}: draining (deadline {} ms)", config.drain_deadline_ms);
     let left = worker::drain_all(&mesh, deadline);
     if left == 0 {
         eprintln!("payrelay: drained; exiting");

@@ -100,10 +100,7 @@ pub fn write_u64(out: &mut Vec<u8>, value: u64) {
 
 /// Small stack formatter for integers, so the hot path never goes through `fmt`.
 fn itoa_buf(mut value: u64) -> DigitBuf {
-    let mut buf = DigitBuf {
-        digits: [0; 20],
-        start: 20,
-    };
+    let mut buf = DigitBuf { digits: [0; 20], start: 20 };
     loop {
         buf.start -= 1;
         buf.digits[buf.start] = b'0' + (value % 10) as u8;
@@ -171,10 +168,7 @@ mod tests {
     #[test]
     fn format_round_trip() {
         let mut out = Vec::new();
-        for cents in (1..100_000)
-            .step_by(7)
-            .chain([1, 10, 100, 1990, AMOUNT_CENTS_MAX])
-        {
+        for cents in (1..100_000).step_by(7).chain([1, 10, 100, 1990, AMOUNT_CENTS_MAX]) {
             out.clear();
             write_cents(&mut out, cents);
             assert_eq!(

@@ -80,9 +80,7 @@ pub fn decode(body: &[u8]) -> Result<Payment, PaymentError> {
         return Err(PaymentError::MalformedJson);
     }
     let parsed: Body<'_> = sonic_rs::from_slice(body).map_err(|_| PaymentError::MalformedJson)?;
-    let id = parsed
-        .correlation_id
-        .ok_or(PaymentError::MissingCorrelationId)?;
+    let id = parsed.correlation_id.ok_or(PaymentError::MissingCorrelationId)?;
     let correlation_id = uuid_text(&id).ok_or(PaymentError::InvalidCorrelationId)?;
     let amount = parsed.amount.ok_or(PaymentError::MissingAmount)?;
     let raw = amount.as_raw_str().as_bytes();
@@ -90,10 +88,7 @@ pub fn decode(body: &[u8]) -> Result<Payment, PaymentError> {
         return Err(PaymentError::AmountNotNumber);
     }
     let cents = money::parse_cents(raw).map_err(PaymentError::Amount)?;
-    Ok(Payment {
-        correlation_id,
-        cents,
-    })
+    Ok(Payment { correlation_id, cents })
 }
 
 /// The UUID inside a JSON string value: 8-4-4-4-12 hex digits, any case, any version.
@@ -145,19 +140,10 @@ mod tests {
             ("{".into(), PaymentError::MalformedJson),
             ("[1,2]".into(), PaymentError::MalformedJson),
             ("nul".into(), PaymentError::MalformedJson),
-            (
-                format!("{{{id},\"amount\":1}} trailing"),
-                PaymentError::MalformedJson,
-            ),
+            (format!("{{{id},\"amount\":1}} trailing"), PaymentError::MalformedJson),
             (r#"{"amount":1}"#.into(), PaymentError::MissingCorrelationId),
-            (
-                r#"{"correlationId":"nope","amount":1}"#.into(),
-                PaymentError::InvalidCorrelationId,
-            ),
-            (
-                r#"{"correlationId":12,"amount":1}"#.into(),
-                PaymentError::InvalidCorrelationId,
-            ),
+            (r#"{"correlationId":"nope","amount":1}"#.into(), PaymentError::InvalidCorrelationId),
+            (r#"{"correlationId":12,"amount":1}"#.into(), PaymentError::InvalidCorrelationId),
             (
                 r#"{"correlationId":"4a7901b8x7d26-4d9d-aa19-4dc1c7cf60b3","amount":1}"#.into(),
                 PaymentError::InvalidCorrelationId,
@@ -167,39 +153,15 @@ mod tests {
                 PaymentError::InvalidCorrelationId,
             ),
             (format!("{{{id}}}"), PaymentError::MissingAmount),
-            (
-                format!(r#"{{{id},"amount":"19.90"}}"#),
-                PaymentError::AmountNotNumber,
-            ),
+            (format!(r#"{{{id},"amount":"19.90"}}"#), PaymentError::AmountNotNumber),
             // null reads as absent, as most JSON APIs treat it.
-            (
-                format!(r#"{{{id},"amount":null}}"#),
-                PaymentError::MissingAmount,
-            ),
-            (
-                format!(r#"{{{id},"amount":true}}"#),
-                PaymentError::AmountNotNumber,
-            ),
-            (
-                format!(r#"{{{id},"amount":19.901}}"#),
-                PaymentError::Amount(AmountError::TooPrecise),
-            ),
-            (
-                format!(r#"{{{id},"amount":0}}"#),
-                PaymentError::Amount(AmountError::NotPositive),
-            ),
-            (
-                format!(r#"{{{id},"amount":-5}}"#),
-                PaymentError::Amount(AmountError::NotPositive),
-            ),
-            (
-                format!(r#"{{{id},"amount":1e3}}"#),
-                PaymentError::Amount(AmountError::NotDecimal),
-            ),
-            (
-                format!(r#"{{{id},"amount":1e400}}"#),
-                PaymentError::Amount(AmountError::NotDecimal),
-            ),
+            (format!(r#"{{{id},"amount":null}}"#), PaymentError::MissingAmount),
+            (format!(r#"{{{id},"amount":true}}"#), PaymentError::AmountNotNumber),
+            (format!(r#"{{{id},"amount":19.901}}"#), PaymentError::Amount(AmountError::TooPrecise)),
+            (format!(r#"{{{id},"amount":0}}"#), PaymentError::Amount(AmountError::NotPositive)),
+            (format!(r#"{{{id},"amount":-5}}"#), PaymentError::Amount(AmountError::NotPositive)),
+            (format!(r#"{{{id},"amount":1e3}}"#), PaymentError::Amount(AmountError::NotDecimal)),
+            (format!(r#"{{{id},"amount":1e400}}"#), PaymentError::Amount(AmountError::NotDecimal)),
             (
                 format!(r#"{{{id},"amount":123456789012345678901234567890}}"#),
                 PaymentError::Amount(AmountError::TooLarge),

@@ -32,11 +32,7 @@ pub struct PeerError {
 
 impl PeerError {
     fn call(addr: SocketAddr, e: http::CallError) -> PeerError {
-        PeerError {
-            addr,
-            what: e.what,
-            kind: e.kind,
-        }
+        PeerError { addr, what: e.what, kind: e.kind }
     }
 }
 
@@ -46,9 +42,7 @@ async fn call(
     request: Vec<u8>,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), PeerError> {
-    http::call_once(addr, request, timeout)
-        .await
-        .map_err(|e| PeerError::call(addr, e))
+    http::call_once(addr, request, timeout).await.map_err(|e| PeerError::call(addr, e))
 }
 
 impl fmt::Display for PeerError {
@@ -89,9 +83,7 @@ struct InstanceJson {
 fn parse_instance_json(body: &[u8]) -> Option<ShardSummary> {
     let json: InstanceJson = sonic_rs::from_slice(body).ok()?;
     let totals = |[count, cents]: [u64; 2]| Totals { count, cents };
-    Some(ShardSummary {
-        by_processor: [totals(json.default), totals(json.fallback)],
-    })
+    Some(ShardSummary { by_processor: [totals(json.default), totals(json.fallback)] })
 }
 
 /// The peer instance's totals over `range`.
@@ -108,11 +100,7 @@ pub async fn fetch_summary(
     request.extend_from_slice(b" HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n");
     let (status, body) = call(addr, request, timeout).await?;
     if status != 200 {
-        return Err(PeerError {
-            addr,
-            what: "answered an error to the summary",
-            kind: None,
-        });
+        return Err(PeerError { addr, what: "answered an error to the summary", kind: None });
     }
     parse_instance_json(&body).ok_or(PeerError {
         addr,
@@ -137,11 +125,7 @@ pub async fn send_health(
     );
     match call(addr, request, timeout).await? {
         (200, _) => Ok(()),
-        _ => Err(PeerError {
-            addr,
-            what: "refused a health report",
-            kind: None,
-        }),
+        _ => Err(PeerError { addr, what: "refused a health report", kind: None }),
     }
 }
 
@@ -155,11 +139,7 @@ pub async fn purge(addr: SocketAddr, timeout: Duration) -> Result<(), PeerError>
     );
     match call(addr, request, timeout).await? {
         (200, _) => Ok(()),
-        _ => Err(PeerError {
-            addr,
-            what: "answered an error to the purge",
-            kind: None,
-        }),
+        _ => Err(PeerError { addr, what: "answered an error to the purge", kind: None }),
     }
 }
 
@@ -171,13 +151,7 @@ mod tests {
     #[test]
     fn instance_json_round_trip() {
         let summary = ShardSummary {
-            by_processor: [
-                Totals {
-                    count: 3,
-                    cents: u64::MAX / 2,
-                },
-                Totals { count: 0, cents: 0 },
-            ],
+            by_processor: [Totals { count: 3, cents: u64::MAX / 2 }, Totals { count: 0, cents: 0 }],
         };
         let mut out = Vec::new();
         write_instance_json(&mut out, &summary);

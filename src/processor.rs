@@ -52,10 +52,7 @@ impl Endpoint {
         let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad URL {url:?}"));
         let (host, port) = Endpoint::parse_url(url).ok_or_else(invalid)?;
         let addr = (host, port).to_socket_addrs()?.next().ok_or_else(invalid)?;
-        Ok(Endpoint {
-            authority: format!("{host}:{port}"),
-            addr,
-        })
+        Ok(Endpoint { authority: format!("{host}:{port}"), addr })
     }
 }
 
@@ -154,11 +151,8 @@ impl ProcessorClient {
                 conn
             }
         };
-        let mut buf = self
-            .spare_bufs
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(IO_BUF_BYTES));
+        let mut buf =
+            self.spare_bufs.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(IO_BUF_BYTES));
         buf.clear();
         self.write_request(&mut buf, payment, requested_at_ms);
         let (written, mut buf) = conn.write_all(buf).await;
@@ -169,12 +163,7 @@ impl ProcessorClient {
         let mut eof = false;
         loop {
             match http::parse_response(&buf, eof) {
-                ParsedResponse::Complete {
-                    status,
-                    len,
-                    keep_alive,
-                    ..
-                } => {
+                ParsedResponse::Complete { status, len, keep_alive, .. } => {
                     // A response followed by more bytes is a server out of step with us.
                     if keep_alive && len == buf.len() {
                         self.keep(conn);
@@ -251,18 +240,9 @@ mod tests {
             Endpoint::parse_url("http://payment-processor-default:8080"),
             Some(("payment-processor-default", 8080))
         );
-        assert_eq!(
-            Endpoint::parse_url("http://127.0.0.1:8001/"),
-            Some(("127.0.0.1", 8001))
-        );
-        for bad in [
-            "https://a:1",
-            "http://a",
-            "http://:1",
-            "http://a:1/x",
-            "http://a:99999",
-            "a:1",
-        ] {
+        assert_eq!(Endpoint::parse_url("http://127.0.0.1:8001/"), Some(("127.0.0.1", 8001)));
+        for bad in ["https://a:1", "http://a", "http://:1", "http://a:1/x", "http://a:99999", "a:1"]
+        {
             assert_eq!(Endpoint::parse_url(bad), None, "{bad}");
         }
     }
@@ -271,15 +251,10 @@ mod tests {
     /// body, and the body carries exact cents and the ISO `requestedAt`.
     #[test]
     fn request_is_well_formed() {
-        let endpoint = Endpoint {
-            authority: "h:1".into(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-        };
+        let endpoint = Endpoint { authority: "h:1".into(), addr: "127.0.0.1:1".parse().unwrap() };
         let client = ProcessorClient::new(Processor::Default, endpoint, 4);
-        let payment = Payment {
-            correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3",
-            cents: 1990,
-        };
+        let payment =
+            Payment { correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", cents: 1990 };
         let mut buf = Vec::new();
         client.write_request(&mut buf, &payment, 1_752_582_896_789);
         let mut headers = [httparse::EMPTY_HEADER; 8];

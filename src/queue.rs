@@ -21,10 +21,7 @@ impl Queue {
     /// An empty queue holding at most `len_max` payments.
     pub fn new(len_max: usize) -> Queue {
         assert!(len_max > 0, "a queue must hold at least one payment");
-        Queue {
-            items: VecDeque::new(),
-            len_max,
-        }
+        Queue { items: VecDeque::new(), len_max }
     }
 
     /// Appends `payment`, or refuses when full.
@@ -60,18 +57,12 @@ mod tests {
     #[test]
     fn bounded_fifo() {
         let mut q = Queue::new(2);
-        let p = |c| Payment {
-            correlation_id: [b'0'; 36],
-            cents: c,
-        };
+        let p = |c| Payment { correlation_id: [b'0'; 36], cents: c };
         q.push(p(1)).unwrap();
         q.push(p(2)).unwrap();
         assert_eq!(q.push(p(3)), Err(QueueFull));
         assert_eq!(q.pop().map(|p| p.cents), Some(1));
         q.push(p(3)).unwrap();
-        assert_eq!(
-            (q.pop().unwrap().cents, q.pop().unwrap().cents, q.pop()),
-            (2, 3, None)
-        );
+        assert_eq!((q.pop().unwrap().cents, q.pop().unwrap().cents, q.pop()), (2, 3, None));
     }
 }

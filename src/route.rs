@@ -7,11 +7,14 @@
 //! in the test for a payment arriving now (`LAG_HORIZON_MS`), for a usable processor:
 //!
 //! ```text
-//! cost(P) = fee(P) + (delay(P) + queue_len × delay(P) / slots) / H
+//! cost(P) = fee(P) + (delay(P) + queue_len × delay(P) / slots(P)) / H
 //! ```
 //!
-//! A processor whose breaker is open (failing, or refusing) is not usable. The cheaper usable
-//! one wins; ties go to the default. When neither is usable the payment waits in the queue:
+//! where `slots(P)` is how many requests this core may keep in flight at P
+//! (`PROCESSOR_INFLIGHT_MAX`: a processor serves 800 at once for everyone). A processor whose
+//! breaker is open (failing, or refusing) is not usable. The cheaper usable one wins; ties go
+//! to the default. If the winner has no free slot, the other takes the payment when it is usable
+//! and has one; otherwise the payment waits a moment for a slot ([`Route::Full`]). When neither is usable the payment waits in the queue:
 //! nothing is lost while a processor may recover, and sending to a failing processor only
 //! costs its delay and a 500. Waiting for a failing default while the fallback works is not
 //! done: an outage's end is unknowable, and a payment still queued when the test ends loses
@@ -24,6 +27,10 @@ use crate::ledger::Processor;
 pub struct View {
     /// The breaker lets requests through.
     pub usable: bool,
+    /// Requests this core has in flight there.
+    pub inflight: usize,
+    /// Requests this core may have in flight there (`PROCESSOR_INFLIGHT_MAX`).
+    pub inflight_max: usize,
     /// Current delay estimate (health's `minResponseTime`, or observed), ms.
     pub delay_ms: u64,
     /// Fee in parts per million of the amount (5% = 50_000).
@@ -35,8 +42,6 @@ pub struct View {
 pub struct Load {
     /// Payments waiting for a slot on this core.
     pub queue_len: usize,
-    /// Forwarding slots of this core (`DISPATCH_INFLIGHT_MAX`).
-    pub slots: usize,
     /// `LAG_HORIZON_MS`.
     pub horizon_ms: u64,
 }
@@ -48,6 +53,8 @@ pub enum Route {
     Send(Processor),
     /// Keep the payment until a processor is usable.
     Wait,
+    /// The processor to use has no free slot, and the other cannot take it: retry shortly.
+    Full,
 }
 
 /// Chooses where the next payment goes.
@@ -56,7 +63,7 @@ pub fn choose(views: [View; 2], load: Load) -> Route {
         view.usable.then(|| {
             // Everything in parts per million of the amount, scaled by the horizon so that
             // the arithmetic stays in integers: cost × H = fee × H + landing time (× 10^6).
-            let slots = load.slots.max(1) as u128;
+            let slots = view.inflight_max.max(1) as u128;
             let delay = u128::from(view.delay_ms);
             let landing_ms =
                 delay.saturating_add((load.queue_len as u128).saturating_mul(delay) / slots);
@@ -64,11 +71,22 @@ pub fn choose(views: [View; 2], load: Load) -> Route {
             fee.saturating_add(landing_ms.saturating_mul(1_000_000))
         })
     };
-    match (cost(views[0]), cost(views[1])) {
-        (Some(default), Some(fallback)) if fallback < default => Route::Send(Processor::Fallback),
-        (Some(_), _) => Route::Send(Processor::Default),
-        (None, Some(_)) => Route::Send(Processor::Fallback),
-        (None, None) => Route::Wait,
+    let best = match (cost(views[0]), cost(views[1])) {
+        (Some(default), Some(fallback)) if fallback < default => Processor::Fallback,
+        (Some(_), _) => Processor::Default,
+        (None, Some(_)) => Processor::Fallback,
+        (None, None) => return Route::Wait,
+    };
+    let free = |p: Processor| {
+        let view = views[p.index()];
+        view.usable && view.inflight < view.inflight_max
+    };
+    if free(best) {
+        Route::Send(best)
+    } else if free(best.other()) {
+        Route::Send(best.other())
+    } else {
+        Route::Full
     }
 }
 
@@ -78,15 +96,13 @@ mod tests {
 
     const FINAL_FEES: (u64, u64) = (70_000, 100_000);
     const DOC_FEES: (u64, u64) = (50_000, 150_000);
-    const LOAD: Load = Load {
-        queue_len: 0,
-        slots: 384,
-        horizon_ms: 100_000,
-    };
+    const LOAD: Load = Load { queue_len: 0, horizon_ms: 100_000 };
 
     fn views(fees: (u64, u64), default: Option<u64>, fallback: Option<u64>) -> [View; 2] {
         let view = |fee_ppm, delay: Option<u64>| View {
             usable: delay.is_some(),
+            inflight: 0,
+            inflight_max: 384,
             delay_ms: delay.unwrap_or(0),
             fee_ppm,
         };
@@ -98,10 +114,7 @@ mod tests {
     fn decision_table() {
         use Processor::{Default as D, Fallback as F};
         let send = Route::Send;
-        let deep = Load {
-            queue_len: 384,
-            ..LOAD
-        };
+        let deep = Load { queue_len: 384, ..LOAD };
         #[rustfmt::skip]
         let table: &[([View; 2], Load, Route)] = &[
             // Both healthy and fast: the cheaper one.
@@ -126,22 +139,34 @@ mod tests {
         }
     }
 
+    /// Goal: a full processor overflows to the other when that one is usable and has room,
+    /// and the payment waits for a slot otherwise.
+    #[test]
+    fn capacity_overflow() {
+        let full = |mut v: [View; 2], i: usize| {
+            v[i].inflight = v[i].inflight_max;
+            v
+        };
+        let healthy = views(FINAL_FEES, Some(1000), Some(1000));
+        assert_eq!(choose(full(healthy, 0), LOAD), Route::Send(Processor::Fallback));
+        assert_eq!(choose(full(full(healthy, 0), 1), LOAD), Route::Full);
+        let fallback_down = views(FINAL_FEES, Some(1000), None);
+        assert_eq!(choose(full(fallback_down, 0), LOAD), Route::Full);
+        let slow_default = views(FINAL_FEES, Some(5000), Some(0));
+        assert_eq!(choose(full(slow_default, 1), LOAD), Route::Send(Processor::Default));
+    }
+
     /// Goal: no input overflows or divides by zero (the values come from config and peers).
     #[test]
     fn extremes_do_not_overflow() {
         let extreme = View {
             usable: true,
+            inflight: 0,
+            inflight_max: 0,
             delay_ms: u64::MAX,
             fee_ppm: u64::MAX,
         };
-        let load = Load {
-            queue_len: usize::MAX,
-            slots: 0,
-            horizon_ms: 0,
-        };
-        assert_eq!(
-            choose([extreme, extreme], load),
-            Route::Send(Processor::Default)
-        );
+        let load = Load { queue_len: usize::MAX, horizon_ms: 0 };
+        assert_eq!(choose([extreme, extreme], load), Route::Full);
     }
 }

@@ -127,11 +127,7 @@ async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> St
                 Ok(()) => Status::Accepted,
                 Err(_) => {
                     core.stats.queue_full.set(core.stats.queue_full.get() + 1);
-                    error(
-                        body,
-                        Status::ServiceUnavailable,
-                        "payment queue is full; retry later",
-                    )
+                    error(body, Status::ServiceUnavailable, "payment queue is full; retry later")
                 }
             },
             Err(e) if e.is_syntax() => error(body, Status::BadRequest, e.reason()),
@@ -189,11 +185,7 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> S
                 body.extend_from_slice(b"{}");
                 Status::Ok
             }
-            None => error(
-                body,
-                Status::BadRequest,
-                "processor, failing and delay_ms are required",
-            ),
+            None => error(body, Status::BadRequest, "processor, failing and delay_ms are required"),
         },
         (peer::PURGE_PATH, Method::Post) => match summary::purge_instance(core).await {
             Ok(()) => {

@@ -70,36 +70,12 @@ mod tests {
             (Ok(400), false, Outcome::Refused),
             (Ok(404), false, Outcome::Refused),
             (Ok(302), false, Outcome::Refused),
-            (
-                Err(AttemptError::Connect(ErrorKind::ConnectionRefused)),
-                false,
-                Outcome::NotStored,
-            ),
-            (
-                Err(AttemptError::Write(ErrorKind::BrokenPipe)),
-                false,
-                Outcome::NotStored,
-            ),
-            (
-                Err(AttemptError::Timeout { sent: false }),
-                false,
-                Outcome::NotStored,
-            ),
-            (
-                Err(AttemptError::Timeout { sent: true }),
-                false,
-                Outcome::Unknown,
-            ),
-            (
-                Err(AttemptError::Lost(ErrorKind::ConnectionReset)),
-                false,
-                Outcome::Unknown,
-            ),
-            (
-                Err(AttemptError::Lost(ErrorKind::UnexpectedEof)),
-                true,
-                Outcome::Unknown,
-            ),
+            (Err(AttemptError::Connect(ErrorKind::ConnectionRefused)), false, Outcome::NotStored),
+            (Err(AttemptError::Write(ErrorKind::BrokenPipe)), false, Outcome::NotStored),
+            (Err(AttemptError::Timeout { sent: false }), false, Outcome::NotStored),
+            (Err(AttemptError::Timeout { sent: true }), false, Outcome::Unknown),
+            (Err(AttemptError::Lost(ErrorKind::ConnectionReset)), false, Outcome::Unknown),
+            (Err(AttemptError::Lost(ErrorKind::UnexpectedEof)), true, Outcome::Unknown),
             (Err(AttemptError::Protocol), false, Outcome::Unknown),
         ];
         for (attempt, maybe_stored_here, outcome) in table {

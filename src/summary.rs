@@ -35,25 +35,14 @@ impl fmt::Display for SummaryError {
 pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSummary, SummaryError> {
     let others = core.mesh.len() - 1;
     let (reply, replies) = flume::bounded(others.max(1));
-    for (id, mailbox) in core
-        .mesh
-        .iter()
-        .enumerate()
-        .filter(|(id, _)| *id != core.id)
-    {
-        let msg = CoreMsg::Summary {
-            range,
-            reply: reply.clone(),
-        };
+    for (id, mailbox) in core.mesh.iter().enumerate().filter(|(id, _)| *id != core.id) {
+        let msg = CoreMsg::Summary { range, reply: reply.clone() };
         mailbox.send(msg).map_err(|_| SummaryError::CoreGone(id))?;
     }
     drop(reply);
     let mut total = core.ledger.borrow().summary(range);
     for _ in 0..others {
-        let shard = replies
-            .recv_async()
-            .await
-            .map_err(|_| SummaryError::CoreGone(usize::MAX))?;
+        let shard = replies.recv_async().await.map_err(|_| SummaryError::CoreGone(usize::MAX))?;
         total.merge(&shard);
     }
     Ok(total)
@@ -78,25 +67,15 @@ pub async fn deployment_summary(
 pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
     let others = core.mesh.len() - 1;
     let (reply, replies) = flume::bounded(others.max(1));
-    for (id, mailbox) in core
-        .mesh
-        .iter()
-        .enumerate()
-        .filter(|(id, _)| *id != core.id)
-    {
+    for (id, mailbox) in core.mesh.iter().enumerate().filter(|(id, _)| *id != core.id) {
         mailbox
-            .send(CoreMsg::Purge {
-                reply: reply.clone(),
-            })
+            .send(CoreMsg::Purge { reply: reply.clone() })
             .map_err(|_| SummaryError::CoreGone(id))?;
     }
     drop(reply);
     core.ledger.borrow_mut().purge();
     for _ in 0..others {
-        replies
-            .recv_async()
-            .await
-            .map_err(|_| SummaryError::CoreGone(usize::MAX))?;
+        replies.recv_async().await.map_err(|_| SummaryError::CoreGone(usize::MAX))?;
     }
     Ok(())
 }
@@ -105,9 +84,7 @@ pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
 pub async fn purge_deployment(core: &Core) -> Result<(), SummaryError> {
     purge_instance(core).await?;
     if let Some(peer_addr) = core.config.peer_addr {
-        peer::purge(peer_addr, core.config.peer_timeout())
-            .await
-            .map_err(SummaryError::Peer)?;
+        peer::purge(peer_addr, core.config.peer_timeout()).await.map_err(SummaryError::Peer)?;
     }
     Ok(())
 }
@@ -186,17 +163,8 @@ mod tests {
         assert_eq!(only_to.from_ms, i64::MIN);
         let encoded = parse_range(b"from=2025-07-15T12%3A00%3A00.000Z").unwrap();
         assert_eq!(encoded.from_ms, r.from_ms);
-        for bad in [
-            &b"from=yesterday"[..],
-            b"to=2025-07-15",
-            b"from=%",
-            b"from=",
-        ] {
-            assert!(
-                parse_range(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in [&b"from=yesterday"[..], b"to=2025-07-15", b"from=%", b"from="] {
+            assert!(parse_range(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -204,16 +172,7 @@ mod tests {
     #[test]
     fn writes_contest_json() {
         let summary = ShardSummary {
-            by_processor: [
-                Totals {
-                    count: 123,
-                    cents: 246_615,
-                },
-                Totals {
-                    count: 4,
-                    cents: 8020,
-                },
-            ],
+            by_processor: [Totals { count: 123, cents: 246_615 }, Totals { count: 4, cents: 8020 }],
         };
         let mut out = Vec::new();
         write_json(&mut out, &summary);
@@ -226,13 +185,7 @@ mod tests {
     /// Goal: the peer link's range encoding round-trips, extremes included.
     #[test]
     fn range_query_round_trip() {
-        for range in [
-            TimeRange::ALL,
-            TimeRange {
-                from_ms: -5,
-                to_ms: 1_752_582_896_789,
-            },
-        ] {
+        for range in [TimeRange::ALL, TimeRange { from_ms: -5, to_ms: 1_752_582_896_789 }] {
             let mut q = Vec::new();
             write_range_query(&mut q, range);
             assert_eq!(parse_range_query(&q), Some(range));

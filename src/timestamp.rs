@@ -126,11 +126,7 @@ pub fn parse_iso(text: &[u8], round: Round) -> Option<i64> {
         + i64::from(minute) * 60_000
         + i64::from(second) * 1000
         + i64::from(ms);
-    Some(if finer && round == Round::Up {
-        ms + 1
-    } else {
-        ms
-    })
+    Some(if finer && round == Round::Up { ms + 1 } else { ms })
 }
 
 /// ASCII digits to a number; `None` on anything else (including an empty slice).
@@ -138,9 +134,7 @@ fn digits(text: &[u8]) -> Option<u32> {
     if text.is_empty() || text.len() > 9 {
         return None;
     }
-    text.iter().try_fold(0u32, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-    })
+    text.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
 }
 
 /// Writes `value` as exactly `out.len()` digits, zero-padded.
@@ -206,19 +200,8 @@ mod tests {
             MS_MIN + (x % (MS_MAX - MS_MIN) as u64) as i64
         });
         let leap_2024 = 1_709_164_800_000; // 2024-02-29T00:00:00Z
-        let edges = [
-            0,
-            -1,
-            1,
-            MS_MIN,
-            MS_MAX,
-            leap_2024 - 1,
-            leap_2024,
-            951_782_400_000,
-        ];
-        random
-            .chain(edges)
-            .chain((-5_000..5_000).map(|i| i * 86_399_999))
+        let edges = [0, -1, 1, MS_MIN, MS_MAX, leap_2024 - 1, leap_2024, 951_782_400_000];
+        random.chain(edges).chain((-5_000..5_000).map(|i| i * 86_399_999))
     }
 
     /// Goal: our formatter writes what `time` writes, for ~210k instants over all years.
@@ -258,22 +241,12 @@ mod tests {
     /// Goal: the HTTP date matches RFC 9110's example and `time`'s weekday over many days.
     #[test]
     fn http_date() {
-        assert_eq!(
-            &format_http_date(784_111_777),
-            b"Sun, 06 Nov 1994 08:49:37 GMT"
-        );
+        assert_eq!(&format_http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         for secs in (0..4_000_000_000i64).step_by(86_399 * 7) {
             let ours = format_http_date(secs);
             let dt = OffsetDateTime::from_unix_timestamp(secs).unwrap();
-            assert_eq!(
-                &ours[0..2],
-                &dt.weekday().to_string().as_bytes()[0..2],
-                "{secs}"
-            );
-            assert_eq!(
-                std::str::from_utf8(&ours[12..16]).unwrap(),
-                dt.year().to_string()
-            );
+            assert_eq!(&ours[0..2], &dt.weekday().to_string().as_bytes()[0..2], "{secs}");
+            assert_eq!(std::str::from_utf8(&ours[12..16]).unwrap(), dt.year().to_string());
         }
     }
 
@@ -281,26 +254,11 @@ mod tests {
     #[test]
     fn fractions_and_rounding() {
         let base = parse_iso(b"2025-07-15T12:34:56Z", Round::Down).unwrap();
-        assert_eq!(
-            parse_iso(b"2025-07-15T12:34:56.5Z", Round::Down),
-            Some(base + 500)
-        );
-        assert_eq!(
-            parse_iso(b"2025-07-15T12:34:56.05Z", Round::Down),
-            Some(base + 50)
-        );
-        assert_eq!(
-            parse_iso(b"2025-07-15T12:34:56.0001Z", Round::Down),
-            Some(base)
-        );
-        assert_eq!(
-            parse_iso(b"2025-07-15T12:34:56.0001Z", Round::Up),
-            Some(base + 1)
-        );
-        assert_eq!(
-            parse_iso(b"2025-07-15T12:34:56.000000Z", Round::Up),
-            Some(base)
-        );
+        assert_eq!(parse_iso(b"2025-07-15T12:34:56.5Z", Round::Down), Some(base + 500));
+        assert_eq!(parse_iso(b"2025-07-15T12:34:56.05Z", Round::Down), Some(base + 50));
+        assert_eq!(parse_iso(b"2025-07-15T12:34:56.0001Z", Round::Down), Some(base));
+        assert_eq!(parse_iso(b"2025-07-15T12:34:56.0001Z", Round::Up), Some(base + 1));
+        assert_eq!(parse_iso(b"2025-07-15T12:34:56.000000Z", Round::Up), Some(base));
     }
 
     /// Goal: malformed and impossible timestamps are refused, never guessed.
@@ -324,12 +282,7 @@ mod tests {
             b"2025-7-15T12:34:56.000Z",
         ];
         for text in bad {
-            assert_eq!(
-                parse_iso(text, Round::Down),
-                None,
-                "{}",
-                String::from_utf8_lossy(text)
-            );
+            assert_eq!(parse_iso(text, Round::Down), None, "{}", String::from_utf8_lossy(text));
         }
         assert!(parse_iso(b"2024-02-29T23:59:59.999Z", Round::Down).is_some());
     }

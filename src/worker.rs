@@ -84,6 +84,8 @@ pub struct Core {
     pub inflight: Cell<usize>,
     /// Clients for the two processors, indexed by [`Processor::index`].
     processors: [ProcessorClient; 2],
+    /// Attempts in flight at each processor; at most `PROCESSOR_INFLIGHT_MAX` each.
+    inflight_at: [Cell<usize>; 2],
     /// What this core believes about each processor, indexed by [`Processor::index`].
     health: [ProcessorHealth; 2],
     /// Core 0 only: when news of each processor last arrived (own poll or peer report),
@@ -103,6 +105,11 @@ impl Core {
     /// The client of one processor.
     pub fn processor(&self, processor: Processor) -> &ProcessorClient {
         &self.processors[processor.index()]
+    }
+
+    /// Attempts this core has in flight at one processor.
+    pub fn inflight_at(&self, processor: Processor) -> &Cell<usize> {
+        &self.inflight_at[processor.index()]
     }
 
     /// This core's view of one processor's health.
@@ -153,13 +160,7 @@ pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>
         Vec::new()
     };
     let mesh: Mesh = senders.into();
-    let plan = Arc::new(Plan {
-        config,
-        driver,
-        endpoints,
-        mesh: Arc::clone(&mesh),
-        cpus,
-    });
+    let plan = Arc::new(Plan { config, driver, endpoints, mesh: Arc::clone(&mesh), cpus });
     eprintln!("payrelay: {config} io_driver_used={}", driver.name());
 
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -189,14 +190,7 @@ pub fn drain_all(mesh: &Mesh, deadline: Instant) -> usize {
     let (reply, replies) = flume::unbounded();
     let asked = mesh
         .iter()
-        .filter(|mailbox| {
-            mailbox
-                .send(CoreMsg::Drain {
-                    deadline,
-                    reply: reply.clone(),
-                })
-                .is_ok()
-        })
+        .filter(|mailbox| mailbox.send(CoreMsg::Drain { deadline, reply: reply.clone() }).is_ok())
         .count();
     drop(reply);
     // Each core answers by the deadline; a core that is gone answers never, hence the limit.
@@ -204,9 +198,7 @@ pub fn drain_all(mesh: &Mesh, deadline: Instant) -> usize {
     (0..asked)
         .map(|_| {
             let wait = limit.saturating_duration_since(Instant::now());
-            replies
-                .recv_timeout(wait)
-                .unwrap_or(usize::MAX / asked.max(1))
+            replies.recv_timeout(wait).unwrap_or(usize::MAX / asked.max(1))
         })
         .sum()
 }
@@ -253,10 +245,7 @@ fn run_worker(
             .map(|mut rt| rt.block_on(core_main)),
     };
     if let Err(e) = built {
-        let _ = ready.send(Err(io::Error::new(
-            e.kind(),
-            format!("core-{id}: runtime: {e}"),
-        )));
+        let _ = ready.send(Err(io::Error::new(e.kind(), format!("core-{id}: runtime: {e}"))));
     }
 }
 
@@ -267,10 +256,7 @@ fn pin(id: usize, plan: &Plan) {
     }
     let cpu = plan.cpus[(plan.config.worker_cpu_first + id) % plan.cpus.len()];
     if !core_affinity::set_for_current(cpu) {
-        eprintln!(
-            "payrelay: core-{id}: could not pin to CPU {}; not pinned",
-            cpu.id
-        );
+        eprintln!("payrelay: core-{id}: could not pin to CPU {}; not pinned", cpu.id);
     }
 }
 
@@ -293,9 +279,10 @@ async fn core_main(
             ProcessorClient::new(
                 p,
                 plan.endpoints[p.index()].clone(),
-                config.dispatch_inflight_max,
+                config.processor_inflight_max,
             )
         }),
+        inflight_at: Processor::ALL.map(|_| Cell::new(0)),
         health: Processor::ALL.map(|_| {
             ProcessorHealth::new(
                 config.breaker_failures_to_open,
@@ -367,24 +354,16 @@ async fn poll_health(core: Rc<Core>, endpoints: [Endpoint; 2]) {
 /// Binds the API listener (every core, `SO_REUSEPORT` so the kernel spreads connections over
 /// all cores of both instances) and, on core 0 only, the private peer listener.
 fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListener>)> {
-    let api_opts = ListenerOpts::new()
-        .reuse_port(true)
-        .reuse_addr(true)
-        .backlog(config.listen_backlog);
+    let api_opts =
+        ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(config.listen_backlog);
     let api = TcpListener::bind_with_config(config.api_bind_addr, &api_opts).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("core-{id}: bind {}: {e}", config.api_bind_addr),
-        )
+        io::Error::new(e.kind(), format!("core-{id}: bind {}: {e}", config.api_bind_addr))
     })?;
     let peer = match config.peer_bind_addr {
         Some(addr) if id == 0 => {
             // Not shared: each instance owns its private port, and a stale process holding it
             // must make this one fail loudly rather than split the peer's calls.
-            let opts = ListenerOpts::new()
-                .reuse_port(false)
-                .reuse_addr(true)
-                .backlog(64);
+            let opts = ListenerOpts::new().reuse_port(false).reuse_addr(true).backlog(64);
             let listener = TcpListener::bind_with_config(addr, &opts).map_err(|e| {
                 io::Error::new(e.kind(), format!("core-{id}: bind peer {addr}: {e}"))
             })?;
