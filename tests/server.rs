@@ -43,10 +43,7 @@ impl Rig {
             envelope: false,
         };
         let mut backend = Backend::start(&spec).expect("payrelay instances");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         if let Err(e) = runtime.block_on(backend.wait_ready()) {
             panic!("{}", backend.describe_failure(&e));
         }
@@ -55,6 +52,15 @@ impl Rig {
 
     fn api(&self) -> SocketAddr {
         self.backend.api_addr()
+    }
+}
+
+impl Drop for Rig {
+    /// Keeps the instances' logs only when the test failed, for the message naming them.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.backend.keep_logs(false);
+        }
     }
 }
 
@@ -72,14 +78,9 @@ struct Reply {
 impl Client {
     fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client { stream, buf: Vec::new() }
     }
 
     fn send(&mut self, raw: &[u8]) {
@@ -89,12 +90,8 @@ impl Client {
     /// Reads one response; `None` if the server closed the connection first.
     fn read(&mut self) -> Option<Reply> {
         loop {
-            if let ParsedResponse::Complete {
-                status,
-                body: (start, end),
-                len,
-                ..
-            } = parse_response(&self.buf, false)
+            if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
+                parse_response(&self.buf, false)
             {
                 let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
                 self.buf.drain(..len);
@@ -144,19 +141,14 @@ fn uuid(i: u32) -> String {
 fn parse_summary(body: &str) -> [(u64, u64); 2] {
     let value: serde_json::Value = serde_json::from_str(body).expect("summary JSON");
     ["default", "fallback"].map(|name| {
-        let count = value[name]["totalRequests"]
-            .as_u64()
-            .expect("totalRequests");
+        let count = value[name]["totalRequests"].as_u64().expect("totalRequests");
         // Amounts must have exactly two decimals: read the text, not a float.
         let side = &body[body.find(&format!("\"{name}\"")).expect(name)..];
         let amount = side.split("\"totalAmount\":").nth(1).expect("totalAmount");
         let amount = &amount[..amount.find(['}', ',']).expect("end of amount")];
         let (units, cents) = amount.split_once('.').expect("two decimals");
         assert_eq!(cents.len(), 2, "amount {amount} must have two decimals");
-        (
-            count,
-            units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap(),
-        )
+        (count, units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap())
     })
 }
 
@@ -180,9 +172,7 @@ fn instance_of(client: &mut Client) -> u64 {
     let reply = client.get("/health");
     assert_eq!(reply.status, 200);
     let value: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-    value["pid"]
-        .as_u64()
-        .expect("health names the instance's pid")
+    value["pid"].as_u64().expect("health names the instance's pid")
 }
 
 /// Goal: payments posted through the shared port are forwarded, and *each* instance's
@@ -204,19 +194,13 @@ fn both_instances_answer_global_totals_and_purge_clears_both() {
         emulator_totals(&rig.emulator, None, None)[0].0 == u64::from(payments)
     });
     let expected = emulator_totals(&rig.emulator, None, None);
-    assert_eq!(
-        expected,
-        [(u64::from(payments), u64::from(payments) * 1990), (0, 0)]
-    );
+    assert_eq!(expected, [(u64::from(payments), u64::from(payments) * 1990), (0, 0)]);
 
     let mut seen = BTreeSet::new();
     let mut attempts = 0;
     while seen.len() < 2 {
         attempts += 1;
-        assert!(
-            attempts < 200,
-            "the kernel never reached the second instance"
-        );
+        assert!(attempts < 200, "the kernel never reached the second instance");
         let mut client = Client::connect(rig.api());
         let pid = instance_of(&mut client);
         // The ledger is written when the processor's 200 arrives, a moment after it stored.
@@ -244,12 +228,7 @@ fn summary_bounds_are_inclusive_to_the_millisecond() {
     let rig = Rig::start();
     let mut client = Client::connect(rig.api());
     for i in 0..40 {
-        assert_eq!(
-            client
-                .post("/payments", &payment_json(&uuid(i), "20.05"))
-                .status,
-            202
-        );
+        assert_eq!(client.post("/payments", &payment_json(&uuid(i), "20.05")).status, 202);
     }
     wait_until("the processors to store every payment", || {
         emulator_totals(&rig.emulator, None, None)[0].0 == 40
@@ -285,11 +264,7 @@ fn summary_bounds_are_inclusive_to_the_millisecond() {
         let reply = client.get(&format!("/payments-summary?{}", query.join("&")));
         assert_eq!(reply.status, 200, "{}", reply.body);
         let theirs = emulator_totals(&rig.emulator, from, to);
-        assert_eq!(
-            parse_summary(&reply.body),
-            theirs,
-            "range {from:?}..={to:?}"
-        );
+        assert_eq!(parse_summary(&reply.body), theirs, "range {from:?}..={to:?}");
     }
     let at_t = emulator_totals(&rig.emulator, Some(t), Some(t));
     assert!(at_t[0].0 >= 1, "the payment at T is inside [T, T]");
@@ -322,12 +297,7 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
     assert_eq!(client.get("/payments").status, 405);
     assert_eq!(client.post("/payments-summary", "").status, 405);
     assert_eq!(client.get("/payments-summary?from=yesterday").status, 400);
-    assert_eq!(
-        client
-            .get("/payments-summary?to=2025-02-30T00:00:00.000Z")
-            .status,
-        400
-    );
+    assert_eq!(client.get("/payments-summary?to=2025-02-30T00:00:00.000Z").status, 400);
     // Same connection, still served after every error above.
     assert_eq!(client.get("/health").status, 200);
 
@@ -364,10 +334,7 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
     assert!(garbage.closed());
     // Oversize head: 431 and close.
     let mut head = Client::connect(rig.api());
-    let long = format!(
-        "GET /health HTTP/1.1\r\nX-Long: {}\r\n\r\n",
-        "a".repeat(20_000)
-    );
+    let long = format!("GET /health HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(20_000));
     head.send(long.as_bytes());
     assert_eq!(head.read().unwrap().status, 431);
     // A client that vanishes mid-request costs nothing.

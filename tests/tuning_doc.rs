@@ -37,9 +37,8 @@ fn contest_profile_is_valid_and_uses_known_variables() {
     for (key, _) in &pairs {
         assert!(ENV_VARS.contains(&key.as_str()), "{key} is not a payrelay variable");
     }
-    let config = Config::from_lookup(|name| {
-        pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .expect("the contest profile parses");
+    let config =
+        Config::from_lookup(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .expect("the contest profile parses");
     assert_eq!(config.workers(), 1);
 }

@@ -1,0 +1,433 @@
+//! One call for a whole contest run: processors, backend pair (or an external target), readiness,
+//! load, teardown, score, results JSON and table.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::{
+    backend::{self, Backend, BackendSpec, READY_INTERVAL_OFFICIAL, READY_TRIES_OFFICIAL},
+    client,
+    emulator::{self, EmulatorConfig, Which},
+    load::{self, LoadPlan, LoadReport},
+    money,
+    scenario::Scenario,
+    score::{self, ScoreInput},
+    stats, time,
+};
+
+/// Seconds between progress lines.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Threads of the load generator's runtime. Two keep one slow task from delaying
+/// the timing of the others on a 2-CPU machine.
+const LOAD_WORKER_THREADS: usize = 2;
+/// The contest's processor ports.
+pub const DEFAULT_PORT: u16 = 8001;
+/// See [`DEFAULT_PORT`].
+pub const FALLBACK_PORT: u16 = 8002;
+/// The contest's API port.
+pub const API_PORT: u16 = 9999;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ContestOptions {
+    /// Scenario file.
+    pub scenario: PathBuf,
+    /// payrelay binary (ignored with `target`).
+    pub payrelay: Option<PathBuf>,
+    /// An already running backend (`http://127.0.0.1:9999`): only the processors are started.
+    pub target: Option<String>,
+    /// Where to write the results JSON.
+    pub json: Option<PathBuf>,
+    /// Default processor port (0: any free port).
+    pub default_port: u16,
+    /// Fallback processor port (0: any free port).
+    pub fallback_port: u16,
+    /// Shared API port for the started pair (0: any free port).
+    pub api_port: u16,
+    /// Extra environment for payrelay (`tuning/contest.env`).
+    pub env_file: Option<PathBuf>,
+    /// Try the 1.5 CPU / 350 MB cgroup.
+    pub envelope: bool,
+    /// Print progress lines and the results table.
+    pub verbose: bool,
+}
+
+impl ContestOptions {
+    /// The contest's ports, the envelope on, verbose.
+    pub fn new(scenario: impl Into<PathBuf>) -> ContestOptions {
+        ContestOptions {
+            scenario: scenario.into(),
+            payrelay: None,
+            target: None,
+            json: None,
+            default_port: DEFAULT_PORT,
+            fallback_port: FALLBACK_PORT,
+            api_port: API_PORT,
+            env_file: Some(PathBuf::from("tuning/contest.env")),
+            envelope: true,
+            verbose: true,
+        }
+    }
+}
+
+/// The flat, stable results record (documented in `benches/lab/README.md`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Results {
+    /// Final score (money).
+    pub score: f64,
+    /// Successful POSTs × amount × (1 − fee_default) × 1.20.
+    pub upper_bound: f64,
+    /// score / upper_bound.
+    pub score_ratio: f64,
+    /// Both processors' amounts.
+    pub gross: f64,
+    /// Both processors' fees.
+    pub fees: f64,
+    /// p99 of every expected-status request, ms, rounded to 2 decimals as the final scores it.
+    pub p99_ms: f64,
+    /// The bonus as a fraction (0.17 = 17%).
+    pub p99_bonus: f64,
+    /// The fine as a fraction (0 or 0.35).
+    pub fine: f64,
+    /// Inconsistencies summed over the checks.
+    pub inconsistencies: u64,
+    /// Number of consistency checks made.
+    pub checks: u64,
+    /// Successful POSTs − payments recorded by the processors.
+    pub lag: i64,
+    /// Payments recorded beyond the successful POSTs.
+    pub caixa_dois: u64,
+    /// POSTs answered 200/201/202/204.
+    pub posts_ok: u64,
+    /// POSTs that failed, all reasons.
+    pub posts_failed: u64,
+    /// ... with no answer within the timeout.
+    pub posts_failed_timeout: u64,
+    /// ... with another status.
+    pub posts_failed_status: u64,
+    /// ... whose connection could not be opened.
+    pub posts_failed_connect: u64,
+    /// ... whose connection broke in flight.
+    pub posts_failed_io: u64,
+    /// Payments at the default processor.
+    pub default_count: u64,
+    /// Payments at the fallback processor.
+    pub fallback_count: u64,
+    /// Their amount.
+    pub default_amount: f64,
+    /// Their amount.
+    pub fallback_amount: f64,
+    /// POST latency percentiles (expected statuses), ms.
+    pub post_p50_ms: f64,
+    /// See `post_p50_ms`.
+    pub post_p90_ms: f64,
+    /// See `post_p50_ms`.
+    pub post_p99_ms: f64,
+    /// See `post_p50_ms`.
+    pub post_max_ms: f64,
+    /// p99 of our `GET /payments-summary` calls, ms.
+    pub summary_p99_ms: f64,
+    /// Summary calls that failed or were unreadable (counted as zeros).
+    pub summary_failures: u64,
+    /// Admin calls that failed.
+    pub admin_failures: u64,
+    /// Instance A peak RSS, MB (null with `--target`).
+    pub backend_a_rss_mb_max: Option<f64>,
+    /// Instance A CPU seconds.
+    pub backend_a_cpu_s: Option<f64>,
+    /// Instance B peak RSS, MB.
+    pub backend_b_rss_mb_max: Option<f64>,
+    /// Instance B CPU seconds.
+    pub backend_b_cpu_s: Option<f64>,
+    /// Whether the pair ran inside the 1.5 CPU / 350 MB cgroup.
+    pub envelope_applied: bool,
+    /// Scenario name (file stem).
+    pub scenario: String,
+    /// Load start, ISO UTC.
+    pub started_at: String,
+    /// Address of the backend under test.
+    pub target: String,
+}
+
+/// Runs one contest. Everything it started is stopped before it returns, error or not.
+pub fn run(options: &ContestOptions) -> Result<Results, String> {
+    let scenario = Scenario::load(&options.scenario).map_err(|e| e.to_string())?;
+    let config = EmulatorConfig::new(
+        options.default_port,
+        options.fallback_port,
+        scenario.fee_default,
+        scenario.fee_fallback,
+    );
+    let processors =
+        emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(LOAD_WORKER_THREADS)
+        .thread_name("rinha-lab-load")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let verbose = options.verbose;
+    if verbose {
+        eprintln!(
+            "processors: default {} fallback {} (fees {} / {})",
+            processors.addr(Which::Default),
+            processors.addr(Which::Fallback),
+            scenario.fee_default,
+            scenario.fee_fallback
+        );
+    }
+
+    let mut backend = None;
+    let target: SocketAddr = match &options.target {
+        Some(url) => {
+            let addr = client::loopback_target(url)?;
+            runtime.block_on(backend::wait_ready(
+                addr,
+                READY_INTERVAL_OFFICIAL,
+                READY_TRIES_OFFICIAL,
+                &mut || None,
+            ))?;
+            addr
+        }
+        None => {
+            let payrelay = options
+                .payrelay
+                .clone()
+                .ok_or("no payrelay binary given (use --payrelay or --target)")?;
+            let spec = BackendSpec {
+                payrelay,
+                api_port: options.api_port,
+                default_addr: processors.addr(Which::Default),
+                fallback_addr: processors.addr(Which::Fallback),
+                env_file: options.env_file.clone(),
+                envelope: options.envelope,
+            };
+            let started = backend.insert(Backend::start(&spec)?);
+            if verbose {
+                eprintln!(
+                    "payrelay pair on {} (envelope {}), logs: {}",
+                    started.api_addr(),
+                    if started.envelope_applied() {
+                        "applied".to_owned()
+                    } else {
+                        format!("not applied: {}", started.envelope_note())
+                    },
+                    started
+                        .log_paths()
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if let Err(e) = runtime.block_on(interruptible(started.wait_ready())) {
+                return Err(started.describe_failure(&e));
+            }
+            started.api_addr()
+        }
+    };
+
+    let plan = LoadPlan {
+        scenario: scenario.clone(),
+        target,
+        default_addr: processors.addr(Which::Default),
+        fallback_addr: processors.addr(Which::Fallback),
+        recorded: Some(processors.recorded_probe()),
+        progress_every: verbose.then_some(PROGRESS_EVERY),
+    };
+    let report = runtime.block_on(interruptible(load::run(plan)));
+    let (usage, envelope_applied, died) = match backend.as_mut() {
+        Some(backend) => (backend.usage(), backend.envelope_applied(), backend.exited()),
+        None => (Vec::new(), false, None),
+    };
+    let report = match (report, &backend) {
+        (Ok(report), _) => report,
+        (Err(e), Some(backend)) => return Err(backend.describe_failure(&e)),
+        (Err(e), None) => return Err(e),
+    };
+    if let (Some(reason), Some(backend)) = (died, &backend) {
+        eprintln!("warning: {}", backend.describe_failure(&reason));
+    }
+    let clean = report.inconsistencies == 0
+        && report.posts_failed() == 0
+        && report.posts_ok == report.default.count + report.fallback.count;
+    if let Some(backend) = backend.as_mut() {
+        // Logs of a clean run are noise; anything else is kept for a look.
+        backend.keep_logs(!clean);
+        if !clean && verbose {
+            eprintln!("payrelay logs kept in {}", backend.log_dir().display());
+        }
+    }
+    drop(backend);
+    drop(processors);
+
+    let mut results = results(&scenario, &report, target, envelope_applied);
+    for (name, usage) in usage {
+        let (rss, cpu) = match name {
+            "a" => (&mut results.backend_a_rss_mb_max, &mut results.backend_a_cpu_s),
+            _ => (&mut results.backend_b_rss_mb_max, &mut results.backend_b_cpu_s),
+        };
+        *rss = Some(round3(usage.rss_mb_max));
+        *cpu = Some(round3(usage.cpu_s));
+    }
+    if let Some(path) = &options.json {
+        write_json(path, &results)?;
+    }
+    if verbose {
+        println!("{}", table(&results));
+    }
+    Ok(results)
+}
+
+/// Runs `work` unless Ctrl-C comes first: then the run fails normally, so everything it started
+/// (payrelay children, the cgroup, the processors) is torn down by the usual drops.
+async fn interruptible<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err("interrupted (Ctrl-C)".to_owned()),
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Scores a load report.
+pub fn results(
+    scenario: &Scenario,
+    report: &LoadReport,
+    target: SocketAddr,
+    envelope_applied: bool,
+) -> Results {
+    let mut all = report.all_latencies_us();
+    let p99_ms = stats::percentile_ms(&mut all, 0.99);
+    let scored = score::score(&ScoreInput {
+        default_count: report.default.count,
+        default_cents: report.default.cents,
+        fallback_count: report.fallback.count,
+        fallback_cents: report.fallback.cents,
+        fee_default: scenario.fee_default,
+        fee_fallback: scenario.fee_fallback,
+        p99_ms,
+        inconsistencies: report.inconsistencies,
+        posts_ok: report.posts_ok,
+    });
+    let upper_bound_cents =
+        score::upper_bound_cents(report.posts_ok, scenario.amount_cents(), scenario.fee_default);
+    let mut posts = report.post_latencies_us.clone();
+    let mut summaries = report.summary_latencies_us.clone();
+    let ms = |samples: &mut Vec<u64>, p: f64| round3(stats::percentile_ms(samples, p));
+    Results {
+        score: money::cents_to_f64(scored.score_cents),
+        upper_bound: money::cents_to_f64(upper_bound_cents),
+        score_ratio: if upper_bound_cents > 0 {
+            (scored.score_cents as f64 / upper_bound_cents as f64 * 10_000.0).round() / 10_000.0
+        } else {
+            0.0
+        },
+        gross: money::cents_to_f64(scored.gross_cents),
+        fees: money::cents_to_f64(scored.fees_cents),
+        p99_ms: score::p99_scored_ms(p99_ms),
+        p99_bonus: scored.bonus_percent as f64 / 100.0,
+        fine: scored.fine_percent as f64 / 100.0,
+        inconsistencies: report.inconsistencies,
+        checks: report.checks.len() as u64,
+        lag: scored.lag,
+        caixa_dois: scored.caixa_dois,
+        posts_ok: report.posts_ok,
+        posts_failed: report.posts_failed(),
+        posts_failed_timeout: report.posts_failed_timeout,
+        posts_failed_status: report.posts_failed_status,
+        posts_failed_connect: report.posts_failed_connect,
+        posts_failed_io: report.posts_failed_io,
+        default_count: report.default.count,
+        fallback_count: report.fallback.count,
+        default_amount: money::cents_to_f64(report.default.cents),
+        fallback_amount: money::cents_to_f64(report.fallback.cents),
+        post_p50_ms: ms(&mut posts, 0.50),
+        post_p90_ms: ms(&mut posts, 0.90),
+        post_p99_ms: ms(&mut posts, 0.99),
+        post_max_ms: ms(&mut posts, 1.0),
+        summary_p99_ms: ms(&mut summaries, 0.99),
+        summary_failures: report.summary_failures,
+        admin_failures: report.admin_failures,
+        backend_a_rss_mb_max: None,
+        backend_a_cpu_s: None,
+        backend_b_rss_mb_max: None,
+        backend_b_cpu_s: None,
+        envelope_applied,
+        scenario: scenario.name.clone(),
+        started_at: time::format_iso_ms(report.started_at_ms),
+        target: format!("http://{target}"),
+    }
+}
+
+fn write_json(path: &Path, results: &Results) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(results).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The results as an aligned two-column table.
+pub fn table(results: &Results) -> String {
+    let value = serde_json::to_value(results).unwrap_or_default();
+    let mut out = String::from("\n== rinha-lab results ==\n");
+    if let Some(map) = value.as_object() {
+        // Keep the declaration order of the struct rather than the map's sorted order.
+        for key in FIELD_ORDER {
+            if let Some(v) = map.get(*key) {
+                let shown = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".to_owned(),
+                    other => other.to_string(),
+                };
+                out.push_str(&format!("{key:<22} {shown}\n"));
+            }
+        }
+    }
+    out
+}
+
+const FIELD_ORDER: &[&str] = &[
+    "scenario",
+    "started_at",
+    "target",
+    "score",
+    "upper_bound",
+    "score_ratio",
+    "gross",
+    "fees",
+    "p99_ms",
+    "p99_bonus",
+    "fine",
+    "inconsistencies",
+    "checks",
+    "lag",
+    "caixa_dois",
+    "posts_ok",
+    "posts_failed",
+    "posts_failed_timeout",
+    "posts_failed_status",
+    "posts_failed_connect",
+    "posts_failed_io",
+    "default_count",
+    "fallback_count",
+    "default_amount",
+    "fallback_amount",
+    "post_p50_ms",
+    "post_p90_ms",
+    "post_p99_ms",
+    "post_max_ms",
+    "summary_p99_ms",
+    "summary_failures",
+    "admin_failures",
+    "backend_a_rss_mb_max",
+    "backend_a_cpu_s",
+    "backend_b_rss_mb_max",
+    "backend_b_cpu_s",
+    "envelope_applied",
+];

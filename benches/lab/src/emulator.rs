@@ -1,0 +1,666 @@
+//! The two payment processors, in one process: the contest's limits, delay and failure knobs,
+//! storage, health window and admin API, on real loopback sockets.
+//!
+//! Each processor handles `POST /payments` in the order the real one does: concurrency limit
+//! (800 in progress, 500 queued, then 429), the configured delay, the failure switch (500 after
+//! the delay, nothing stored), then the insert (200, or 422 for a known correlationId).
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::{Semaphore, watch},
+};
+
+use crate::{money, time};
+
+/// Payments processed at once per processor, as the contest's concurrency limiter allows.
+pub const IN_PROGRESS_MAX: usize = 800;
+/// Payments waiting for a slot per processor; beyond this the processor answers 429.
+pub const QUEUED_MAX: usize = 500;
+/// Health calls that may wait for later windows; beyond this, 429.
+const HEALTH_QUEUED_MAX: u64 = 2;
+/// The contest's health window.
+pub const HEALTH_WINDOW_MS_DEFAULT: u64 = 5000;
+/// The admin token a processor starts with.
+pub const TOKEN_DEFAULT: &str = "123";
+/// Largest request body we read; a payment is ~120 bytes, so this only stops abuse.
+const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Listen backlog: the backend may open hundreds of connections at once; the default 128 would
+/// make some of them wait a SYN retransmit (1 s), which the real processor would not cause.
+const LISTEN_BACKLOG: u32 = 4096;
+/// Largest delay the admin API accepts (the rules use up to 5000 ms).
+const DELAY_MS_MAX: u64 = 600_000;
+/// Worker threads for the emulator's runtime: the work is timers and tiny JSON bodies.
+const WORKER_THREADS_DEFAULT: usize = 2;
+/// Pause after a failed accept (typically out of descriptors) so the loop does not spin while
+/// connections close.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(5);
+/// How long dropping the emulator waits for its tasks to wind down.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// Which of the two processors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The cheap one.
+    Default,
+    /// The expensive one.
+    Fallback,
+}
+
+impl Which {
+    fn index(self) -> usize {
+        match self {
+            Which::Default => 0,
+            Which::Fallback => 1,
+        }
+    }
+}
+
+/// How to start the emulator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmulatorConfig {
+    /// Port for the default processor on 127.0.0.1; 0 picks a free one.
+    pub default_port: u16,
+    /// Port for the fallback processor on 127.0.0.1; 0 picks a free one.
+    pub fallback_port: u16,
+    /// Default processor fee rate (reported as `feePerTransaction`).
+    pub fee_default: f64,
+    /// Fallback processor fee rate.
+    pub fee_fallback: f64,
+    /// Length of the health endpoint's fixed window (5000 ms in the contest; tests shorten it).
+    pub health_window_ms: u64,
+    /// Threads of the emulator's own runtime.
+    pub worker_threads: usize,
+}
+
+impl EmulatorConfig {
+    /// The contest's processors on the given ports with the given fees.
+    pub fn new(default_port: u16, fallback_port: u16, fee_default: f64, fee_fallback: f64) -> Self {
+        EmulatorConfig {
+            default_port,
+            fallback_port,
+            fee_default,
+            fee_fallback,
+            health_window_ms: HEALTH_WINDOW_MS_DEFAULT,
+            worker_threads: WORKER_THREADS_DEFAULT,
+        }
+    }
+}
+
+/// A payment as a processor stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Payment {
+    amount_cents: i64,
+    requested_at_ms: i64,
+}
+
+/// A processor's admin summary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessorSummary {
+    /// Payments in the window.
+    pub total_requests: u64,
+    /// Their amount, in cents.
+    pub total_cents: i64,
+    /// The processor's fee rate.
+    pub fee: f64,
+}
+
+/// Mutable state of one processor, behind one lock: the admin knobs and the payment table.
+#[derive(Debug)]
+struct State {
+    delay_ms: u64,
+    failing: bool,
+    token: String,
+    payments: HashMap<u128, Payment>,
+}
+
+/// The health endpoint's fixed window: one call per window for every caller together, and up
+/// to [`HEALTH_QUEUED_MAX`] calls waiting for the next windows.
+#[derive(Debug)]
+struct HealthWindow {
+    origin: Instant,
+    window: Duration,
+    /// First window whose permit is still free.
+    next_free: u64,
+}
+
+impl HealthWindow {
+    /// Reserves a permit: `Some(when to answer)` or `None` for 429.
+    fn reserve(&mut self, now: Instant) -> Option<Instant> {
+        let window_ns = self.window.as_nanos().max(1);
+        let current = (now.saturating_duration_since(self.origin).as_nanos() / window_ns) as u64;
+        if self.next_free <= current {
+            // One permit per window: this call takes the current one.
+            self.next_free = current + 1;
+            return Some(now);
+        }
+        let waiting = self.next_free - (current + 1);
+        if waiting >= HEALTH_QUEUED_MAX {
+            return None;
+        }
+        let slot = self.next_free;
+        self.next_free += 1;
+        let offset = self.window.as_nanos() * u128::from(slot);
+        Some(self.origin + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX)))
+    }
+}
+
+/// One emulated processor, shared by its connection tasks and the [`Emulator`] handle.
+#[derive(Debug)]
+struct Processor {
+    fee: f64,
+    state: Mutex<State>,
+    health: Mutex<HealthWindow>,
+    /// Payments admitted (in progress or queued); the 429 gate.
+    admitted: AtomicUsize,
+    /// Slots for payments in progress.
+    in_progress: Semaphore,
+}
+
+impl Processor {
+    fn new(fee: f64, health_window: Duration) -> Processor {
+        Processor {
+            fee,
+            state: Mutex::new(State {
+                delay_ms: 0,
+                failing: false,
+                token: TOKEN_DEFAULT.to_owned(),
+                payments: HashMap::new(),
+            }),
+            health: Mutex::new(HealthWindow {
+                origin: Instant::now(),
+                window: health_window,
+                next_free: 0,
+            }),
+            admitted: AtomicUsize::new(0),
+            in_progress: Semaphore::new(IN_PROGRESS_MAX),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the table half-written (every update is
+        // one insert or one assignment), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn summary(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> ProcessorSummary {
+        let state = self.state();
+        let from = from_ms.unwrap_or(i64::MIN);
+        let to = to_ms.unwrap_or(i64::MAX);
+        let mut summary = ProcessorSummary { total_requests: 0, total_cents: 0, fee: self.fee };
+        for payment in state.payments.values() {
+            // Inclusive on both ends, like SQL BETWEEN.
+            if (from..=to).contains(&payment.requested_at_ms) {
+                summary.total_requests += 1;
+                summary.total_cents += payment.amount_cents;
+            }
+        }
+        summary
+    }
+}
+
+/// Releases an admission when the request finishes or its connection goes away.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The running emulator. Dropping it stops both processors and closes their sockets.
+#[derive(Debug)]
+pub struct Emulator {
+    addrs: [SocketAddr; 2],
+    processors: [Arc<Processor>; 2],
+    shutdown: watch::Sender<bool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Cheap cloneable view of both processors' stored counts, for progress lines.
+#[derive(Debug, Clone)]
+pub struct RecordedProbe {
+    processors: [Arc<Processor>; 2],
+}
+
+impl RecordedProbe {
+    /// Payments stored by both processors together.
+    pub fn recorded(&self) -> u64 {
+        self.processors.iter().map(|p| p.state().payments.len() as u64).sum()
+    }
+}
+
+/// Starts both processors on 127.0.0.1. Returns once both listen: the addresses are the
+/// readiness signal.
+pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads.max(1))
+        .thread_name("rinha-lab-processors")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let window = Duration::from_millis(config.health_window_ms.max(1));
+    let processors = [
+        Arc::new(Processor::new(config.fee_default, window)),
+        Arc::new(Processor::new(config.fee_fallback, window)),
+    ];
+    let (default_listener, fallback_listener) = {
+        let _entered = runtime.enter();
+        (listen(config.default_port)?, listen(config.fallback_port)?)
+    };
+    let addrs = [default_listener.local_addr()?, fallback_listener.local_addr()?];
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let served = processors.clone();
+    let thread = thread::Builder::new().name("rinha-lab-processors".into()).spawn(move || {
+        runtime.block_on(async move {
+            let [default, fallback] = served;
+            let a = tokio::spawn(serve(default_listener, default, shutdown_rx.clone()));
+            let b = tokio::spawn(serve(fallback_listener, fallback, shutdown_rx));
+            let _ = tokio::join!(a, b);
+        });
+        runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    })?;
+    Ok(Emulator { addrs, processors, shutdown, thread: Some(thread) })
+}
+
+fn listen(port: u16) -> io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+impl Emulator {
+    /// Where a processor listens.
+    pub fn addr(&self, which: Which) -> SocketAddr {
+        self.addrs[which.index()]
+    }
+
+    /// Sets a processor's delay directly (the admin API does the same over HTTP).
+    pub fn set_delay(&self, which: Which, delay_ms: u64) {
+        self.processors[which.index()].state().delay_ms = delay_ms;
+    }
+
+    /// Sets a processor's failure switch directly.
+    pub fn set_failing(&self, which: Which, failing: bool) {
+        self.processors[which.index()].state().failing = failing;
+    }
+
+    /// A processor's current delay (ms) and failure switch.
+    pub fn knobs(&self, which: Which) -> (u64, bool) {
+        let state = self.processors[which.index()].state();
+        (state.delay_ms, state.failing)
+    }
+
+    /// A processor's summary over `requested_at` in `[from_ms, to_ms]` (inclusive; `None` is
+    /// unbounded), as its admin endpoint would answer.
+    pub fn summary(
+        &self,
+        which: Which,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> ProcessorSummary {
+        self.processors[which.index()].summary(from_ms, to_ms)
+    }
+
+    /// A probe of the stored counts that outlives borrows of the emulator.
+    pub fn recorded_probe(&self) -> RecordedProbe {
+        RecordedProbe { processors: self.processors.clone() }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    processor: Arc<Processor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors or a reset before accept: keep serving the others.
+                Err(_) => {
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let processor = processor.clone();
+        let mut connection_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(processor.clone(), request));
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = connection_shutdown.changed() => {}
+            }
+        });
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, body: Bytes, content_type: Option<&'static str>) -> Answer {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    response
+}
+
+fn json_answer(status: StatusCode, value: &Value) -> Answer {
+    answer(status, Bytes::from(value.to_string()), Some("application/json"))
+}
+
+fn text_answer(status: StatusCode, text: &'static str) -> Answer {
+    answer(status, Bytes::from_static(text.as_bytes()), Some("text/plain; charset=utf-8"))
+}
+
+fn empty(status: StatusCode) -> Answer {
+    answer(status, Bytes::new(), None)
+}
+
+async fn handle(
+    processor: Arc<Processor>,
+    request: Request<Incoming>,
+) -> Result<Answer, Infallible> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let response = match (&method, path.as_str()) {
+        (&Method::POST, "/payments") => post_payment(&processor, request).await,
+        (&Method::GET, "/payments/service-health") => health(&processor).await,
+        (&Method::GET, p) if p.starts_with("/payments/") => {
+            get_payment(&processor, &p["/payments/".len()..])
+        }
+        (_, p) if p.starts_with("/admin/") => admin(&processor, request).await,
+        _ => empty(StatusCode::NOT_FOUND),
+    };
+    Ok(response)
+}
+
+async fn read_json(request: Request<Incoming>) -> Option<Value> {
+    let body = Limited::new(request.into_body(), BODY_BYTES_MAX).collect().await.ok()?.to_bytes();
+    serde_json::from_slice(&body).ok()
+}
+
+fn amount_cents(value: &Value) -> Option<i64> {
+    let number = value.as_number()?;
+    match number.as_i64() {
+        Some(whole) => whole.checked_mul(100),
+        None => money::cents_from_f64(number.as_f64()?),
+    }
+}
+
+async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answer {
+    // 1. Concurrency limit: in progress plus queued, then 429.
+    if processor.admitted.fetch_add(1, Ordering::AcqRel) >= IN_PROGRESS_MAX + QUEUED_MAX {
+        processor.admitted.fetch_sub(1, Ordering::AcqRel);
+        let mut response = text_answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests. Please try again later.",
+        );
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
+    let _admission = Admission(&processor.admitted);
+    let Ok(_slot) = processor.in_progress.acquire().await else {
+        return empty(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let Some(body) = read_json(request).await else {
+        return text_answer(StatusCode::BAD_REQUEST, "invalid JSON body");
+    };
+    let correlation_id = body
+        .get("correlationId")
+        .and_then(Value::as_str)
+        .and_then(|text| uuid::Uuid::parse_str(text).ok());
+    let amount = body.get("amount").and_then(amount_cents);
+    let requested_at = body.get("requestedAt").and_then(Value::as_str).and_then(time::parse_iso_ms);
+    let (Some(correlation_id), Some(amount_cents), Some(requested_at_ms)) =
+        (correlation_id, amount, requested_at)
+    else {
+        return text_answer(
+            StatusCode::BAD_REQUEST,
+            "correlationId (uuid), amount (number) and requestedAt (ISO timestamp) are required",
+        );
+    };
+    // 2. The delay, read when the payment starts being processed.
+    let delay_ms = processor.state().delay_ms;
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    // 3-4. The failure switch as it is after the delay, then the insert, under one lock.
+    let mut state = processor.state();
+    if state.failing {
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    if state.payments.contains_key(&correlation_id.as_u128()) {
+        return text_answer(StatusCode::UNPROCESSABLE_ENTITY, "CorrelationId already exists");
+    }
+    state.payments.insert(correlation_id.as_u128(), Payment { amount_cents, requested_at_ms });
+    json_answer(StatusCode::OK, &json!({"message": "payment processed successfully"}))
+}
+
+async fn health(processor: &Processor) -> Answer {
+    let reserved = {
+        let mut window = processor.health.lock().unwrap_or_else(|p| p.into_inner());
+        window.reserve(Instant::now())
+    };
+    let Some(at) = reserved else {
+        let mut response = text_answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests. Please try again later.",
+        );
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
+    tokio::time::sleep_until(at.into()).await;
+    let state = processor.state();
+    json_answer(
+        StatusCode::OK,
+        &json!({"failing": state.failing, "minResponseTime": state.delay_ms}),
+    )
+}
+
+fn get_payment(processor: &Processor, id: &str) -> Answer {
+    let Ok(id) = uuid::Uuid::parse_str(id) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let state = processor.state();
+    match state.payments.get(&id.as_u128()) {
+        Some(payment) => json_answer(
+            StatusCode::OK,
+            &json!({
+                "correlationId": id.to_string(),
+                "amount": money::cents_to_f64(payment.amount_cents),
+                "requestedAt": time::format_iso_ms(payment.requested_at_ms),
+            }),
+        ),
+        None => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Reads `from` and `to` from a query string: absent means unbounded; present but unreadable
+/// is `Err`.
+fn window_bounds(query: Option<&str>) -> Result<(Option<i64>, Option<i64>), ()> {
+    let (mut from, mut to) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "from" => &mut from,
+            "to" => &mut to,
+            _ => continue,
+        };
+        if value.is_empty() {
+            continue;
+        }
+        *slot = Some(time::parse_iso_ms(&percent_decode(value)).ok_or(())?);
+    }
+    Ok((from, to))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
+    let authorised = {
+        let state = processor.state();
+        request.headers().get("x-rinha-token").and_then(|v| v.to_str().ok())
+            == Some(state.token.as_str())
+    };
+    if !authorised {
+        return empty(StatusCode::UNAUTHORIZED);
+    }
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET, "/admin/payments-summary") => {
+            let Ok((from, to)) = window_bounds(request.uri().query()) else {
+                return text_answer(StatusCode::BAD_REQUEST, "from/to must be ISO timestamps");
+            };
+            let summary = processor.summary(from, to);
+            let total_amount = money::cents_to_f64(summary.total_cents);
+            json_answer(
+                StatusCode::OK,
+                &json!({
+                    "totalRequests": summary.total_requests,
+                    "totalAmount": total_amount,
+                    "totalFee": total_amount * summary.fee,
+                    "feePerTransaction": summary.fee,
+                }),
+            )
+        }
+        (Method::PUT, "/admin/configurations/token") => {
+            let token =
+                read_json(request).await.and_then(|b| b.get("token")?.as_str().map(str::to_owned));
+            match token {
+                Some(token) if !token.is_empty() => {
+                    processor.state().token = token;
+                    empty(StatusCode::NO_CONTENT)
+                }
+                _ => text_answer(StatusCode::BAD_REQUEST, "body must be {\"token\": \"...\"}"),
+            }
+        }
+        (Method::PUT, "/admin/configurations/delay") => {
+            let delay = read_json(request).await.and_then(|b| b.get("delay")?.as_u64());
+            match delay {
+                Some(delay) if delay <= DELAY_MS_MAX => {
+                    let was = std::mem::replace(&mut processor.state().delay_ms, delay);
+                    json_answer(
+                        StatusCode::OK,
+                        &json!({"config": "delay", "was": was, "is": delay}),
+                    )
+                }
+                _ => text_answer(StatusCode::BAD_REQUEST, "body must be {\"delay\": <ms>}"),
+            }
+        }
+        (Method::PUT, "/admin/configurations/failure") => {
+            let failure = read_json(request).await.and_then(|b| b.get("failure")?.as_bool());
+            match failure {
+                Some(failure) => {
+                    let was = std::mem::replace(&mut processor.state().failing, failure);
+                    json_answer(
+                        StatusCode::OK,
+                        &json!({"config": "failure", "was": was, "is": failure}),
+                    )
+                }
+                None => text_answer(StatusCode::BAD_REQUEST, "body must be {\"failure\": <bool>}"),
+            }
+        }
+        (Method::POST, "/admin/purge-payments") => {
+            processor.state().payments.clear();
+            json_answer(StatusCode::OK, &json!({"message": "All payments purged."}))
+        }
+        _ => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the health window lets one call through per window, queues two into the next
+    /// windows and refuses the rest, and frees up again as windows pass. Method: drive
+    /// `reserve` with synthetic instants.
+    #[test]
+    fn health_window_queues_two() {
+        let origin = Instant::now();
+        let window = Duration::from_secs(5);
+        let mut health = HealthWindow { origin, window, next_free: 0 };
+        assert_eq!(health.reserve(origin), Some(origin));
+        assert_eq!(health.reserve(origin), Some(origin + window));
+        assert_eq!(health.reserve(origin), Some(origin + 2 * window));
+        assert_eq!(health.reserve(origin), None);
+        // One window later the first queued call has been served: one queue place is free.
+        let later = origin + window + Duration::from_millis(1);
+        assert_eq!(health.reserve(later), Some(origin + 3 * window));
+        assert_eq!(health.reserve(later), None);
+        // Long after, the window is idle again and answers at once.
+        let idle = origin + 10 * window;
+        assert_eq!(health.reserve(idle), Some(idle));
+    }
+
+    /// Goal: `from`/`to` parse as the contest sends them, URL-encoded or not, and garbage is
+    /// rejected. Method: literal query strings.
+    #[test]
+    fn window_bounds_parse() {
+        let ms = time::parse_iso_ms("2025-07-15T12:34:56.000Z");
+        assert_eq!(window_bounds(Some("from=2025-07-15T12:34:56.000Z")), Ok((ms, None)));
+        assert_eq!(window_bounds(Some("to=2025-07-15T12%3A34%3A56.000Z&x=1")), Ok((None, ms)));
+        assert_eq!(window_bounds(None), Ok((None, None)));
+        assert_eq!(window_bounds(Some("from=yesterday")), Err(()));
+    }
+}

@@ -1,0 +1,33 @@
+//! # rinha-lab: a local replica of the Rinha de Backend 2025 contest
+//!
+//! ## Layout
+//!
+//! The modules follow one contest run, in order:
+//!
+//! - [`scenario`]: the TOML test plan (load shape, fees, fault timeline), validated once.
+//! - [`emulator`]: the two payment processors, in process, with their limits and admin API.
+//! - [`backend`]: starting two payrelay instances on one port, inside a CPU/memory envelope.
+//! - [`load`]: the k6-equivalent test: setup, ramping virtual users, consistency checks, fault
+//!   stages, teardown.
+//! - [`score`]: the official scoring formula over what the load measured.
+//! - [`contest`]: one call that wires all of the above and writes the results.
+//!
+//! Helpers: [`client`] (a keep-alive HTTP/1 connection with a timeout), [`stats`] (k6's
+//! percentile), [`money`] (integer cents), [`time`] (`toISOString()` timestamps) and [`canned`]
+//! (a fixed-answer server, the latency floor).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod canned;
+pub mod cli;
+pub mod client;
+pub mod contest;
+pub mod emulator;
+pub mod load;
+pub mod money;
+pub mod scenario;
+pub mod score;
+pub mod stats;
+pub mod time;

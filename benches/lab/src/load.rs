@@ -1,0 +1,557 @@
+//! The k6-equivalent contest test: setup, ramping virtual users posting payments, the
+//! consistency checker, the processors' fault stages, and teardown.
+//!
+//! Mirrors the official script: setup purges both processors and the backend and changes the
+//! admin token; VUs ramp linearly from 1 to `vus_max` over the test, each looping one
+//! `POST /payments` then a 1 s sleep on its own keep-alive connection; one checker compares the
+//! backend's summary with the processors' every `check_every_s`; stages set delay and failure at
+//! their times; teardown reads the processors' totals.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::Value;
+
+use crate::{
+    client::{Conn, Failure, Reply},
+    emulator::{RecordedProbe, TOKEN_DEFAULT},
+    scenario::{ProcessorState, Scenario},
+    time,
+};
+
+/// Pause between VU iterations, as the official script's `sleep(1)`.
+const VU_SLEEP: Duration = Duration::from_secs(1);
+/// Timeout for setup, stage and teardown calls to the processors (the official client's).
+const ADMIN_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Samples reserved per VU up front: one per second of a long test, so pushes rarely
+/// reallocate while measuring.
+const SAMPLES_PER_VU_HINT: usize = 300;
+/// The teardown summary starts this long before the test did (the final: 360 s for 300 s).
+const TEARDOWN_MARGIN_MS: i64 = 60_000;
+/// Success statuses for a payment, exactly the official list.
+const POST_OK_STATUSES: [u16; 4] = [200, 201, 202, 204];
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The validated scenario.
+    pub scenario: Scenario,
+    /// The backend under test.
+    pub target: SocketAddr,
+    /// The default processor.
+    pub default_addr: SocketAddr,
+    /// The fallback processor.
+    pub fallback_addr: SocketAddr,
+    /// In-process view of the processors' stored counts for the progress line's queue lag.
+    pub recorded: Option<RecordedProbe>,
+    /// Print a progress line this often (None: silent).
+    pub progress_every: Option<Duration>,
+}
+
+/// One consistency check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    /// Seconds since the load started.
+    pub at_ms: u64,
+    /// The backend's default count in the window (0 if its answer was unusable).
+    pub ours_default: u64,
+    /// The backend's fallback count.
+    pub ours_fallback: u64,
+    /// The default processor's count.
+    pub theirs_default: u64,
+    /// The fallback processor's count.
+    pub theirs_fallback: u64,
+}
+
+impl Check {
+    /// Inconsistencies this check adds.
+    pub fn inconsistencies(&self) -> u64 {
+        self.ours_default.abs_diff(self.theirs_default)
+            + self.ours_fallback.abs_diff(self.theirs_fallback)
+    }
+}
+
+/// A processor's totals at teardown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Payments stored.
+    pub count: u64,
+    /// Their amount in cents.
+    pub cents: i64,
+}
+
+/// Everything the load measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Wall clock at the start of the load, epoch ms.
+    pub started_at_ms: i64,
+    /// POSTs answered 200/201/202/204.
+    pub posts_ok: u64,
+    /// POSTs answered with another status.
+    pub posts_failed_status: u64,
+    /// POSTs with no complete answer within the timeout.
+    pub posts_failed_timeout: u64,
+    /// POSTs whose connection could not be opened.
+    pub posts_failed_connect: u64,
+    /// POSTs whose connection broke in flight.
+    pub posts_failed_io: u64,
+    /// Latencies of POSTs with an expected status (200..=399), µs.
+    pub post_latencies_us: Vec<u64>,
+    /// Latencies of the backend's summary calls with an expected status, µs.
+    pub summary_latencies_us: Vec<u64>,
+    /// Latencies of the admin calls (setup, stages, checks, teardown) with an expected status.
+    pub admin_latencies_us: Vec<u64>,
+    /// Backend summary calls that failed or answered unusably (counted as zeros).
+    pub summary_failures: u64,
+    /// Admin calls (stages, checks) that failed.
+    pub admin_failures: u64,
+    /// Every consistency check.
+    pub checks: Vec<Check>,
+    /// Sum of the checks' inconsistencies.
+    pub inconsistencies: u64,
+    /// Default processor totals at teardown.
+    pub default: Totals,
+    /// Fallback processor totals at teardown.
+    pub fallback: Totals,
+}
+
+impl LoadReport {
+    /// Every expected-status latency the test saw, for the score's p99.
+    pub fn all_latencies_us(&self) -> Vec<u64> {
+        let mut all = Vec::with_capacity(
+            self.post_latencies_us.len()
+                + self.summary_latencies_us.len()
+                + self.admin_latencies_us.len(),
+        );
+        all.extend_from_slice(&self.post_latencies_us);
+        all.extend_from_slice(&self.summary_latencies_us);
+        all.extend_from_slice(&self.admin_latencies_us);
+        all
+    }
+
+    /// POSTs that failed for any reason.
+    pub fn posts_failed(&self) -> u64 {
+        self.posts_failed_status
+            + self.posts_failed_timeout
+            + self.posts_failed_connect
+            + self.posts_failed_io
+    }
+}
+
+/// Counters shared by the VUs, read by the progress line.
+#[derive(Debug, Default)]
+struct Counters {
+    ok: AtomicU64,
+    failed_status: AtomicU64,
+    failed_timeout: AtomicU64,
+    failed_connect: AtomicU64,
+    failed_io: AtomicU64,
+    vus: AtomicU64,
+    inconsistencies: AtomicU64,
+}
+
+/// State shared by every task of one run.
+#[derive(Debug)]
+struct Ctx {
+    target: SocketAddr,
+    amount_json: String,
+    timeout: Duration,
+    end: tokio::time::Instant,
+    counters: Counters,
+    admin_latencies_us: Mutex<Vec<u64>>,
+    admin_failures: AtomicU64,
+}
+
+impl Ctx {
+    fn record_admin(&self, result: &Result<Reply, Failure>) {
+        match result {
+            Ok(reply) if reply.expected() => {
+                self.admin_latencies_us
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(reply.latency_us);
+            }
+            _ => {
+                self.admin_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs setup, the load with its checker and stages, and teardown.
+pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
+    let scenario = &plan.scenario;
+    let amount_json = serde_json::to_string(&scenario.amount).map_err(|e| e.to_string())?;
+    // Validated positive when the scenario was loaded.
+    let timeout = Duration::from_millis(scenario.timeout_ms.unsigned_abs());
+    let token = uuid::Uuid::new_v4().simple().to_string();
+
+    // Setup, in the final's order: change the admin token (so the backend cannot use it), purge
+    // both processors with it, then purge the backend (errors ignored).
+    let mut default_admin = Conn::new(plan.default_addr);
+    let mut fallback_admin = Conn::new(plan.fallback_addr);
+    let mut setup_latencies = Vec::new();
+    let token_body = Bytes::from(serde_json::json!({ "token": token }).to_string());
+    for (name, conn) in [("default", &mut default_admin), ("fallback", &mut fallback_admin)] {
+        let reply = conn
+            .request(
+                Method::PUT,
+                "/admin/configurations/token",
+                &[("x-rinha-token", TOKEN_DEFAULT)],
+                Some(token_body.clone()),
+                ADMIN_TIMEOUT,
+            )
+            .await;
+        match reply {
+            Ok(reply) if reply.status == 204 => setup_latencies.push(reply.latency_us),
+            other => {
+                return Err(format!(
+                    "setup: changing the {name} processor's token failed: {other:?}"
+                ));
+            }
+        }
+    }
+    for (name, conn) in [("default", &mut default_admin), ("fallback", &mut fallback_admin)] {
+        let reply = conn
+            .request(
+                Method::POST,
+                "/admin/purge-payments",
+                &[("x-rinha-token", token.as_str())],
+                None,
+                ADMIN_TIMEOUT,
+            )
+            .await;
+        match reply {
+            Ok(reply) if reply.status == 200 => setup_latencies.push(reply.latency_us),
+            other => {
+                return Err(format!("setup: purging the {name} processor failed: {other:?}"));
+            }
+        }
+    }
+    let mut target_conn = Conn::new(plan.target);
+    if let Ok(reply) =
+        target_conn.request(Method::POST, "/purge-payments", &[], None, timeout).await
+        && reply.expected()
+    {
+        setup_latencies.push(reply.latency_us);
+    }
+    drop(target_conn);
+
+    let started = tokio::time::Instant::now();
+    let started_at_ms = time::now_ms();
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let ctx = Arc::new(Ctx {
+        target: plan.target,
+        amount_json,
+        timeout,
+        end: started + duration,
+        counters: Counters::default(),
+        admin_latencies_us: Mutex::new(setup_latencies),
+        admin_failures: AtomicU64::new(0),
+    });
+
+    let checker = tokio::spawn(checker(ctx.clone(), plan.clone(), token.clone()));
+    let stages = tokio::spawn(stages(ctx.clone(), plan.clone(), token.clone(), started));
+    let progress = plan.progress_every.map(|every| {
+        tokio::spawn(progress(ctx.clone(), plan.recorded.clone(), every, started, duration))
+    });
+
+    // Ramp: VU k (0-based) starts at k/(vus_max-1) of the test, so the count climbs linearly
+    // from 1 to vus_max like k6's ramping-vus executor.
+    let vus_max = u64::from(scenario.vus_max);
+    let mut vus = Vec::with_capacity(scenario.vus_max as usize);
+    for k in 0..vus_max {
+        let offset = if vus_max > 1 {
+            duration.mul_f64(k as f64 / (vus_max - 1) as f64)
+        } else {
+            Duration::ZERO
+        };
+        let start_at = started + offset;
+        if start_at >= ctx.end {
+            break;
+        }
+        tokio::time::sleep_until(start_at).await;
+        ctx.counters.vus.fetch_add(1, Ordering::Relaxed);
+        vus.push(tokio::spawn(virtual_user(ctx.clone())));
+    }
+    let mut report = LoadReport { started_at_ms, ..LoadReport::default() };
+    for vu in vus {
+        if let Ok(samples) = vu.await {
+            report.post_latencies_us.extend_from_slice(&samples);
+        }
+    }
+    let (checks, summary_latencies, summary_failures) =
+        checker.await.map_err(|e| format!("checker: {e}"))?;
+    stages.await.map_err(|e| format!("stages: {e}"))?;
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+
+    // Teardown: the processors' own totals, over the final's window: from the test's length plus
+    // a minute ago (360 s for its 300 s) until now.
+    let to_ms = time::now_ms();
+    let from_ms = to_ms - (scenario.duration_s * 1000.0).round() as i64 - TEARDOWN_MARGIN_MS;
+    let teardown_path = format!(
+        "/admin/payments-summary?from={}&to={}",
+        time::format_iso_ms(from_ms),
+        time::format_iso_ms(to_ms)
+    );
+    for (which, conn) in [(0, &mut default_admin), (1, &mut fallback_admin)] {
+        let reply = conn
+            .request(Method::GET, &teardown_path, &[("x-rinha-token", &token)], None, ADMIN_TIMEOUT)
+            .await;
+        ctx.record_admin(&reply);
+        let totals = match reply {
+            Ok(reply) if reply.status == 200 => processor_totals(&reply.body).ok_or_else(|| {
+                format!("teardown: unreadable processor summary {:?}", reply.body)
+            })?,
+            other => return Err(format!("teardown: processor summary failed: {other:?}")),
+        };
+        if which == 0 {
+            report.default = totals;
+        } else {
+            report.fallback = totals;
+        }
+    }
+
+    let counters = &ctx.counters;
+    report.posts_ok = counters.ok.load(Ordering::Relaxed);
+    report.posts_failed_status = counters.failed_status.load(Ordering::Relaxed);
+    report.posts_failed_timeout = counters.failed_timeout.load(Ordering::Relaxed);
+    report.posts_failed_connect = counters.failed_connect.load(Ordering::Relaxed);
+    report.posts_failed_io = counters.failed_io.load(Ordering::Relaxed);
+    report.inconsistencies = checks.iter().map(Check::inconsistencies).sum();
+    report.checks = checks;
+    report.summary_latencies_us = summary_latencies;
+    report.summary_failures = summary_failures;
+    report.admin_latencies_us =
+        std::mem::take(&mut *ctx.admin_latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
+    report.admin_failures = ctx.admin_failures.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+/// One virtual user: POST, sleep 1 s, until the test ends. Returns its expected-status
+/// latencies.
+async fn virtual_user(ctx: Arc<Ctx>) -> Vec<u64> {
+    let mut conn = Conn::new(ctx.target);
+    let mut samples = Vec::with_capacity(SAMPLES_PER_VU_HINT);
+    let counters = &ctx.counters;
+    while tokio::time::Instant::now() < ctx.end {
+        let body = format!(
+            r#"{{"correlationId":"{}","amount":{}}}"#,
+            uuid::Uuid::new_v4(),
+            ctx.amount_json
+        );
+        match conn
+            .request(Method::POST, "/payments", &[], Some(Bytes::from(body)), ctx.timeout)
+            .await
+        {
+            Ok(reply) => {
+                if POST_OK_STATUSES.contains(&reply.status) {
+                    counters.ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counters.failed_status.fetch_add(1, Ordering::Relaxed);
+                }
+                if reply.expected() {
+                    samples.push(reply.latency_us);
+                }
+            }
+            Err(Failure::Timeout) => {
+                counters.failed_timeout.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Failure::Connect) => {
+                counters.failed_connect.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Failure::Io) => {
+                counters.failed_io.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let wake = tokio::time::Instant::now() + VU_SLEEP;
+        if wake >= ctx.end {
+            break;
+        }
+        tokio::time::sleep_until(wake).await;
+    }
+    samples
+}
+
+fn processor_totals(body: &[u8]) -> Option<Totals> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let count = value.get("totalRequests")?.as_u64()?;
+    let cents = crate::money::cents_from_f64(value.get("totalAmount")?.as_f64()?)?;
+    Some(Totals { count, cents })
+}
+
+fn count_of(value: &Value, pointer: &str) -> Option<u64> {
+    value.pointer(pointer)?.as_u64()
+}
+
+/// The checker VU: every `check_every_s`, the two processors' summaries and ours, in parallel,
+/// over `[now − window_start_s, now − window_end_s]`. Returns the checks, the latencies of our
+/// summary calls and how many of them failed.
+async fn checker(ctx: Arc<Ctx>, plan: LoadPlan, token: String) -> (Vec<Check>, Vec<u64>, u64) {
+    let scenario = &plan.scenario;
+    let started = tokio::time::Instant::now();
+    let mut default_conn = Conn::new(plan.default_addr);
+    let mut fallback_conn = Conn::new(plan.fallback_addr);
+    let mut target_conn = Conn::new(plan.target);
+    let mut checks = Vec::new();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    let every = Duration::from_secs_f64(scenario.check_every_s);
+    let headers = [("x-rinha-token", token.as_str())];
+    while tokio::time::Instant::now() < ctx.end {
+        let now_ms = time::now_ms();
+        let from = time::format_iso_ms(now_ms - (scenario.window_start_s * 1000.0).round() as i64);
+        let to = time::format_iso_ms(now_ms - (scenario.window_end_s * 1000.0).round() as i64);
+        let admin_path = format!("/admin/payments-summary?from={from}&to={to}");
+        let ours_path = format!("/payments-summary?from={from}&to={to}");
+        let (default_reply, fallback_reply, ours_reply) = tokio::join!(
+            default_conn.request(Method::GET, &admin_path, &headers, None, ADMIN_TIMEOUT),
+            fallback_conn.request(Method::GET, &admin_path, &headers, None, ADMIN_TIMEOUT),
+            target_conn.request(Method::GET, &ours_path, &[], None, ctx.timeout),
+        );
+        ctx.record_admin(&default_reply);
+        ctx.record_admin(&fallback_reply);
+        // Unusable answers count as zeros, as in the official script.
+        let theirs = |reply: &Result<Reply, Failure>| match reply {
+            Ok(reply) if reply.status == 200 => {
+                processor_totals(&reply.body).map_or(0, |t| t.count)
+            }
+            _ => 0,
+        };
+        let ours: Option<(u64, u64)> = match &ours_reply {
+            Ok(reply) if reply.status == 200 => {
+                serde_json::from_slice::<Value>(&reply.body).ok().and_then(|v| {
+                    Some((
+                        count_of(&v, "/default/totalRequests")?,
+                        count_of(&v, "/fallback/totalRequests")?,
+                    ))
+                })
+            }
+            _ => None,
+        };
+        if let Ok(reply) = &ours_reply
+            && reply.expected()
+        {
+            latencies.push(reply.latency_us);
+        }
+        if ours.is_none() {
+            failures += 1;
+        }
+        let (ours_default, ours_fallback) = ours.unwrap_or((0, 0));
+        let check = Check {
+            at_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ours_default,
+            ours_fallback,
+            theirs_default: theirs(&default_reply),
+            theirs_fallback: theirs(&fallback_reply),
+        };
+        if check.inconsistencies() > 0 && plan.progress_every.is_some() {
+            eprintln!(
+                "  check at {:.1}s: backend default/fallback {}/{} vs processors {}/{} (window {from} .. {to})",
+                check.at_ms as f64 / 1000.0,
+                check.ours_default,
+                check.ours_fallback,
+                check.theirs_default,
+                check.theirs_fallback
+            );
+        }
+        ctx.counters.inconsistencies.fetch_add(check.inconsistencies(), Ordering::Relaxed);
+        checks.push(check);
+        let next = tokio::time::Instant::now() + every;
+        if next >= ctx.end {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
+    }
+    (checks, latencies, failures)
+}
+
+/// Applies each stage at its time: delay then failure, default then fallback, like the
+/// official `define_stage`.
+async fn stages(ctx: Arc<Ctx>, plan: LoadPlan, token: String, started: tokio::time::Instant) {
+    let mut default_conn = Conn::new(plan.default_addr);
+    let mut fallback_conn = Conn::new(plan.fallback_addr);
+    let headers = [("x-rinha-token", token.as_str())];
+    for stage in &plan.scenario.stages {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(stage.at_s)).await;
+        let delay_body =
+            |state: ProcessorState| Bytes::from(format!(r#"{{"delay":{}}}"#, state.delay_ms));
+        let failure_body =
+            |state: ProcessorState| Bytes::from(format!(r#"{{"failure":{}}}"#, state.failing));
+        let calls = [
+            (&mut default_conn, "/admin/configurations/delay", delay_body(stage.default)),
+            (&mut fallback_conn, "/admin/configurations/delay", delay_body(stage.fallback)),
+        ];
+        for (conn, path, body) in calls {
+            let reply = conn.request(Method::PUT, path, &headers, Some(body), ADMIN_TIMEOUT).await;
+            ctx.record_admin(&reply);
+        }
+        let calls = [
+            (&mut default_conn, "/admin/configurations/failure", failure_body(stage.default)),
+            (&mut fallback_conn, "/admin/configurations/failure", failure_body(stage.fallback)),
+        ];
+        for (conn, path, body) in calls {
+            let reply = conn.request(Method::PUT, path, &headers, Some(body), ADMIN_TIMEOUT).await;
+            ctx.record_admin(&reply);
+        }
+        if plan.progress_every.is_some() {
+            eprintln!(
+                "  stage at {}s: default {}ms{}, fallback {}ms{}",
+                stage.at_s,
+                stage.default.delay_ms,
+                if stage.default.failing { " failing" } else { "" },
+                stage.fallback.delay_ms,
+                if stage.fallback.failing { " failing" } else { "" },
+            );
+        }
+    }
+}
+
+/// Prints time, VUs, POST rate, queue lag (accepted but not yet at a processor) and
+/// inconsistencies so far.
+async fn progress(
+    ctx: Arc<Ctx>,
+    recorded: Option<RecordedProbe>,
+    every: Duration,
+    started: tokio::time::Instant,
+    duration: Duration,
+) {
+    let counters = &ctx.counters;
+    let mut last_done = 0;
+    let mut last_at = started;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = tokio::time::Instant::now();
+        let ok = counters.ok.load(Ordering::Relaxed);
+        let failed = counters.failed_status.load(Ordering::Relaxed)
+            + counters.failed_timeout.load(Ordering::Relaxed)
+            + counters.failed_connect.load(Ordering::Relaxed)
+            + counters.failed_io.load(Ordering::Relaxed);
+        let done = ok + failed;
+        let rate = (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64().max(1e-3);
+        let lag = recorded.as_ref().map(|probe| ok as i64 - probe.recorded() as i64);
+        eprintln!(
+            "t={:>6.1}s/{:.0}s vus={:>4} rate={:>6.1}/s ok={} failed={} queue_lag={} inconsistencies={}",
+            now.duration_since(started).as_secs_f64(),
+            duration.as_secs_f64(),
+            counters.vus.load(Ordering::Relaxed),
+            rate,
+            ok,
+            failed,
+            lag.map_or("?".to_owned(), |l| l.to_string()),
+            counters.inconsistencies.load(Ordering::Relaxed),
+        );
+        last_done = done;
+        last_at = now;
+    }
+}

@@ -1,0 +1,92 @@
+//! The load generator end to end against the canned server: ramp, stages, checker, setup and
+//! teardown, on ephemeral ports.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Method;
+use rinha_lab::{
+    canned,
+    client::Conn,
+    emulator::{self, EmulatorConfig, Which},
+    load::{self, LoadPlan},
+    scenario::Scenario,
+};
+
+const SCENARIO: &str = r#"
+duration_s = 3
+vus_max = 20
+amount = 19.90
+fee_default = 0.05
+fee_fallback = 0.15
+check_every_s = 1
+window_start_s = 15
+window_end_s = 1.5
+timeout_ms = 1500
+[[stage]]
+at_s = 0.5
+default = { delay_ms = 7, failing = true }
+fallback = { delay_ms = 3, failing = false }
+"#;
+
+/// Goal: one short run does everything the official script does: changes the processors' token
+/// (the old one is refused afterwards), applies the stage, ramps VUs linearly (VU k starts at
+/// k/19 of 3 s and posts once a second), checks every second, and reads the processors at
+/// teardown. Method: a canned 202 server as the backend, so every POST succeeds, nothing reaches
+/// the processors, and our (unreadable) summaries count as zeros: no inconsistency, lag = POSTs.
+#[test]
+fn short_run_against_canned_backend() {
+    let backend = canned::start(0).expect("canned server");
+    let processors = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("processors");
+    let mut scenario = Scenario::parse(SCENARIO).expect("scenario");
+    scenario.name = "test".into();
+    let plan = LoadPlan {
+        scenario: scenario.clone(),
+        target: backend.addr(),
+        default_addr: processors.addr(Which::Default),
+        fallback_addr: processors.addr(Which::Fallback),
+        recorded: None,
+        progress_every: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(load::run(plan)).expect("load run");
+
+    // VU k starts at 3k/19 s and iterates every ~1 s while before 3 s.
+    let expected: u64 = (0..20u64)
+        .map(|k| {
+            let start_s = 3.0 * k as f64 / 19.0;
+            if start_s >= 3.0 { 0 } else { (3.0 - start_s).ceil() as u64 }
+        })
+        .sum();
+    assert!(
+        report.posts_ok.abs_diff(expected) <= 3,
+        "posts_ok {} vs expected {expected}",
+        report.posts_ok
+    );
+    assert_eq!(report.posts_failed(), 0);
+    assert_eq!(report.post_latencies_us.len() as u64, report.posts_ok);
+    assert_eq!(report.checks.len(), 3);
+    assert_eq!(report.summary_failures, 3);
+    assert_eq!(report.inconsistencies, 0);
+    assert_eq!((report.default.count, report.fallback.count), (0, 0));
+    assert_eq!(report.admin_failures, 0);
+    // Setup (2 tokens, 2 purges, the backend's purge), 3 checks x 2, 4 stage calls, 2 teardown
+    // summaries.
+    assert_eq!(report.admin_latencies_us.len(), 2 + 2 + 1 + 6 + 4 + 2);
+    assert_eq!(processors.knobs(Which::Default), (7, true));
+    assert_eq!(processors.knobs(Which::Fallback), (3, false));
+
+    let old_token = runtime.block_on(async {
+        let mut conn = Conn::new(processors.addr(Which::Default));
+        let headers = [("x-rinha-token", "123")];
+        let body = Some(Bytes::from_static(b"{}"));
+        conn.request(Method::POST, "/admin/purge-payments", &headers, body, Duration::from_secs(2))
+            .await
+            .map(|reply| reply.status)
+    });
+    assert_eq!(old_token, Ok(401));
+}
