@@ -145,6 +145,12 @@ impl ProcessorClient {
                 let conn = TcpStream::connect_addr(self.endpoint.addr)
                     .await
                     .map_err(|e| AttemptError::Connect(e.kind()))?;
+                // On loopback, a connect to a port nobody listens on can pick that same port as
+                // its source and connect to itself (TCP simultaneous open): we would then read
+                // our own request back as the "answer". Nothing was sent to a processor.
+                if conn.local_addr().ok() == Some(self.endpoint.addr) {
+                    return Err(AttemptError::Connect(io::ErrorKind::AddrInUse));
+                }
                 // Requests are single small writes; Nagle would only add delay.
                 let _ = conn.set_nodelay(true);
                 self.connects.set(self.connects.get() + 1);
