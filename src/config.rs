@@ -45,6 +45,9 @@ pub const FEE_FALLBACK_PPM_DEFAULT: u64 = 150_000;
 /// Expected test time left for a payment arriving now. Under the contest's linear ramp a
 /// payment arrives on average at 2/3 of the test, so a third of a 300 s run remains.
 pub const LAG_HORIZON_MS_DEFAULT: u64 = 100_000;
+/// Length of a test run, counted from `POST /purge-payments` (0 = unknown). The contest's
+/// final ran 300 s; near the end, a slow processor's delay becomes a certain loss.
+pub const TEST_DURATION_MS_DEFAULT: u64 = 0;
 /// Health poll interval per processor. The endpoint allows one call per 5 s for everyone.
 pub const HEALTH_POLL_INTERVAL_MS_DEFAULT: u64 = 5_000;
 /// Refusals in a row that open a core's breaker: fewer reacts to noise, more wastes a
@@ -127,6 +130,8 @@ pub struct Config {
     pub fee_fallback_ppm: u64,
     /// Expected test time left for a payment arriving now (routing's lag risk).
     pub lag_horizon_ms: u64,
+    /// Test length after a purge (0 = unknown).
+    pub test_duration_ms: u64,
     /// Health poll interval per processor (at least 5000: the endpoint's limit).
     pub health_poll_interval_ms: u64,
     /// Refusals in a row that open a breaker.
@@ -168,6 +173,7 @@ pub const ENV_VARS: &[&str] = &[
     "FEE_DEFAULT",
     "FEE_FALLBACK",
     "LAG_HORIZON_MS",
+    "TEST_DURATION_MS",
     "HEALTH_POLL_INTERVAL_MS",
     "BREAKER_FAILURES_TO_OPEN",
     "BREAKER_PROBE_INTERVAL_MS",
@@ -250,6 +256,12 @@ impl Config {
             fee_default_ppm: env.fraction_ppm("FEE_DEFAULT", FEE_DEFAULT_PPM_DEFAULT)?,
             fee_fallback_ppm: env.fraction_ppm("FEE_FALLBACK", FEE_FALLBACK_PPM_DEFAULT)?,
             lag_horizon_ms: env.number("LAG_HORIZON_MS", LAG_HORIZON_MS_DEFAULT, 1, 86_400_000)?,
+            test_duration_ms: env.number(
+                "TEST_DURATION_MS",
+                TEST_DURATION_MS_DEFAULT,
+                0,
+                86_400_000,
+            )?,
             health_poll_interval_ms: env.number(
                 "HEALTH_POLL_INTERVAL_MS",
                 HEALTH_POLL_INTERVAL_MS_DEFAULT,

@@ -4,7 +4,8 @@
 //! is not yet stored when the test ends (then it earns nothing: "lag"). That chance grows with
 //! how long the payment takes to land: the processor's delay, plus the wait for a forwarding
 //! slot when the queue is longer than the slots can turn over. With `H` the expected time left
-//! in the test for a payment arriving now (`LAG_HORIZON_MS`), for a usable processor:
+//! in the test for a payment arriving now (`LAG_HORIZON_MS`, or the time really left when
+//! `TEST_DURATION_MS` is known), for a usable processor:
 //!
 //! ```text
 //! cost(P) = fee(P) + (delay(P) + queue_len × delay(P) / slots(P)) / H
@@ -131,6 +132,9 @@ mod tests {
             (views(FINAL_FEES, None, Some(5000)), LOAD, send(F)),
             (views(FINAL_FEES, Some(5000), None), LOAD, send(D)),
             (views(FINAL_FEES, None, None), LOAD, Route::Wait),
+            // Near the end of a known test (30 s left) a 2 s delay is worth more than 3%.
+            (views(FINAL_FEES, Some(2000), Some(0)), Load { horizon_ms: 30_000, ..LOAD }, send(F)),
+            (views(FINAL_FEES, Some(100), Some(0)), Load { horizon_ms: 30_000, ..LOAD }, send(D)),
             // Equal costs: the default.
             (views((100_000, 100_000), Some(10), Some(10)), LOAD, send(D)),
         ];

@@ -73,7 +73,7 @@ pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
             .map_err(|_| SummaryError::CoreGone(id))?;
     }
     drop(reply);
-    core.ledger.borrow_mut().purge();
+    core.purge();
     for _ in 0..others {
         replies.recv_async().await.map_err(|_| SummaryError::CoreGone(usize::MAX))?;
     }

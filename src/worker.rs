@@ -24,7 +24,12 @@ use crate::{
     processor::{Endpoint, ProcessorClient},
     queue::Queue,
     server::{self, DateCache, Surface},
+    timestamp,
 };
+
+/// Smallest horizon routing uses near the end of a test: the test's own end is only known to
+/// within a second or so (the harness's teardown lags its last request).
+pub const HORIZON_FLOOR_MS: u64 = 1_000;
 
 /// A message from one core to another. Replies travel on the channel the message carries.
 pub enum CoreMsg {
@@ -91,6 +96,8 @@ pub struct Core {
     /// Core 0 only: when news of each processor last arrived (own poll or peer report),
     /// to know when to take over a dead peer's polling.
     pub health_news_at: [Cell<Instant>; 2],
+    /// When the current test began (the last purge), ms since the epoch.
+    test_started_ms: Cell<Option<i64>>,
     /// Set once on SIGTERM: the listener is closed and the core is emptying itself.
     pub draining: Cell<bool>,
     /// Wakes the accept loop on drain.
@@ -126,6 +133,27 @@ impl Core {
                 // A core that is gone has nobody to inform.
                 let _ = mailbox.send(CoreMsg::Health(report));
             }
+        }
+    }
+
+    /// Empties this core's shard. A purge is how a contest run begins (its setup purges
+    /// before the load starts), so it also starts the clock of `TEST_DURATION_MS`.
+    pub fn purge(&self) {
+        self.ledger.borrow_mut().purge();
+        self.test_started_ms.set(Some(timestamp::now_ms()));
+    }
+
+    /// Time left in the test for routing's lag risk: `TEST_DURATION_MS` after the last purge,
+    /// within [`HORIZON_FLOOR_MS`, `LAG_HORIZON_MS`]; just `LAG_HORIZON_MS` when unknown.
+    pub fn horizon_ms(&self) -> u64 {
+        let config = self.config;
+        match self.test_started_ms.get() {
+            Some(started_ms) if config.test_duration_ms > 0 => {
+                let end_ms = started_ms.saturating_add(config.test_duration_ms as i64);
+                let left_ms = end_ms.saturating_sub(timestamp::now_ms()).max(0) as u64;
+                left_ms.clamp(HORIZON_FLOOR_MS, config.lag_horizon_ms.max(HORIZON_FLOOR_MS))
+            }
+            _ => config.lag_horizon_ms,
         }
     }
 
@@ -290,6 +318,7 @@ async fn core_main(
             )
         }),
         health_news_at: Processor::ALL.map(|_| Cell::new(Instant::now())),
+        test_started_ms: Cell::new(None),
         draining: Cell::new(false),
         stop_accepting: flume::bounded(1),
         date: DateCache::default(),
@@ -394,7 +423,7 @@ async fn serve_mailbox(core: Rc<Core>, mailbox: flume::Receiver<CoreMsg>) {
                 let _ = reply.send(core.ledger.borrow().summary(range));
             }
             CoreMsg::Purge { reply } => {
-                core.ledger.borrow_mut().purge();
+                core.purge();
                 let _ = reply.send(());
             }
             CoreMsg::Health(report) => core.health(report.processor).apply(report, Instant::now()),
