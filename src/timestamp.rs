@@ -90,12 +90,24 @@ pub fn parse_iso(text: &[u8], round: Round) -> Option<i64> {
     if !punct_ok {
         return None;
     }
-    let year = digits(&fixed[0..4])? as i64;
-    let month = digits(&fixed[5..7])?;
-    let day = digits(&fixed[8..10])?;
-    let hour = digits(&fixed[11..13])?;
-    let minute = digits(&fixed[14..16])?;
-    let second = digits(&fixed[17..19])?;
+    // Every other byte of the fixed part must be a digit: check them in one pass, then
+    // assemble the fields without further checks.
+    let mut d = [0u32; 19];
+    for (i, &b) in fixed.iter().enumerate() {
+        if !matches!(i, 4 | 7 | 10 | 13 | 16) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            d[i] = u32::from(digit);
+        }
+    }
+    let year = i64::from(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
+    let month = d[5] * 10 + d[6];
+    let day = d[8] * 10 + d[9];
+    let hour = d[11] * 10 + d[12];
+    let minute = d[14] * 10 + d[15];
+    let second = d[17] * 10 + d[18];
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
@@ -134,7 +146,15 @@ fn digits(text: &[u8]) -> Option<u32> {
     if text.is_empty() || text.len() > 9 {
         return None;
     }
-    text.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
+    let mut value = 0u32;
+    for &b in text {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u32::from(digit);
+    }
+    Some(value)
 }
 
 /// Writes `value` as exactly `out.len()` digits, zero-padded.
