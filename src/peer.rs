@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::{
     health::{self, Report},
     http,
-    ledger::{Processor, ShardSummary, TimeRange, Totals},
+    ledger::{ShardSummary, TimeRange, Totals},
     money, summary,
 };
 
@@ -57,21 +57,13 @@ impl fmt::Display for PeerError {
 
 /// Appends this instance's totals in the peer link's format: `[count, cents]` per processor.
 pub fn write_instance_json(out: &mut Vec<u8>, summary: &ShardSummary) {
-    out.push(b'{');
-    for (i, processor) in Processor::ALL.into_iter().enumerate() {
-        let totals = summary.get(processor);
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(processor.name().as_bytes());
-        out.extend_from_slice(b"\":[");
+    summary::write_by_processor(out, summary, |out, totals| {
+        out.push(b'[');
         money::write_u64(out, totals.count);
         out.push(b',');
         money::write_u64(out, totals.cents);
         out.push(b']');
-    }
-    out.push(b'}');
+    });
 }
 
 #[derive(Deserialize)]

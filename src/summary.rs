@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::{
     http,
-    ledger::{Processor, ShardSummary, TimeRange},
+    ledger::{Processor, ShardSummary, TimeRange, Totals},
     money, peer,
     timestamp::{self, Round},
     worker::{Core, CoreMsg},
@@ -111,19 +111,30 @@ pub fn parse_range(query: &[u8]) -> Result<TimeRange, &'static str> {
 
 /// Appends the contest's JSON: counts, and amounts from cents with exactly two decimals.
 pub fn write_json(out: &mut Vec<u8>, summary: &ShardSummary) {
+    write_by_processor(out, summary, |out, totals| {
+        out.extend_from_slice(b"{\"totalRequests\":");
+        money::write_u64(out, totals.count);
+        out.extend_from_slice(b",\"totalAmount\":");
+        money::write_cents(out, totals.cents);
+        out.push(b'}');
+    });
+}
+
+/// Appends `{"default":<v>,"fallback":<v>}`, each value written by `write_totals`.
+pub fn write_by_processor(
+    out: &mut Vec<u8>,
+    summary: &ShardSummary,
+    write_totals: impl Fn(&mut Vec<u8>, Totals),
+) {
     out.push(b'{');
     for (i, processor) in Processor::ALL.into_iter().enumerate() {
-        let totals = summary.get(processor);
         if i > 0 {
             out.push(b',');
         }
         out.push(b'"');
         out.extend_from_slice(processor.name().as_bytes());
-        out.extend_from_slice(b"\":{\"totalRequests\":");
-        money::write_u64(out, totals.count);
-        out.extend_from_slice(b",\"totalAmount\":");
-        money::write_cents(out, totals.cents);
-        out.push(b'}');
+        out.extend_from_slice(b"\":");
+        write_totals(out, summary.get(processor));
     }
     out.push(b'}');
 }
@@ -151,7 +162,6 @@ pub fn parse_range_query(query: &[u8]) -> Option<TimeRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Totals;
 
     /// Goal: bounds are optional and inclusive; malformed ones are errors, not "unbounded".
     #[test]
