@@ -31,12 +31,15 @@ fn main() -> ExitCode {
     let signal = wait_for(&signals);
     let deadline = Instant::now() + Duration::from_millis(config.drain_deadline_ms);
     eprintln!("payrelay: signal {signal}: draining (deadline {} ms)", config.drain_deadline_ms);
-    let left = worker::drain_all(&mesh, deadline);
-    if left == 0 {
+    let report = worker::drain_all(&mesh, deadline);
+    if report == worker::DrainReport::default() {
         eprintln!("payrelay: drained; exiting");
         ExitCode::SUCCESS
     } else {
-        eprintln!("payrelay: drain deadline passed with {left} payments not forwarded");
+        eprintln!(
+            "payrelay: drain incomplete: {} payments not forwarded, {} cores silent",
+            report.held, report.silent_cores
+        );
         ExitCode::FAILURE
     }
 }

@@ -177,8 +177,8 @@ struct Plan {
 pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>, Mesh)> {
     let driver = choose_driver(config)?;
     let endpoints = [
-        Endpoint::resolve(&config.processor_default_url)?,
-        Endpoint::resolve(&config.processor_fallback_url)?,
+        resolve_patiently(&config.processor_default_url)?,
+        resolve_patiently(&config.processor_fallback_url)?,
     ];
     let workers = config.workers();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded()).unzip();
@@ -212,23 +212,53 @@ pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>
     Ok((handles, mesh))
 }
 
-/// Asks every core to stop accepting and forward what it holds (SIGTERM). Returns the
-/// payments still held when the deadline passed (0 when everything was forwarded).
-pub fn drain_all(mesh: &Mesh, deadline: Instant) -> usize {
+/// What a drain left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Payments still queued or in flight at the deadline.
+    pub held: usize,
+    /// Cores that never answered (their payments are unaccounted for).
+    pub silent_cores: usize,
+}
+
+/// Asks every core to stop accepting and forward what it holds (SIGTERM), and waits for
+/// their answers.
+pub fn drain_all(mesh: &Mesh, deadline: Instant) -> DrainReport {
     let (reply, replies) = flume::unbounded();
-    let asked = mesh
-        .iter()
-        .filter(|mailbox| mailbox.send(CoreMsg::Drain { deadline, reply: reply.clone() }).is_ok())
-        .count();
+    for mailbox in mesh.iter() {
+        // A core whose mailbox is closed is gone; it is counted as silent below.
+        let _ = mailbox.send(CoreMsg::Drain { deadline, reply: reply.clone() });
+    }
     drop(reply);
-    // Each core answers by the deadline; a core that is gone answers never, hence the limit.
+    // Each core answers by the deadline; one that is gone never does, hence the limit.
     let limit = deadline + Duration::from_secs(1);
-    (0..asked)
-        .map(|_| {
-            let wait = limit.saturating_duration_since(Instant::now());
-            replies.recv_timeout(wait).unwrap_or(usize::MAX / asked.max(1))
-        })
-        .sum()
+    let mut report = DrainReport::default();
+    for _ in 0..mesh.len() {
+        match replies.recv_timeout(limit.saturating_duration_since(Instant::now())) {
+            Ok(held) => report.held += held,
+            Err(_) => report.silent_cores += 1,
+        }
+    }
+    report
+}
+
+/// How long start-up waits for a processor's name to resolve. Under compose the processors'
+/// containers may still be starting; a backend that exits instead would stay down.
+const RESOLVE_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// Resolves a processor URL, retrying once a second up to [`RESOLVE_WAIT_MAX`].
+fn resolve_patiently(url: &str) -> io::Result<Endpoint> {
+    let give_up_at = Instant::now() + RESOLVE_WAIT_MAX;
+    loop {
+        match Endpoint::resolve(url) {
+            Ok(endpoint) => return Ok(endpoint),
+            Err(e) if e.kind() != io::ErrorKind::InvalidInput && Instant::now() < give_up_at => {
+                eprintln!("payrelay: resolving {url}: {e}; retrying");
+                thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("resolving {url}: {e}"))),
+        }
+    }
 }
 
 /// Resolves `Auto` by building (and dropping) one io_uring ring: Docker's default seccomp
