@@ -93,8 +93,7 @@ fn route(core: &Core, refused_by: Option<Processor>) -> Route {
             fee_ppm: fees[p.index()],
         }
     });
-    let load =
-        Load { queue_len: core.queue.borrow().len(), horizon_ms: core.config.lag_horizon_ms };
+    let load = Load { queue_len: core.queue.borrow().len(), horizon_ms: core.horizon_ms() };
     route::choose(views, load)
 }
 
