@@ -30,19 +30,33 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
+        Rig::start_with(&[])
+    }
+
+    /// Starts the rig with `extra` variables on top of the two-cores fixture.
+    fn start_with(extra: &[(&str, &str)]) -> Rig {
         let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
+        let mut env = std::fs::read_to_string(fixture).expect("fixture");
+        for (key, value) in extra {
+            env.push_str(&format!("\n{key}={value}\n"));
+        }
+        let env_file = std::env::temp_dir().join(format!(
+            "payrelay-test-{}-{}.env",
+            std::process::id(),
+            unique_suffix()
+        ));
+        std::fs::write(&env_file, env).expect("env file");
         let spec = BackendSpec {
             payrelay: PathBuf::from(env!("CARGO_BIN_EXE_payrelay")),
             api_port: 0,
             default_addr: emulator.addr(Which::Default),
             fallback_addr: emulator.addr(Which::Fallback),
-            env_file: Some(PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/two-cores.env"
-            ))),
+            env_file: Some(env_file.clone()),
             envelope: false,
         };
         let mut backend = Backend::start(&spec).expect("payrelay instances");
+        let _ = std::fs::remove_file(&env_file);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         if let Err(e) = runtime.block_on(backend.wait_ready()) {
             panic!("{}", backend.describe_failure(&e));
@@ -370,4 +384,58 @@ fn sigterm_drains_every_accepted_payment() {
     rig.backend.stop();
     let stored = emulator_totals(&rig.emulator, None, None);
     assert_eq!(stored[0].0 + stored[1].0, u64::from(payments), "{stored:?}");
+}
+
+/// A per-process counter, so tests running in parallel never share a temp file.
+fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Posts `count` payments from `first` on one connection, all expected 202.
+fn post_payments(rig: &Rig, first: u32, count: u32) {
+    let mut client = Client::connect(rig.api());
+    for i in first..first + count {
+        let reply = client.post("/payments", &payment_json(&uuid(i), "20.05"));
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+}
+
+/// Runs the slow-default routing case: fees 7%/10%, default 1500 ms, fallback 0 ms, with
+/// `TEST_DURATION_MS = test_duration_ms`. Returns (default, fallback) counts of the payments
+/// posted once payrelay has seen the default's delay.
+fn slow_default_split(test_duration_ms: &str) -> (u64, u64) {
+    let extra =
+        [("FEE_DEFAULT", "0.07"), ("FEE_FALLBACK", "0.10"), ("TEST_DURATION_MS", test_duration_ms)];
+    let rig = Rig::start_with(&extra);
+    rig.emulator.set_delay(Which::Default, 1500);
+    let mut client = Client::connect(rig.api());
+    assert_eq!(client.post("/purge-payments", "").status, 200);
+    // Teach every core the delay: their first payments go to the default and come back slow.
+    post_payments(&rig, 0, 40);
+    wait_until("the first payments to settle", || {
+        let [d, f] = emulator_totals(&rig.emulator, None, None);
+        d.0 + f.0 == 40
+    });
+    let before = emulator_totals(&rig.emulator, None, None);
+    post_payments(&rig, 40, 60);
+    wait_until("the next payments to settle", || {
+        let [d, f] = emulator_totals(&rig.emulator, None, None);
+        d.0 + f.0 == 100
+    });
+    let after = emulator_totals(&rig.emulator, None, None);
+    (after[0].0 - before[0].0, after[1].0 - before[1].0)
+}
+
+/// Goal: routing weighs a slow default's delay against the fee difference over the time
+/// left in the test. With 7%/10% fees a 1.5 s delay is worth paying the fallback only when
+/// little time is left: with a 20 s test (known from `TEST_DURATION_MS`, counted from the
+/// purge) the fallback takes the payments; with the end unknown (100 s horizon) the default
+/// keeps them. Method: the same load twice, comparing where the processors stored it.
+#[test]
+fn a_slow_default_loses_to_the_fallback_only_near_the_end() {
+    let (default, fallback) = slow_default_split("20000");
+    assert!(fallback >= 55 && default <= 5, "known end: default {default}, fallback {fallback}");
+    let (default, fallback) = slow_default_split("0");
+    assert!(default >= 55 && fallback <= 5, "unknown end: default {default}, fallback {fallback}");
 }
