@@ -1,9 +1,14 @@
-//! Command line: `processors`, `canned` and `contest`, shared by the `rinha-lab` binary and the
-//! `contest` bench.
+//! Command line: `processors`, `canned`, `contest` and `pair`, shared by the `rinha-lab` binary
+//! and the `contest` bench.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use crate::{
+    backend::{Backend, BackendSpec},
     canned,
     contest::{self, ContestOptions},
     emulator::{self, EmulatorConfig, Which},
@@ -16,7 +21,9 @@ usage:
   rinha-lab canned [--port 9999]
   rinha-lab contest --scenario FILE (--payrelay PATH | --target URL) [--json FILE]
                     [--default-port 8001] [--fallback-port 8002] [--api-port 9999]
-                    [--env-file tuning/contest.env] [--no-envelope] [--quiet]";
+                    [--env-file tuning/contest.env] [--no-envelope] [--quiet]
+  rinha-lab pair --payrelay PATH [--api-port 9999] [--default-port 8001]
+                 [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]";
 
 /// Parsed `--key value` pairs and `--flag`s.
 struct Args {
@@ -81,6 +88,7 @@ pub fn main(args: &[String]) -> ExitCode {
         "processors" => processors(rest),
         "canned" => serve_canned(rest),
         "contest" => contest_command(rest, None),
+        "pair" => pair(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -171,4 +179,88 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
     options.envelope = !args.flag("--no-envelope");
     options.verbose = !args.flag("--quiet");
     contest::run(&options).map(|_| ())
+}
+
+/// The deployment without Docker: the two payrelay instances exactly as `contest` starts them
+/// (the same [`Backend`]: env file, shared API port, crosswise peer link, `WORKER_CPU_FIRST`
+/// 0/1, the 1.5 CPU / 350 MB cgroup when the machine allows), pointed at processors that are
+/// already listening on loopback, until Ctrl-C or SIGTERM.
+fn pair(args: &[String]) -> Result<(), String> {
+    let args = Args::parse(args)?;
+    args.check_known(&[
+        "--payrelay",
+        "--api-port",
+        "--default-port",
+        "--fallback-port",
+        "--env-file",
+        "--no-envelope",
+    ])?;
+    let payrelay = args.get("--payrelay").ok_or(format!("--payrelay is required\n{USAGE}"))?;
+    // The backend skips a missing env file; a deployment must not start without its profile.
+    let env_file = PathBuf::from(args.get("--env-file").unwrap_or("tuning/contest.env"));
+    if !env_file.is_file() {
+        return Err(format!(
+            "{}: no such env file (run from the repository root?)",
+            env_file.display()
+        ));
+    }
+    let loopback = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let spec = BackendSpec {
+        payrelay: PathBuf::from(payrelay),
+        api_port: args.parsed("--api-port", contest::API_PORT)?,
+        default_addr: loopback(args.parsed("--default-port", contest::DEFAULT_PORT)?),
+        fallback_addr: loopback(args.parsed("--fallback-port", contest::FALLBACK_PORT)?),
+        env_file: Some(env_file.clone()),
+        envelope: !args.flag("--no-envelope"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut backend = Backend::start(&spec)?;
+    let envelope = if backend.envelope_applied() {
+        "applied".to_owned()
+    } else {
+        format!("not applied: {}", backend.envelope_note())
+    };
+    let logs: Vec<String> = backend.log_paths().iter().map(|p| p.display().to_string()).collect();
+    eprintln!("payrelay pair starting (envelope {envelope}), logs: {}", logs.join(", "));
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        let ready = tokio::select! {
+            ready = backend.wait_ready() => Some(ready),
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+        };
+        match ready {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(backend.describe_failure(&e)),
+            Some(Ok(())) => {}
+        }
+        println!(
+            "payrelay pair ready on http://{} (default http://{}, fallback http://{}); \
+             Ctrl-C stops both",
+            backend.api_addr(),
+            spec.default_addr,
+            spec.fallback_addr
+        );
+        // Watch for an instance dying while we wait for the signal.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
+                _ = tick.tick() => {
+                    if let Some(reason) = backend.exited() {
+                        return Err(backend.describe_failure(&reason));
+                    }
+                }
+            }
+        }
+    })?;
+    // Dropping the pair stops both instances (SIGTERM, then SIGKILL) and removes the cgroup;
+    // the logs stay for reading.
+    eprintln!("stopping the pair; logs kept in {}", backend.log_dir().display());
+    Ok(())
 }

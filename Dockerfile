@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+#
+# payrelay image for the contest: a release build for linux/amd64 at x86-64-v3, run as a fixed
+# non-root user on Debian 12 slim. Build and push (the contest pulls public images only):
+#
+#   docker build --platform linux/amd64 -t <registry>/<owner>/payrelay:<version> .
+#   docker push <registry>/<owner>/payrelay:<version>
+#
+# then write that reference into docker-compose.yml's `image:`. See README.md, "Deployment".
+
+# --- build -------------------------------------------------------------------------------
+# The project's toolchain (Rust 1.95 stable) on the same Debian release as the runtime stage,
+# so the binary links against the glibc it will run with.
+FROM --platform=linux/amd64 rust:1.95.0-slim-bookworm AS build
+
+# x86-64-v3 (AVX2, BMI2, FMA) and PCLMULQDQ: sonic-rs picks its SIMD level at compile time.
+# Never `native`: a build host with AVX-512 would emit instructions the contest's AMD EPYC
+# 7R32 does not have, and the binary would die with SIGILL there.
+ENV RUSTFLAGS="-C target-cpu=x86-64-v3 -C target-feature=+pclmulqdq" \
+    CARGO_TERM_COLOR=never
+
+WORKDIR /src
+# The workspace manifests and every path the root manifest names (benches/*.rs, the lab
+# member) must exist for cargo to load the workspace; only payrelay's own build is compiled.
+COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY src ./src
+COPY benches ./benches
+# The release profile in Cargo.toml: lto = "fat", codegen-units = 1, panic = "abort".
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p payrelay --bin payrelay \
+    && install -D -m 0755 target/release/payrelay /out/payrelay
+
+# --- runtime -----------------------------------------------------------------------------
+FROM --platform=linux/amd64 debian:bookworm-slim AS runtime
+
+# One fixed UID/GID in every container of the deployment: SO_REUSEPORT only groups sockets
+# bound by the same effective user, so both instances must run as this user to share 9999.
+ARG PAYRELAY_UID=10001
+RUN groupadd --system --gid "${PAYRELAY_UID}" payrelay \
+    && useradd --system --uid "${PAYRELAY_UID}" --gid payrelay --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin payrelay
+
+COPY --from=build /out/payrelay /usr/local/bin/payrelay
+
+USER ${PAYRELAY_UID}:${PAYRELAY_UID}
+EXPOSE 9999
+# SIGTERM makes payrelay stop accepting and drain (DRAIN_DEADLINE_MS); compose's
+# stop_grace_period is set above that deadline.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/payrelay"]
