@@ -149,7 +149,17 @@ impl Backend {
             envelope_note,
             keep_logs: true,
         };
-        for (name, own, peer, cpu) in [("a", peer_a, peer_b, "0"), ("b", peer_b, peer_a, "1")] {
+        // B's workers are pinned after A's, so the two never share a CPU (as compose sets it).
+        let workers_a = file_env
+            .iter()
+            .find(|(k, _)| k == "WORKER_COUNT")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(1)
+            .to_string();
+        for (name, own, peer, cpu) in
+            [("a", peer_a, peer_b, "0"), ("b", peer_b, peer_a, workers_a.as_str())]
+        {
             let log = backend.log_dir.join(format!("payrelay-{name}.log"));
             let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
             let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
