@@ -42,3 +42,11 @@ fn contest_profile_is_valid_and_uses_known_variables() {
             .expect("the contest profile parses");
     assert_eq!(config.workers(), 1);
 }
+
+#[test]
+fn readme_lists_every_variable() {
+    let readme = root("README.md");
+    for name in ENV_VARS {
+        assert!(readme.contains(&format!("`{name}`")), "README.md does not list {name}");
+    }
+}
