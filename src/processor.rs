@@ -228,11 +228,6 @@ impl ProcessorClient {
             spare.push(buf);
         }
     }
-
-    /// Idle connections held now.
-    pub fn idle_len(&self) -> usize {
-        self.idle.borrow().len()
-    }
 }
 
 #[cfg(test)]

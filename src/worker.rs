@@ -98,8 +98,6 @@ pub struct Core {
     pub health_news_at: [Cell<Instant>; 2],
     /// When the current test began (the last purge), ms since the epoch.
     test_started_ms: Cell<Option<i64>>,
-    /// Set once on SIGTERM: the listener is closed and the core is emptying itself.
-    pub draining: Cell<bool>,
     /// Wakes the accept loop on drain.
     stop_accepting: (flume::Sender<()>, flume::Receiver<()>),
     /// Cached `Date` header value.
@@ -349,7 +347,6 @@ async fn core_main(
         }),
         health_news_at: Processor::ALL.map(|_| Cell::new(Instant::now())),
         test_started_ms: Cell::new(None),
-        draining: Cell::new(false),
         stop_accepting: flume::bounded(1),
         date: DateCache::default(),
         stats: Stats::default(),
@@ -437,7 +434,6 @@ fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListen
 async fn drain(core: Rc<Core>, deadline: Instant, reply: flume::Sender<usize>) {
     /// How often a draining core looks at what it still holds.
     const DRAIN_POLL: Duration = Duration::from_millis(10);
-    core.draining.set(true);
     let _ = core.stop_accepting.0.try_send(());
     while core.held() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
