@@ -143,12 +143,13 @@ impl Core {
 
     /// Time left in the test for routing's lag risk: `TEST_DURATION_MS` after the last purge,
     /// within [`HORIZON_FLOOR_MS`, `LAG_HORIZON_MS`]; just `LAG_HORIZON_MS` when unknown.
-    pub fn horizon_ms(&self) -> u64 {
+    /// `now_ms` is the caller's wall-clock reading (the hot path reads the clock once).
+    pub fn horizon_ms(&self, now_ms: i64) -> u64 {
         let config = self.config;
         match self.test_started_ms.get() {
             Some(started_ms) if config.test_duration_ms > 0 => {
                 let end_ms = started_ms.saturating_add(config.test_duration_ms as i64);
-                let left_ms = end_ms.saturating_sub(timestamp::now_ms()).max(0) as u64;
+                let left_ms = end_ms.saturating_sub(now_ms).max(0) as u64;
                 left_ms.clamp(HORIZON_FLOOR_MS, config.lag_horizon_ms.max(HORIZON_FLOOR_MS))
             }
             _ => config.lag_horizon_ms,
