@@ -16,8 +16,8 @@ use crate::{
 /// Why the deployment's totals cannot be given. Never answered with partial totals.
 #[derive(Debug)]
 pub enum SummaryError {
-    /// A core of this instance did not answer (its thread is gone).
-    CoreGone(usize),
+    /// A core of this instance cannot be reached or did not answer (its thread is gone).
+    CoreGone,
     /// The peer instance did not answer.
     Peer(peer::PeerError),
 }
@@ -25,26 +25,47 @@ pub enum SummaryError {
 impl fmt::Display for SummaryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SummaryError::CoreGone(id) => write!(f, "core {id} did not answer"),
+            SummaryError::CoreGone => write!(f, "a core of this instance did not answer"),
             SummaryError::Peer(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Totals of every core of this instance over `range`.
-pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSummary, SummaryError> {
+/// The map step's fan-out: sends `ask(reply)` to every other core of this instance and hands
+/// each answer to `each` as it arrives. `local` runs in between, so this core does its own
+/// share while the others work on theirs.
+async fn map_cores<T>(
+    core: &Core,
+    ask: impl Fn(flume::Sender<T>) -> CoreMsg,
+    local: impl FnOnce(),
+    mut each: impl FnMut(T),
+) -> Result<(), SummaryError> {
     let others = core.mesh.len() - 1;
     let (reply, replies) = flume::bounded(others.max(1));
-    for (id, mailbox) in core.mesh.iter().enumerate().filter(|(id, _)| *id != core.id) {
-        let msg = CoreMsg::Summary { range, reply: reply.clone() };
-        mailbox.send(msg).map_err(|_| SummaryError::CoreGone(id))?;
+    for (_, mailbox) in core.mesh.iter().enumerate().filter(|(id, _)| *id != core.id) {
+        mailbox.send(ask(reply.clone())).map_err(|_| SummaryError::CoreGone)?;
     }
     drop(reply);
-    let mut total = core.ledger.borrow().summary(range);
+    local();
     for _ in 0..others {
-        let shard = replies.recv_async().await.map_err(|_| SummaryError::CoreGone(usize::MAX))?;
-        total.merge(&shard);
+        each(replies.recv_async().await.map_err(|_| SummaryError::CoreGone)?);
     }
+    Ok(())
+}
+
+/// Totals of every core of this instance over `range`.
+pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSummary, SummaryError> {
+    let mut total = ShardSummary::default();
+    let mut mine = ShardSummary::default();
+    let ask = |reply| CoreMsg::Summary { range, reply };
+    map_cores(
+        core,
+        ask,
+        || mine = core.ledger.borrow().summary(range),
+        |shard| total.merge(&shard),
+    )
+    .await?;
+    total.merge(&mine);
     Ok(total)
 }
 
@@ -65,19 +86,7 @@ pub async fn deployment_summary(
 
 /// Empties every shard of this instance.
 pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
-    let others = core.mesh.len() - 1;
-    let (reply, replies) = flume::bounded(others.max(1));
-    for (id, mailbox) in core.mesh.iter().enumerate().filter(|(id, _)| *id != core.id) {
-        mailbox
-            .send(CoreMsg::Purge { reply: reply.clone() })
-            .map_err(|_| SummaryError::CoreGone(id))?;
-    }
-    drop(reply);
-    core.purge();
-    for _ in 0..others {
-        replies.recv_async().await.map_err(|_| SummaryError::CoreGone(usize::MAX))?;
-    }
-    Ok(())
+    map_cores(core, |reply| CoreMsg::Purge { reply }, || core.purge(), |()| {}).await
 }
 
 /// Empties every shard of the deployment.
