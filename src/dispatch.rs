@@ -81,18 +81,24 @@ async fn drain(core: Rc<Core>, first: Payment) {
 }
 
 /// Where the core would send a payment at `now` (wall clock `now_ms`); `refused_by` just said
-/// "not stored" to it.
+/// "not stored" to it. Asking reserves an open breaker's probe for this payment.
 fn route(core: &Core, refused_by: Option<Processor>, now: Instant, now_ms: i64) -> Route {
+    decide(core, now_ms, |p| refused_by != Some(p) && core.health(p).usable(now))
+}
+
+/// What [`route`] would decide for a new payment now, without reserving a probe: for metrics.
+pub fn peek_route(core: &Core, now: Instant, now_ms: i64) -> Route {
+    decide(core, now_ms, |p| core.health(p).would_allow(now))
+}
+
+fn decide(core: &Core, now_ms: i64, usable: impl Fn(Processor) -> bool) -> Route {
     let fees = [core.config.fee_default_ppm, core.config.fee_fallback_ppm];
-    let views = Processor::ALL.map(|p| {
-        let health = core.health(p);
-        View {
-            usable: refused_by != Some(p) && health.usable(now),
-            inflight: core.inflight_at(p).get(),
-            inflight_max: core.config.processor_inflight_max,
-            delay_ms: health.delay_ms(),
-            fee_ppm: fees[p.index()],
-        }
+    let views = Processor::ALL.map(|p| View {
+        usable: usable(p),
+        inflight: core.inflight_at(p).get(),
+        inflight_max: core.config.processor_inflight_max,
+        delay_ms: core.health(p).delay_ms(),
+        fee_ppm: fees[p.index()],
     });
     let load = Load { queue_len: core.queue.borrow().len(), horizon_ms: core.horizon_ms(now_ms) };
     route::choose(views, load)
@@ -137,23 +143,15 @@ async fn forward(core: &Core, payment: Payment) {
             core.processor(processor).post_payment(&payment, requested_at_ms, timeout).await;
         inflight.set(inflight.get() - 1);
         let outcome = settle::classify(&attempt, pinned.is_some());
-        observe(core, processor, &attempt, outcome, started.elapsed());
+        observe(core, processor, &payment, &attempt, outcome, started.elapsed());
         match outcome {
             Outcome::Stored => {
                 let entry = Entry { requested_at_ms, cents: payment.cents, processor };
                 core.ledger.borrow_mut().record(entry);
                 return;
             }
-            Outcome::Duplicate => {
-                core.stats.duplicates.set(core.stats.duplicates.get() + 1);
-                return;
-            }
-            Outcome::Refused => {
-                core.stats.refused.set(core.stats.refused.get() + 1);
-                return;
-            }
+            Outcome::Duplicate | Outcome::Refused => return,
             Outcome::Unknown => {
-                core.stats.unknown.set(core.stats.unknown.get() + 1);
                 if pinned.is_some() {
                     monoio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
@@ -170,13 +168,22 @@ async fn forward(core: &Core, payment: Payment) {
     }
 }
 
-/// Feeds an attempt's result to the core's health view of that processor.
-fn observe(core: &Core, processor: Processor, attempt: &Attempt, outcome: Outcome, took: Duration) {
+/// Feeds an attempt's result to the core's health view of that processor and its metrics.
+fn observe(
+    core: &Core,
+    processor: Processor,
+    payment: &Payment,
+    attempt: &Attempt,
+    outcome: Outcome,
+    took: Duration,
+) {
     let health = core.health(processor);
     // Every answer but 429 (refused before the delay) comes after the processor's delay.
     if matches!(attempt, Ok(status) if *status != 429) {
         health.observe_latency(took);
     }
+    let answered_us = attempt.is_ok().then(|| took.as_micros().min(u128::from(u64::MAX)) as u64);
+    core.metrics.attempt(processor, outcome, payment.cents, answered_us);
     match outcome {
         Outcome::Stored | Outcome::Duplicate => health.record_success(),
         Outcome::NotStored | Outcome::Unknown => health.record_failure(Instant::now()),

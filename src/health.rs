@@ -96,6 +96,11 @@ impl ProcessorHealth {
         false
     }
 
+    /// Whether [`Self::usable`] would say yes at `now`, without reserving the probe (metrics).
+    pub fn would_allow(&self, now: Instant) -> bool {
+        !self.open.get() || now >= self.next_probe_at.get()
+    }
+
     /// Whether the breaker is open (for metrics and tests; routing uses [`Self::usable`]).
     pub fn is_open(&self) -> bool {
         self.open.get()

@@ -91,6 +91,8 @@ pub enum Status {
     NotFound,
     /// 405.
     MethodNotAllowed,
+    /// 409.
+    Conflict,
     /// 413.
     PayloadTooLarge,
     /// 422.
@@ -106,6 +108,27 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in [`Status::index`] order (for per-status counters).
+    pub const ALL: [Status; 12] = [
+        Status::Ok,
+        Status::Accepted,
+        Status::BadRequest,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::Conflict,
+        Status::PayloadTooLarge,
+        Status::UnprocessableEntity,
+        Status::HeaderFieldsTooLarge,
+        Status::InternalServerError,
+        Status::NotImplemented,
+        Status::ServiceUnavailable,
+    ];
+
+    /// Position in [`Status::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The status line's code and reason.
     pub fn line(self) -> &'static [u8] {
         match self {
@@ -114,6 +137,7 @@ impl Status {
             Status::BadRequest => b"400 Bad Request",
             Status::NotFound => b"404 Not Found",
             Status::MethodNotAllowed => b"405 Method Not Allowed",
+            Status::Conflict => b"409 Conflict",
             Status::PayloadTooLarge => b"413 Payload Too Large",
             Status::UnprocessableEntity => b"422 Unprocessable Entity",
             Status::HeaderFieldsTooLarge => b"431 Request Header Fields Too Large",
@@ -241,11 +265,38 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
     Parsed::Complete(request, end)
 }
 
+/// Media type of the JSON bodies every route but `/metrics` answers with.
+pub const JSON: &[u8] = b"application/json";
+/// Media type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
+
+/// A response body and its media type, built by a route.
+#[derive(Debug)]
+pub struct Body {
+    /// The bytes (empty: no body, no `Content-Type`).
+    pub bytes: Vec<u8>,
+    /// `Content-Type` when `bytes` is not empty: [`JSON`] unless the route says otherwise.
+    pub content_type: &'static [u8],
+}
+
+impl Body {
+    /// An empty JSON body with `capacity` bytes reserved.
+    pub fn with_capacity(capacity: usize) -> Body {
+        Body { bytes: Vec::with_capacity(capacity), content_type: JSON }
+    }
+
+    /// Empties it for the next response (JSON again).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.content_type = JSON;
+    }
+}
+
 /// Appends a whole response. `date` is the cached `Date` value (see `server::DateCache`).
 pub fn write_response(
     out: &mut Vec<u8>,
     status: Status,
-    json: &[u8],
+    body: &Body,
     keep_alive: bool,
     date: &[u8],
 ) {
@@ -253,16 +304,17 @@ pub fn write_response(
     out.extend_from_slice(status.line());
     out.extend_from_slice(b"\r\nServer: payrelay\r\nDate: ");
     out.extend_from_slice(date);
-    if !json.is_empty() {
-        out.extend_from_slice(b"\r\nContent-Type: application/json");
+    if !body.bytes.is_empty() {
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(body.content_type);
     }
     out.extend_from_slice(b"\r\nContent-Length: ");
-    crate::money::write_u64(out, json.len() as u64);
+    crate::money::write_u64(out, body.bytes.len() as u64);
     if !keep_alive {
         out.extend_from_slice(b"\r\nConnection: close");
     }
     out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(json);
+    out.extend_from_slice(&body.bytes);
 }
 
 /// Appends `{"error":"<reason>"}`. Reasons are our own static texts: no escaping needed.
@@ -552,12 +604,18 @@ mod tests {
     #[test]
     fn writes_responses() {
         let mut out = Vec::new();
-        write_response(&mut out, Status::NotFound, b"{\"error\":\"x\"}", false, b"D");
+        let mut body = Body::with_capacity(16);
+        body.bytes.extend_from_slice(b"{\"error\":\"x\"}");
+        write_response(&mut out, Status::NotFound, &body, false, b"D");
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Content-Type: application/json\r\n"));
         assert!(text.contains("Content-Length: 13\r\n") && text.contains("Connection: close"));
         assert!(text.ends_with("\r\n\r\n{\"error\":\"x\"}"));
         assert_eq!(Status::HeaderFieldsTooLarge.code(), 431);
+        for (i, status) in Status::ALL.into_iter().enumerate() {
+            assert_eq!(status.index(), i, "{status:?}");
+        }
     }
 
     /// Goal: the client side frames content-length, chunked, no-body and close-delimited

@@ -16,6 +16,7 @@
 //! - [`ledger`]: each core's append-only shard of settled payments.
 //! - [`summary`]: the map-reduce over shards behind `GET /payments-summary`.
 //! - [`peer`]: the private link that makes the other instance one more shard.
+//! - [`metrics`]: per-core counters, merged at scrape time behind `GET /metrics`.
 //!
 //! Support: [`config`] (environment), [`money`] (integer cents), [`timestamp`] (ISO-8601).
 
@@ -27,6 +28,7 @@ pub mod dispatch;
 pub mod health;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod peer;

@@ -26,6 +26,16 @@ impl Payment {
         // Validated as ASCII hex and hyphens in `decode`, so this cannot fail.
         std::str::from_utf8(&self.correlation_id).expect("correlationId is ASCII")
     }
+
+    /// The correlationId as a 128-bit number: the same UUID in upper or lower case is the same
+    /// key, as it is for the processors' UUID column.
+    pub fn id_key(&self) -> u128 {
+        self.correlation_id.iter().filter(|&&b| b != b'-').fold(0u128, |key, &b| {
+            // `decode` admits only hex digits and hyphens, so every byte here is a hex digit.
+            let nibble = (b as char).to_digit(16).unwrap_or(0);
+            (key << 4) | u128::from(nibble)
+        })
+    }
 }
 
 /// Why a payment body was refused; each maps to a status and a fixed reason text.
@@ -129,6 +139,19 @@ mod tests {
         assert_eq!(decode(escaped.as_bytes()).unwrap().correlation_id(), ID);
         let upper = format!(r#"{{"correlationId":"{}","amount":1}}"#, ID.to_uppercase());
         assert!(decode(upper.as_bytes()).is_ok());
+    }
+
+    /// Goal: the id key is the UUID's value, case-insensitive, and distinct ids differ.
+    #[test]
+    fn id_key_is_the_uuid_value() {
+        let key = |text: &str| {
+            decode(format!(r#"{{"correlationId":"{text}","amount":1}}"#).as_bytes())
+                .unwrap()
+                .id_key()
+        };
+        assert_eq!(key(ID), 0x4a7901b8_7d26_4d9d_aa19_4dc1c7cf60b3);
+        assert_eq!(key(ID), key(&ID.to_uppercase()));
+        assert_ne!(key(ID), key("4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b4"));
     }
 
     /// Goal: each kind of bad body gets its own error, syntax errors apart from content ones.

@@ -1,6 +1,7 @@
-//! Queue: a core's bounded FIFO of accepted payments waiting for a forwarding slot.
+//! Queue: a core's bounded FIFO of accepted payments waiting for a forwarding slot, and the
+//! correlation ids the core has accepted, so that a repeat is answered instead of forwarded.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use crate::payment::Payment;
 
@@ -49,9 +50,94 @@ impl Queue {
     }
 }
 
+/// Correlation ids one generation of [`SeenIds`] holds. A contest's ~90k payments split over
+/// two instances fit in one generation; the hash set behind it is allocated once at this size
+/// (~2.2 MB) so that it never rehashes on the hot path.
+pub const IDS_PER_GENERATION_MAX: usize = 65_536;
+
+/// Correlation ids this core accepted since the last purge. Two generations of at most
+/// [`IDS_PER_GENERATION_MAX`]: when the current one is full it becomes the previous one and
+/// the older ids are forgotten, so at least the newest `IDS_PER_GENERATION_MAX` are always
+/// remembered and memory stays bounded (~4.5 MB). Per core: a repeat that reaches another core
+/// or instance is not seen here (the processors' own uniqueness then applies; see the README).
+#[derive(Debug)]
+pub struct SeenIds {
+    /// The newest ids.
+    current: HashSet<u128>,
+    /// The generation before; empty until `current` first fills.
+    previous: HashSet<u128>,
+    /// Ids per generation.
+    per_generation_max: usize,
+}
+
+impl SeenIds {
+    /// An empty memory of `per_generation_max` ids per generation.
+    pub fn new(per_generation_max: usize) -> SeenIds {
+        assert!(per_generation_max > 0, "a generation must hold at least one id");
+        SeenIds {
+            current: HashSet::with_capacity(per_generation_max),
+            previous: HashSet::new(),
+            per_generation_max,
+        }
+    }
+
+    /// Whether `id` was accepted here and is still remembered.
+    pub fn contains(&self, id: u128) -> bool {
+        self.current.contains(&id) || self.previous.contains(&id)
+    }
+
+    /// Remembers `id`.
+    pub fn insert(&mut self, id: u128) {
+        if self.current.len() >= self.per_generation_max {
+            // Swap rather than reallocate: both sets keep their capacity.
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+        }
+        self.current.insert(id);
+    }
+
+    /// Forgets every id (`POST /purge-payments` starts a new test).
+    pub fn clear(&mut self) {
+        self.current.clear();
+        self.previous.clear();
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: an accepted id is remembered, at least the newest generation's worth survive a
+    /// rotation, the oldest are forgotten after two, and memory never exceeds two generations.
+    #[test]
+    fn seen_ids_remember_the_newest() {
+        let mut seen = SeenIds::new(3);
+        for id in 0..3 {
+            assert!(!seen.contains(id));
+            seen.insert(id);
+        }
+        assert!((0..3).all(|id| seen.contains(id)));
+        seen.insert(3);
+        assert!((0..4).all(|id| seen.contains(id)), "the previous generation still answers");
+        for id in 4..7 {
+            seen.insert(id);
+        }
+        assert!(!seen.contains(0) && !seen.contains(2), "two rotations forget the oldest");
+        assert!((3..7).all(|id| seen.contains(id)));
+        assert!(seen.len() <= 6);
+        seen.clear();
+        assert!(seen.is_empty() && !seen.contains(5));
+    }
 
     /// Goal: FIFO order, and a full queue refuses instead of growing.
     #[test]

@@ -11,7 +11,8 @@ use monoio::{
 
 use crate::{
     dispatch, health,
-    http::{self, Limits, Method, Parsed, Request, Status},
+    http::{self, Body, Limits, Method, Parsed, Request, Status},
+    metrics::{self, Intake},
     money, payment, peer,
     summary::{self, SummaryError},
     timestamp,
@@ -42,6 +43,8 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
             Ok((stream, _)) => {
                 // Responses are single writes; Nagle would hold the last segment back.
                 let _ = stream.set_nodelay(true);
+                let metrics = &core.metrics;
+                metrics.connections_accepted.set(metrics.connections_accepted.get() + 1);
                 monoio::spawn(serve(Rc::clone(&core), stream, surface));
             }
             Err(e) => {
@@ -52,8 +55,27 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
     }
 }
 
+/// Counts a connection as open for as long as it lives, whichever way `serve` returns.
+struct OpenConnection(Rc<Core>);
+
+impl OpenConnection {
+    fn new(core: &Rc<Core>) -> OpenConnection {
+        let open = &core.metrics.connections_open;
+        open.set(open.get() + 1);
+        OpenConnection(Rc::clone(core))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let open = &self.0.metrics.connections_open;
+        open.set(open.get() - 1);
+    }
+}
+
 /// Serves one connection until the client closes it, asks to, or breaks HTTP framing.
 async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
+    let _open = OpenConnection::new(&core);
     let config = core.config;
     let limits = Limits {
         head_bytes_max: config.request_head_bytes_max,
@@ -61,7 +83,7 @@ async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
     };
     let mut rbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
     let mut wbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
-    let mut scratch: Vec<u8> = Vec::with_capacity(256);
+    let mut scratch = Body::with_capacity(256);
     loop {
         let mut consumed = 0;
         let mut open = true;
@@ -74,8 +96,9 @@ async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
                 }
                 Parsed::Partial => break,
                 Parsed::Invalid(status, reason) => {
+                    core.metrics.response(status);
                     scratch.clear();
-                    http::write_error_json(&mut scratch, reason);
+                    http::write_error_json(&mut scratch.bytes, reason);
                     http::write_response(&mut wbuf, status, &scratch, false, &core.date.get());
                     open = false;
                 }
@@ -108,7 +131,7 @@ async fn respond(
     core: &Rc<Core>,
     surface: Surface,
     req: &Request<'_>,
-    scratch: &mut Vec<u8>,
+    scratch: &mut Body,
     out: &mut Vec<u8>,
 ) {
     scratch.clear();
@@ -116,27 +139,22 @@ async fn respond(
         Surface::Api => route_api(core, req, scratch).await,
         Surface::Peer => route_peer(core, req, scratch).await,
     };
+    core.metrics.response(status);
     http::write_response(out, status, scratch, req.keep_alive, &core.date.get());
 }
 
 /// The public API. Writes the JSON body (if any) into `body` and returns the status.
-async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> Status {
+async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     match (req.path, req.method) {
-        (b"/payments", Method::Post) => match payment::decode(req.body) {
-            Ok(payment) => match dispatch::submit(core, payment) {
-                Ok(()) => Status::Accepted,
-                Err(_) => {
-                    core.stats.queue_full.set(core.stats.queue_full.get() + 1);
-                    error(body, Status::ServiceUnavailable, "payment queue is full; retry later")
-                }
-            },
-            Err(e) if e.is_syntax() => error(body, Status::BadRequest, e.reason()),
-            Err(e) => error(body, Status::UnprocessableEntity, e.reason()),
-        },
+        (b"/payments", Method::Post) => {
+            let (intake, status) = accept_payment(core, req.body, body);
+            core.metrics.intake(intake);
+            status
+        }
         (b"/payments-summary", Method::Get) => match summary::parse_range(req.query) {
             Ok(range) => match summary::deployment_summary(core, range).await {
                 Ok(totals) => {
-                    summary::write_json(body, &totals);
+                    summary::write_json(&mut body.bytes, &totals);
                     Status::Ok
                 }
                 Err(e) => unavailable(body, &e),
@@ -145,27 +163,29 @@ async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> St
         },
         (b"/purge-payments", Method::Post) => match summary::purge_deployment(core).await {
             Ok(()) => {
-                body.extend_from_slice(b"{\"message\":\"payments purged\"}");
+                body.bytes.extend_from_slice(b"{\"message\":\"payments purged\"}");
                 Status::Ok
             }
             Err(e) => unavailable(body, &e),
         },
+        (b"/metrics", Method::Get) => metrics(core, body).await,
         (b"/health", Method::Get) => {
             // The pid tells the two instances behind the shared port apart.
-            body.extend_from_slice(b"{\"status\":\"ok\",\"pid\":");
-            money::write_u64(body, u64::from(std::process::id()));
-            body.push(b'}');
+            body.bytes.extend_from_slice(b"{\"status\":\"ok\",\"pid\":");
+            money::write_u64(&mut body.bytes, u64::from(std::process::id()));
+            body.bytes.push(b'}');
             Status::Ok
         }
-        (b"/payments" | b"/payments-summary" | b"/purge-payments" | b"/health", _) => {
-            error(body, Status::MethodNotAllowed, "method not allowed")
-        }
+        (
+            b"/payments" | b"/payments-summary" | b"/purge-payments" | b"/metrics" | b"/health",
+            _,
+        ) => error(body, Status::MethodNotAllowed, "method not allowed"),
         _ => error(body, Status::NotFound, "not found"),
     }
 }
 
 /// The private link: this instance's own totals and purge, for the peer.
-async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> Status {
+async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     match (req.path, req.method) {
         (peer::SUMMARY_PATH, Method::Get) => {
             let Some(range) = summary::parse_range_query(req.query) else {
@@ -173,7 +193,7 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> S
             };
             match summary::instance_summary(core, range).await {
                 Ok(totals) => {
-                    peer::write_instance_json(body, &totals);
+                    peer::write_instance_json(&mut body.bytes, &totals);
                     Status::Ok
                 }
                 Err(e) => unavailable(body, &e),
@@ -182,35 +202,76 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Vec<u8>) -> S
         (peer::HEALTH_PATH, Method::Post) => match health::parse_report_query(req.query) {
             Some(report) => {
                 core.broadcast_health(report);
-                body.extend_from_slice(b"{}");
+                body.bytes.extend_from_slice(b"{}");
                 Status::Ok
             }
             None => error(body, Status::BadRequest, "processor, failing and delay_ms are required"),
         },
         (peer::PURGE_PATH, Method::Post) => match summary::purge_instance(core).await {
             Ok(()) => {
-                body.extend_from_slice(b"{}");
+                body.bytes.extend_from_slice(b"{}");
                 Status::Ok
             }
             Err(e) => unavailable(body, &e),
         },
-        (peer::SUMMARY_PATH | peer::PURGE_PATH | peer::HEALTH_PATH, _) => {
+        (b"/metrics", Method::Get) => metrics(core, body).await,
+        (peer::SUMMARY_PATH | peer::PURGE_PATH | peer::HEALTH_PATH | b"/metrics", _) => {
             error(body, Status::MethodNotAllowed, "method not allowed")
         }
         _ => error(body, Status::NotFound, "not found"),
     }
 }
 
-fn error(body: &mut Vec<u8>, status: Status, reason: &str) -> Status {
-    http::write_error_json(body, reason);
+/// `POST /payments`: decode, refuse a correlationId this core already accepted, queue.
+fn accept_payment(core: &Rc<Core>, json: &[u8], body: &mut Body) -> (Intake, Status) {
+    let payment = match payment::decode(json) {
+        Ok(payment) => payment,
+        Err(e) if e.is_syntax() => {
+            return (Intake::Malformed, error(body, Status::BadRequest, e.reason()));
+        }
+        Err(e) => return (Intake::Invalid, error(body, Status::UnprocessableEntity, e.reason())),
+    };
+    let id = payment.id_key();
+    if core.seen.borrow().contains(id) {
+        let status = error(body, Status::Conflict, "correlationId already accepted");
+        return (Intake::Duplicate, status);
+    }
+    match dispatch::submit(core, payment) {
+        Ok(()) => {
+            // Remembered only once queued: a payment refused with 503 may be sent again.
+            core.seen.borrow_mut().insert(id);
+            (Intake::Accepted, Status::Accepted)
+        }
+        Err(_) => {
+            let status =
+                error(body, Status::ServiceUnavailable, "payment queue is full; retry later");
+            (Intake::QueueFull, status)
+        }
+    }
+}
+
+/// `GET /metrics`: this instance's cores, merged at scrape time (Prometheus text format).
+async fn metrics(core: &Rc<Core>, body: &mut Body) -> Status {
+    match metrics::instance_snapshots(core).await {
+        Ok(mut snapshots) => {
+            metrics::render(&mut body.bytes, &mut snapshots, std::process::id());
+            body.content_type = http::PROMETHEUS_TEXT;
+            Status::Ok
+        }
+        Err(e) => unavailable(body, &e),
+    }
+}
+
+fn error(body: &mut Body, status: Status, reason: &str) -> Status {
+    http::write_error_json(&mut body.bytes, reason);
     status
 }
 
 /// 503 naming what is missing. The message is built from our own values (addresses,
 /// error kinds), so it holds nothing that needs JSON escaping.
-fn unavailable(body: &mut Vec<u8>, e: &SummaryError) -> Status {
+fn unavailable(body: &mut Body, e: &SummaryError) -> Status {
     let reason = e.to_string().replace(['"', '\\'], "'");
-    http::write_error_json(body, &reason);
+    http::write_error_json(&mut body.bytes, &reason);
     Status::ServiceUnavailable
 }
 

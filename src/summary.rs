@@ -31,10 +31,10 @@ impl fmt::Display for SummaryError {
     }
 }
 
-/// The map step's fan-out: sends `ask(reply)` to every other core of this instance and hands
-/// each answer to `each` as it arrives. `local` runs in between, so this core does its own
-/// share while the others work on theirs.
-async fn map_cores<T>(
+/// The map step's fan-out (summary, purge, metrics): sends `ask(reply)` to every other core
+/// of this instance and hands each answer to `each` as it arrives. `local` runs in between, so
+/// this core does its own share while the others work on theirs.
+pub(crate) async fn map_cores<T>(
     core: &Core,
     ask: impl Fn(flume::Sender<T>) -> CoreMsg,
     local: impl FnOnce(),

@@ -18,11 +18,13 @@ use monoio::{
 
 use crate::{
     config::{Config, IoDriver},
+    dispatch,
     health::{self, ProcessorHealth, Report},
     ledger::{Processor, Shard, ShardSummary, TimeRange},
+    metrics::{CoreMetrics, CoreSnapshot},
     peer,
     processor::{Endpoint, ProcessorClient},
-    queue::Queue,
+    queue::{IDS_PER_GENERATION_MAX, Queue, SeenIds},
     server::{self, DateCache, Surface},
     timestamp,
 };
@@ -47,6 +49,11 @@ pub enum CoreMsg {
     },
     /// "Here is what the health poll saw."
     Health(Report),
+    /// "Send me a snapshot of your metrics."
+    Metrics {
+        /// Where to answer.
+        reply: flume::Sender<CoreSnapshot>,
+    },
     /// "Stop accepting, forward what you hold, answer when done or at `deadline`."
     Drain {
         /// When to give up on what is left.
@@ -58,19 +65,6 @@ pub enum CoreMsg {
 
 /// Every core's mailbox, indexed by core id. The only thing the cores share.
 pub type Mesh = Arc<[flume::Sender<CoreMsg>]>;
-
-/// Counters a core keeps about itself (read by `/metrics` later; never shared).
-#[derive(Default)]
-pub struct Stats {
-    /// Payments a processor already held from a request that was not ours.
-    pub duplicates: Cell<u64>,
-    /// Payments a processor refused for good (a 4xx other than 422 and 429).
-    pub refused: Cell<u64>,
-    /// Attempts with an unknown outcome.
-    pub unknown: Cell<u64>,
-    /// Payments answered 503 because the queue was full.
-    pub queue_full: Cell<u64>,
-}
 
 /// Everything one core owns. Built on its own thread and never sent anywhere: tasks of this
 /// core hold it through `Rc`.
@@ -85,6 +79,8 @@ pub struct Core {
     pub ledger: RefCell<Shard>,
     /// Accepted payments waiting for a forwarding slot.
     pub queue: RefCell<Queue>,
+    /// Correlation ids accepted here since the last purge (a repeat is answered 409).
+    pub seen: RefCell<SeenIds>,
     /// Forwarding tasks running (see `dispatch`); at most `DISPATCH_INFLIGHT_MAX`.
     pub inflight: Cell<usize>,
     /// Clients for the two processors, indexed by [`Processor::index`].
@@ -102,8 +98,8 @@ pub struct Core {
     stop_accepting: (flume::Sender<()>, flume::Receiver<()>),
     /// Cached `Date` header value.
     pub date: DateCache,
-    /// Counters.
-    pub stats: Stats,
+    /// Counters and histograms, read by `GET /metrics`.
+    pub metrics: CoreMetrics,
 }
 
 impl Core {
@@ -138,7 +134,27 @@ impl Core {
     /// before the load starts), so it also starts the clock of `TEST_DURATION_MS`.
     pub fn purge(&self) {
         self.ledger.borrow_mut().purge();
+        self.seen.borrow_mut().clear();
         self.test_started_ms.set(Some(timestamp::now_ms()));
+    }
+
+    /// This core's counters and gauges, now.
+    pub fn snapshot(&self) -> CoreSnapshot {
+        let now = Instant::now();
+        let mut snapshot = CoreSnapshot {
+            core: self.id,
+            queue_len: self.queue.borrow().len() as u64,
+            forwarding: self.inflight.get() as u64,
+            inflight_at: Processor::ALL.map(|p| self.inflight_at(p).get() as u64),
+            breaker_open: Processor::ALL.map(|p| self.health(p).is_open()),
+            delay_ms: Processor::ALL.map(|p| self.health(p).delay_ms()),
+            route: Some(dispatch::peek_route(self, now, timestamp::now_ms())),
+            ledger_entries: self.ledger.borrow().len() as u64,
+            ids_remembered: self.seen.borrow().len() as u64,
+            ..CoreSnapshot::default()
+        };
+        self.metrics.fill(&mut snapshot);
+        snapshot
     }
 
     /// Time left in the test for routing's lag risk: `TEST_DURATION_MS` after the last purge,
@@ -331,6 +347,7 @@ async fn core_main(
         mesh: Arc::clone(&plan.mesh),
         ledger: RefCell::new(Shard::default()),
         queue: RefCell::new(Queue::new(config.queue_len_max)),
+        seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
         inflight: Cell::new(0),
         processors: Processor::ALL.map(|p| {
             ProcessorClient::new(
@@ -350,7 +367,7 @@ async fn core_main(
         test_started_ms: Cell::new(None),
         stop_accepting: flume::bounded(1),
         date: DateCache::default(),
-        stats: Stats::default(),
+        metrics: CoreMetrics::default(),
     });
     let bound = bind(id, config);
     let (api, peer) = match bound {
@@ -454,6 +471,9 @@ async fn serve_mailbox(core: Rc<Core>, mailbox: flume::Receiver<CoreMsg>) {
                 let _ = reply.send(());
             }
             CoreMsg::Health(report) => core.health(report.processor).apply(report, Instant::now()),
+            CoreMsg::Metrics { reply } => {
+                let _ = reply.send(core.snapshot());
+            }
             CoreMsg::Drain { deadline, reply } => {
                 monoio::spawn(drain(Rc::clone(&core), deadline, reply));
             }

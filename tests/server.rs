@@ -3,191 +3,12 @@
 //! Everything listens on loopback on ephemeral ports; readiness is the lab's summary probe,
 //! and every wait is a poll on an observable condition with a deadline, never a fixed sleep.
 
-use std::{
-    collections::BTreeSet,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+mod common;
 
-use payrelay::http::{ParsedResponse, parse_response};
-use rinha_lab::{
-    backend::{Backend, BackendSpec},
-    emulator::{self, Emulator, EmulatorConfig, Which},
-};
+use std::collections::BTreeSet;
 
-/// Longest any awaited condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
-/// Pause between two polls of a condition.
-const POLL: Duration = Duration::from_millis(20);
-
-/// The emulator and two instances, torn down on drop (the lab's types do the cleanup).
-struct Rig {
-    emulator: Emulator,
-    backend: Backend,
-}
-
-impl Rig {
-    fn start() -> Rig {
-        Rig::start_with(&[])
-    }
-
-    /// Starts the rig with `extra` variables on top of the two-cores fixture.
-    fn start_with(extra: &[(&str, &str)]) -> Rig {
-        let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
-        let mut env = std::fs::read_to_string(fixture).expect("fixture");
-        for (key, value) in extra {
-            env.push_str(&format!("\n{key}={value}\n"));
-        }
-        let env_file = std::env::temp_dir().join(format!(
-            "payrelay-test-{}-{}.env",
-            std::process::id(),
-            unique_suffix()
-        ));
-        std::fs::write(&env_file, env).expect("env file");
-        let spec = BackendSpec {
-            payrelay: PathBuf::from(env!("CARGO_BIN_EXE_payrelay")),
-            api_port: 0,
-            default_addr: emulator.addr(Which::Default),
-            fallback_addr: emulator.addr(Which::Fallback),
-            env_file: Some(env_file.clone()),
-            envelope: false,
-        };
-        let mut backend = Backend::start(&spec).expect("payrelay instances");
-        let _ = std::fs::remove_file(&env_file);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        if let Err(e) = runtime.block_on(backend.wait_ready()) {
-            panic!("{}", backend.describe_failure(&e));
-        }
-        Rig { emulator, backend }
-    }
-
-    fn api(&self) -> SocketAddr {
-        self.backend.api_addr()
-    }
-}
-
-impl Drop for Rig {
-    /// Keeps the instances' logs only when the test failed, for the message naming them.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.backend.keep_logs(false);
-        }
-    }
-}
-
-/// A blocking keep-alive client speaking raw bytes, so tests control framing exactly.
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client { stream, buf: Vec::new() }
-    }
-
-    fn send(&mut self, raw: &[u8]) {
-        self.stream.write_all(raw).expect("write");
-    }
-
-    /// Reads one response; `None` if the server closed the connection first.
-    fn read(&mut self) -> Option<Reply> {
-        loop {
-            if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
-                parse_response(&self.buf, false)
-            {
-                let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
-                self.buf.drain(..len);
-                return Some(Reply { status, body });
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    fn request(&mut self, raw: &[u8]) -> Reply {
-        self.send(raw);
-        self.read().expect("a response")
-    }
-
-    fn get(&mut self, path: &str) -> Reply {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-    }
-
-    fn post(&mut self, path: &str, body: &str) -> Reply {
-        let raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.request(raw.as_bytes())
-    }
-
-    /// Whether the server has closed the connection (reads EOF).
-    fn closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
-    }
-}
-
-fn payment_json(id: &str, amount: &str) -> String {
-    format!(r#"{{"correlationId":"{id}","amount":{amount}}}"#)
-}
-
-fn uuid(i: u32) -> String {
-    format!("{i:08x}-7d26-4d9d-aa19-4dc1c7cf60b3")
-}
-
-/// Counts and cents per processor parsed from our summary JSON.
-fn parse_summary(body: &str) -> [(u64, u64); 2] {
-    let value: serde_json::Value = serde_json::from_str(body).expect("summary JSON");
-    ["default", "fallback"].map(|name| {
-        let count = value[name]["totalRequests"].as_u64().expect("totalRequests");
-        // Amounts must have exactly two decimals: read the text, not a float.
-        let side = &body[body.find(&format!("\"{name}\"")).expect(name)..];
-        let amount = side.split("\"totalAmount\":").nth(1).expect("totalAmount");
-        let amount = &amount[..amount.find(['}', ',']).expect("end of amount")];
-        let (units, cents) = amount.split_once('.').expect("two decimals");
-        assert_eq!(cents.len(), 2, "amount {amount} must have two decimals");
-        (count, units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap())
-    })
-}
-
-fn emulator_totals(emulator: &Emulator, from: Option<i64>, to: Option<i64>) -> [(u64, u64); 2] {
-    [Which::Default, Which::Fallback].map(|which| {
-        let s = emulator.summary(which, from, to);
-        (s.total_requests, s.total_cents as u64)
-    })
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(POLL);
-    }
-}
-
-/// The instance behind a connection: `/health` names its process id.
-fn instance_of(client: &mut Client) -> u64 {
-    let reply = client.get("/health");
-    assert_eq!(reply.status, 200);
-    let value: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-    value["pid"].as_u64().expect("health names the instance's pid")
-}
+use common::*;
+use rinha_lab::emulator::Which;
 
 /// Goal: payments posted through the shared port are forwarded, and *each* instance's
 /// summary gives the deployment's totals, equal to the processors' books; purge clears both.
@@ -301,6 +122,16 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
         (payment_json(&id, "0"), 422),
         (payment_json(&id, "-19.90"), 422),
         (payment_json(&id, "\"19.90\""), 422),
+        (payment_json(&id, "true"), 422),
+        (payment_json(&id, "null"), 422),
+        (payment_json(&id, "10000000000.01"), 422),
+        (payment_json(&id, "1e3"), 422),
+        (r#"{"correlationId":12,"amount":1}"#.into(), 422),
+        (format!(r#"{{"correlationId":["{id}"],"amount":1}}"#), 422),
+        ("\"a string\"".into(), 400),
+        ("null".into(), 400),
+        ("".into(), 400),
+        (format!(r#"{{"correlationId":"{id}","amount":1}}{{}}"#), 400),
     ];
     for (body, status) in &cases {
         let reply = client.post("/payments", body);
@@ -314,6 +145,10 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
     assert_eq!(client.get("/payments-summary?to=2025-02-30T00:00:00.000Z").status, 400);
     // Same connection, still served after every error above.
     assert_eq!(client.get("/health").status, 200);
+    // Extra fields are ignored, as JSON APIs do; the largest amount is accepted.
+    let extra =
+        format!(r#"{{"correlationId":"{}","amount":10000000000.00,"note":[1,{{}}]}}"#, uuid(4));
+    assert_eq!(client.post("/payments", &extra).status, 202);
 
     // Pipelined: three requests in one write, three answers in order.
     let pipelined = format!(
@@ -359,8 +194,8 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
     // Everyone is still served, and the valid payments above were all forwarded.
     let mut fresh = Client::connect(rig.api());
     assert_eq!(fresh.get("/health").status, 200);
-    wait_until("the two valid payments to be stored", || {
-        emulator_totals(&rig.emulator, None, None)[0].0 == 2
+    wait_until("the three valid payments to be stored", || {
+        emulator_totals(&rig.emulator, None, None)[0].0 == 3
     });
 }
 
@@ -384,12 +219,6 @@ fn sigterm_drains_every_accepted_payment() {
     rig.backend.stop();
     let stored = emulator_totals(&rig.emulator, None, None);
     assert_eq!(stored[0].0 + stored[1].0, u64::from(payments), "{stored:?}");
-}
-
-/// A per-process counter, so tests running in parallel never share a temp file.
-fn unique_suffix() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Posts `count` payments from `first`, each on a new connection, so that the kernel spreads
@@ -441,4 +270,109 @@ fn a_slow_default_loses_to_the_fallback_only_near_the_end() {
     assert!(fallback >= 55 && default <= 5, "known end: default {default}, fallback {fallback}");
     let (default, fallback) = slow_default_split("0");
     assert!(default >= 55 && fallback <= 5, "unknown end: default {default}, fallback {fallback}");
+}
+
+/// Goal: a correlationId already accepted is answered 409 with a JSON reason and never
+/// forwarded twice, case notwithstanding; a repeat that reaches another core or instance (not
+/// seen there) is still stored once, because the processor refuses it (422) and payrelay counts
+/// that as a client duplicate. Method: on one keep-alive connection (one core) post an id,
+/// repeat it in both cases; then repeat it on 16 new connections, which the kernel spreads
+/// over the other cores; compare the processors' books and our summary.
+#[test]
+fn duplicates_are_refused_and_stored_once() {
+    let rig = Rig::start();
+    let mut client = Client::connect(rig.api());
+    let id = uuid(7);
+    assert_eq!(client.post("/payments", &payment_json(&id, "19.90")).status, 202);
+    let again = client.post("/payments", &payment_json(&id, "19.90"));
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.body, r#"{"error":"correlationId already accepted"}"#);
+    let upper = client.post("/payments", &payment_json(&id.to_uppercase(), "5.00"));
+    assert_eq!(upper.status, 409, "{}", upper.body);
+    for _ in 0..16 {
+        let status =
+            Client::connect(rig.api()).post("/payments", &payment_json(&id, "19.90")).status;
+        assert!(status == 202 || status == 409, "{status}");
+    }
+    wait_until("the payment to be stored", || emulator_totals(&rig.emulator, None, None)[0].0 == 1);
+    wait_until("every repeat to be settled", || {
+        let metrics = client.get("/metrics").body;
+        let forwarded = metric(&metrics, "payrelay_forwarding{core=\"all\"}");
+        let queued = metric(&metrics, "payrelay_queue_len{core=\"all\"}");
+        forwarded == 0.0 && queued == 0.0
+    });
+    assert_eq!(emulator_totals(&rig.emulator, None, None), [(1, 1990), (0, 0)]);
+    wait_until("our summary to equal the books", || {
+        parse_summary(&client.get("/payments-summary").body) == [(1, 1990), (0, 0)]
+    });
+}
+
+/// The value of the sample line starting with `series` (name and labels, exactly as rendered).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}
+
+/// Goal: `GET /metrics` is Prometheus text that counts exactly what one instance did: payments
+/// by intake result, settled payments and attempts per processor, the attempt latency
+/// histogram, open connections, and the per-core gauges summed in `core="all"`. Method: on one keep-alive connection (one core of one instance)
+/// post 10 valid payments, one repeat, one invalid and one malformed body; wait until the
+/// processors hold the 10; scrape on the same connection and check each family.
+#[test]
+fn metrics_count_what_the_instance_did() {
+    let rig = Rig::start();
+    let mut client = Client::connect(rig.api());
+    for i in 0..10 {
+        assert_eq!(client.post("/payments", &payment_json(&uuid(100 + i), "20.05")).status, 202);
+    }
+    assert_eq!(client.post("/payments", &payment_json(&uuid(100), "20.05")).status, 409);
+    assert_eq!(client.post("/payments", &payment_json("x", "20.05")).status, 422);
+    assert_eq!(client.post("/payments", "{").status, 400);
+    wait_until("the processors to store 10", || {
+        emulator_totals(&rig.emulator, None, None)[0].0 == 10
+    });
+    let mut text = String::new();
+    wait_until("the instance to record 10", || {
+        let reply = client.get("/metrics");
+        assert_eq!(reply.status, 200);
+        text = reply.body;
+        metric(&text, "payrelay_payments_settled_total{core=\"all\",processor=\"default\"}") == 10.0
+    });
+    assert!(text.starts_with("# HELP payrelay_instance_info"), "{text}");
+    let all = |name: &str, labels: &str| metric(&text, &format!("{name}{{core=\"all\",{labels}}}"));
+    assert_eq!(all("payrelay_payments_received_total", "result=\"accepted\""), 10.0);
+    assert_eq!(all("payrelay_payments_received_total", "result=\"duplicate\""), 1.0);
+    assert_eq!(all("payrelay_payments_received_total", "result=\"invalid\""), 1.0);
+    assert_eq!(all("payrelay_payments_received_total", "result=\"malformed\""), 1.0);
+    assert_eq!(all("payrelay_payments_received_total", "result=\"queue_full\""), 0.0);
+    assert_eq!(all("payrelay_payments_settled_cents_total", "processor=\"default\""), 20_050.0);
+    assert_eq!(all("payrelay_attempts_total", "processor=\"default\",outcome=\"stored\""), 10.0);
+    assert_eq!(all("payrelay_attempts_total", "processor=\"fallback\",outcome=\"stored\""), 0.0);
+    assert_eq!(all("payrelay_http_responses_total", "code=\"409\""), 1.0);
+    assert_eq!(
+        all("payrelay_route", "decision=\"default\""),
+        2.0,
+        "both cores route to the default"
+    );
+    assert_eq!(all("payrelay_breaker_open", "processor=\"default\""), 0.0);
+    assert_eq!(
+        metric(&text, "payrelay_attempt_duration_seconds_count{processor=\"default\"}"),
+        10.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "payrelay_attempt_duration_seconds_bucket{processor=\"default\",le=\"+Inf\"}"
+        ),
+        10.0
+    );
+    assert!(metric(&text, "payrelay_connections_open{core=\"all\"}") >= 1.0);
+    let per_core: f64 = (0..2)
+        .map(|core| metric(&text, &format!("payrelay_ledger_entries{{core=\"{core}\"}}")))
+        .sum();
+    assert_eq!(per_core, metric(&text, "payrelay_ledger_entries{core=\"all\"}"));
+    assert_eq!(per_core, 10.0);
 }

@@ -1,0 +1,196 @@
+//! Shared rig for the end-to-end tests: the lab's emulated processors and two real payrelay
+//! instances sharing one port (as the compose file runs them), a raw-bytes HTTP client, and
+//! polling helpers with deadlines (never fixed sleeps). Each test binary uses what it needs.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use payrelay::http::{ParsedResponse, parse_response};
+use rinha_lab::{
+    backend::{Backend, BackendSpec},
+    emulator::{self, Emulator, EmulatorConfig, Which},
+};
+
+/// Longest any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+/// Pause between two polls of a condition.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// The emulator and two instances, torn down on drop (the lab's types do the cleanup).
+pub struct Rig {
+    pub emulator: Emulator,
+    pub backend: Backend,
+}
+
+impl Rig {
+    pub fn start() -> Rig {
+        Rig::start_with(&[])
+    }
+
+    /// Starts the rig with `extra` variables on top of the two-cores fixture.
+    pub fn start_with(extra: &[(&str, &str)]) -> Rig {
+        let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
+        let mut env = std::fs::read_to_string(fixture).expect("fixture");
+        for (key, value) in extra {
+            env.push_str(&format!("\n{key}={value}\n"));
+        }
+        let env_file = std::env::temp_dir().join(format!(
+            "payrelay-test-{}-{}.env",
+            std::process::id(),
+            unique_suffix()
+        ));
+        std::fs::write(&env_file, env).expect("env file");
+        let spec = BackendSpec {
+            payrelay: PathBuf::from(env!("CARGO_BIN_EXE_payrelay")),
+            api_port: 0,
+            default_addr: emulator.addr(Which::Default),
+            fallback_addr: emulator.addr(Which::Fallback),
+            env_file: Some(env_file.clone()),
+            envelope: false,
+        };
+        let mut backend = Backend::start(&spec).expect("payrelay instances");
+        let _ = std::fs::remove_file(&env_file);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        if let Err(e) = runtime.block_on(backend.wait_ready()) {
+            panic!("{}", backend.describe_failure(&e));
+        }
+        Rig { emulator, backend }
+    }
+
+    pub fn api(&self) -> SocketAddr {
+        self.backend.api_addr()
+    }
+}
+
+impl Drop for Rig {
+    /// Keeps the instances' logs only when the test failed, for the message naming them.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.backend.keep_logs(false);
+        }
+    }
+}
+
+/// A blocking keep-alive client speaking raw bytes, so tests control framing exactly.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).expect("write");
+    }
+
+    /// Reads one response; `None` if the server closed the connection first.
+    pub fn read(&mut self) -> Option<Reply> {
+        loop {
+            if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
+                parse_response(&self.buf, false)
+            {
+                let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+                self.buf.drain(..len);
+                return Some(Reply { status, body });
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn request(&mut self, raw: &[u8]) -> Reply {
+        self.send(raw);
+        self.read().expect("a response")
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+    }
+
+    pub fn post(&mut self, path: &str, body: &str) -> Reply {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.request(raw.as_bytes())
+    }
+
+    /// Whether the server has closed the connection (reads EOF).
+    pub fn closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+pub fn payment_json(id: &str, amount: &str) -> String {
+    format!(r#"{{"correlationId":"{id}","amount":{amount}}}"#)
+}
+
+pub fn uuid(i: u32) -> String {
+    format!("{i:08x}-7d26-4d9d-aa19-4dc1c7cf60b3")
+}
+
+/// Counts and cents per processor parsed from our summary JSON.
+pub fn parse_summary(body: &str) -> [(u64, u64); 2] {
+    let value: serde_json::Value = serde_json::from_str(body).expect("summary JSON");
+    ["default", "fallback"].map(|name| {
+        let count = value[name]["totalRequests"].as_u64().expect("totalRequests");
+        // Amounts must have exactly two decimals: read the text, not a float.
+        let side = &body[body.find(&format!("\"{name}\"")).expect(name)..];
+        let amount = side.split("\"totalAmount\":").nth(1).expect("totalAmount");
+        let amount = &amount[..amount.find(['}', ',']).expect("end of amount")];
+        let (units, cents) = amount.split_once('.').expect("two decimals");
+        assert_eq!(cents.len(), 2, "amount {amount} must have two decimals");
+        (count, units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap())
+    })
+}
+
+pub fn emulator_totals(emulator: &Emulator, from: Option<i64>, to: Option<i64>) -> [(u64, u64); 2] {
+    [Which::Default, Which::Fallback].map(|which| {
+        let s = emulator.summary(which, from, to);
+        (s.total_requests, s.total_cents as u64)
+    })
+}
+
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The instance behind a connection: `/health` names its process id.
+pub fn instance_of(client: &mut Client) -> u64 {
+    let reply = client.get("/health");
+    assert_eq!(reply.status, 200);
+    let value: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    value["pid"].as_u64().expect("health names the instance's pid")
+}
+
+/// A per-process counter, so tests running in parallel never share a temp file.
+pub fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
