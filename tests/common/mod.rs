@@ -91,10 +91,15 @@ pub struct Reply {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client { stream, buf: Vec::new() }
+        Client::try_connect(addr).expect("connect")
+    }
+
+    /// Connects, or says why not.
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client { stream, buf: Vec::new() })
     }
 
     pub fn send(&mut self, raw: &[u8]) {

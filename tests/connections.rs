@@ -1,0 +1,146 @@
+//! Connection-level abuse, end to end, in its own test binary (it needs ten thousand file
+//! descriptors of this process): slow clients that hold half-sent requests while others are
+//! served, and ten thousand concurrent keep-alive connections over both instances.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+/// Connections of the concurrency test: the ten thousand.
+const CONCURRENT_CONNECTIONS: usize = 10_000;
+
+/// Longest a normal request may take while slow clients hold their connections. A request is
+/// served in well under a millisecond here; this bound only catches a core that waits on a
+/// slow client (it would then wait forever), with room for a busy 2-core CI machine.
+const SERVED_WITHIN: Duration = Duration::from_millis(500);
+
+/// Raises this process's soft limit on open files to the hard one, as payrelay does for itself.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read or write one rlimit struct through a valid pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}
+
+/// `connections_open` of each instance (by pid), read on fresh connections until both answered.
+fn open_connections_by_instance(rig: &Rig) -> BTreeMap<u64, u64> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..200 {
+        let mut client = Client::connect(rig.api());
+        let pid = instance_of(&mut client);
+        let metrics = client.get("/metrics").body;
+        seen.insert(pid, metric(&metrics, "payrelay_connections_open{core=\"all\"}"));
+        if seen.len() == 2 {
+            return seen;
+        }
+    }
+    panic!("the kernel never reached the second instance");
+}
+
+/// Goal: clients that send part of a request and stall (slowloris) cost only their own
+/// connection: everyone else is served at once, and the stalled requests are answered when
+/// they finally complete. Method: 200 connections stop mid-head and 100 mid-body (spread over
+/// every core of both instances); while they hang, 300 requests on fresh connections and on one
+/// keep-alive connection must each be answered within `SERVED_WITHIN`; then every stalled
+/// request is finished a byte at a time and must get its 202.
+#[test]
+fn slow_clients_do_not_delay_others() {
+    let rig = Rig::start();
+    let mut stalled = Vec::new();
+    let mut finish = Vec::new();
+    for i in 0..300u32 {
+        let body = payment_json(&uuid(i), "19.90");
+        let request =
+            format!("POST /payments HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        // Mid-head for the first 200, mid-body for the rest.
+        let cut = if i < 200 { 20 } else { request.len() - 10 };
+        let mut client = Client::connect(rig.api());
+        client.send(&request.as_bytes()[..cut]);
+        finish.push(request.as_bytes()[cut..].to_vec());
+        stalled.push(client);
+    }
+    let mut keep_alive = Client::connect(rig.api());
+    let mut slowest = Duration::ZERO;
+    for i in 0..300u32 {
+        let started = Instant::now();
+        let status = if i % 2 == 0 {
+            Client::connect(rig.api())
+                .post("/payments", &payment_json(&uuid(1000 + i), "1.00"))
+                .status
+        } else {
+            keep_alive.get("/health").status
+        };
+        slowest = slowest.max(started.elapsed());
+        assert!(status == 202 || status == 200, "{status}");
+    }
+    assert!(slowest < SERVED_WITHIN, "a request took {slowest:?} while slow clients stalled");
+    for (client, rest) in stalled.iter_mut().zip(&finish) {
+        for byte in rest {
+            client.send(std::slice::from_ref(byte));
+        }
+    }
+    for client in &mut stalled {
+        assert_eq!(client.read().expect("the stalled request's answer").status, 202);
+    }
+    wait_until("all 450 payments to be stored", || {
+        let [d, f] = emulator_totals(&rig.emulator, None, None);
+        d.0 + f.0 == 450
+    });
+    eprintln!("slowest request while 300 clients stalled: {slowest:?}");
+}
+
+/// Goal: ten thousand concurrent keep-alive connections are all accepted and all served, twice,
+/// without refusing anyone, and `payrelay_connections_open` of the two instances adds up to
+/// them; memory stays bounded. Method: raise this process's descriptor limit, open 10,000
+/// connections to the shared port and keep them all open, send `GET /health` on every one and
+/// read every answer, twice; read both instances' `/metrics` while they are open; close them
+/// and wait for the gauges to fall back.
+#[test]
+fn ten_thousand_concurrent_connections() {
+    let limit = raise_open_files_limit();
+    assert!(limit > CONCURRENT_CONNECTIONS as u64 + 1000, "open files limit {limit} is too low");
+    let rig = Rig::start();
+    let started = Instant::now();
+    let mut clients: Vec<Client> = (0..CONCURRENT_CONNECTIONS)
+        .map(|i| Client::try_connect(rig.api()).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    let connected = started.elapsed();
+    for round in 0..2 {
+        for client in &mut clients {
+            client.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            let reply = client
+                .read()
+                .unwrap_or_else(|| panic!("round {round}: connection {i} got no answer"));
+            assert_eq!(reply.status, 200, "round {round}: connection {i}");
+        }
+    }
+    let open = open_connections_by_instance(&rig);
+    let total: u64 = open.values().sum();
+    // Ours, plus the probe's own connection; the probes' earlier connections may still close.
+    assert!(total >= CONCURRENT_CONNECTIONS as u64 + 1, "{open:?}");
+    let usage = rig.backend.usage();
+    eprintln!("connected in {connected:?}, open per instance {open:?}, usage {usage:?}");
+    drop(clients);
+    wait_until("the connections to be closed on the server side", || {
+        open_connections_by_instance(&rig).values().sum::<u64>() < 100
+    });
+}
