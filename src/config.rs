@@ -65,6 +65,14 @@ pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 1_000;
 pub const REQUEST_HEAD_BYTES_MAX_DEFAULT: usize = 8 * 1024;
 /// Largest request body. A payment is ~70 bytes.
 pub const REQUEST_BODY_BYTES_MAX_DEFAULT: usize = 4 * 1024;
+/// Open client connections per core; beyond it a new connection is closed at once. Each costs
+/// a descriptor and ~6 KB (buffers and task): 16384 is ~100 MB at worst, and leaves room
+/// under compose's `nofile` 65536 for the processor connections.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
+/// A connection that completes no request and receives no response for this long is closed
+/// (a partial request gets 408 first). The contest's clients send a request every ~1 s on
+/// each connection; a stalled or dribbling client (slowloris) holds its descriptor no longer.
+pub const CONNECTION_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 
 /// Which io driver each core runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +156,10 @@ pub struct Config {
     pub request_head_bytes_max: usize,
     /// Largest request body accepted.
     pub request_body_bytes_max: usize,
+    /// Open client connections per core.
+    pub connections_max: usize,
+    /// Idle (or stalled) connections are closed after this long.
+    pub connection_idle_timeout_ms: u64,
     /// Every variable as read (or defaulted), for the start-up log line.
     effective: Vec<(&'static str, String)>,
 }
@@ -182,6 +194,8 @@ pub const ENV_VARS: &[&str] = &[
     "PEER_TIMEOUT_MS",
     "REQUEST_HEAD_BYTES_MAX",
     "REQUEST_BODY_BYTES_MAX",
+    "CONNECTIONS_MAX",
+    "CONNECTION_IDLE_TIMEOUT_MS",
 ];
 
 /// A configuration error: which variable, what it held, what was expected.
@@ -304,6 +318,13 @@ impl Config {
                 REQUEST_BODY_BYTES_MAX_DEFAULT,
                 128,
                 1 << 20,
+            )?,
+            connections_max: env.number("CONNECTIONS_MAX", CONNECTIONS_MAX_DEFAULT, 16, 1 << 20)?,
+            connection_idle_timeout_ms: env.number(
+                "CONNECTION_IDLE_TIMEOUT_MS",
+                CONNECTION_IDLE_TIMEOUT_MS_DEFAULT,
+                100,
+                86_400_000,
             )?,
             effective: Vec::new(),
         };

@@ -91,6 +91,8 @@ pub enum Status {
     NotFound,
     /// 405.
     MethodNotAllowed,
+    /// 408.
+    RequestTimeout,
     /// 409.
     Conflict,
     /// 413.
@@ -109,12 +111,13 @@ pub enum Status {
 
 impl Status {
     /// Every status, in [`Status::index`] order (for per-status counters).
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 13] = [
         Status::Ok,
         Status::Accepted,
         Status::BadRequest,
         Status::NotFound,
         Status::MethodNotAllowed,
+        Status::RequestTimeout,
         Status::Conflict,
         Status::PayloadTooLarge,
         Status::UnprocessableEntity,
@@ -137,6 +140,7 @@ impl Status {
             Status::BadRequest => b"400 Bad Request",
             Status::NotFound => b"404 Not Found",
             Status::MethodNotAllowed => b"405 Method Not Allowed",
+            Status::RequestTimeout => b"408 Request Timeout",
             Status::Conflict => b"409 Conflict",
             Status::PayloadTooLarge => b"413 Payload Too Large",
             Status::UnprocessableEntity => b"422 Unprocessable Entity",

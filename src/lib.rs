@@ -7,6 +7,7 @@
 //!
 //! - [`worker`]: one pinned thread per core, its monoio runtime and everything it owns.
 //! - [`server`] (accept): each core's `SO_REUSEPORT` listener, connections and routes.
+//! - [`connections`]: a core's open connections, their cap and the idle sweep.
 //! - [`http`]: the HTTP/1.1 codec on `httparse`, server and client side.
 //! - [`payment`]: the incoming JSON body, decoded and validated.
 //! - [`queue`]: a core's bounded FIFO of accepted payments.
@@ -24,6 +25,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod connections;
 pub mod dispatch;
 pub mod health;
 pub mod http;

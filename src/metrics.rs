@@ -178,9 +178,7 @@ pub struct CoreMetrics {
     intake: [Cell<u64>; Intake::ALL.len()],
     /// Responses sent, indexed by [`Status::index`].
     responses: [Cell<u64>; Status::ALL.len()],
-    /// Connections being served now (API and peer link).
-    pub connections_open: Cell<u64>,
-    /// Connections accepted since start.
+    /// Connections accepted since start (including those refused at `CONNECTIONS_MAX`).
     pub connections_accepted: Cell<u64>,
 }
 
@@ -239,6 +237,10 @@ pub struct CoreSnapshot {
     pub connections_open: u64,
     /// Connections accepted since start.
     pub connections_accepted: u64,
+    /// Connections closed at accept because `CONNECTIONS_MAX` were open.
+    pub connections_refused: u64,
+    /// Connections closed for idleness (`CONNECTION_IDLE_TIMEOUT_MS`).
+    pub connections_expired: u64,
     /// Payments waiting for a forwarding slot.
     pub queue_len: u64,
     /// Forwarding tasks running (each holds one payment).
@@ -265,7 +267,6 @@ impl CoreMetrics {
         snapshot.latency = self.latency.each_ref().map(Histogram::snapshot);
         snapshot.intake = self.intake.each_ref().map(Cell::get);
         snapshot.responses = self.responses.each_ref().map(Cell::get);
-        snapshot.connections_open = self.connections_open.get();
         snapshot.connections_accepted = self.connections_accepted.get();
     }
 }
@@ -470,6 +471,20 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         "Client connections accepted since start.",
     );
     per_core(out, cores, "payrelay_connections_accepted_total", "", |c| c.connections_accepted);
+    family(
+        out,
+        "payrelay_connections_refused_total",
+        "counter",
+        "Connections closed at accept because CONNECTIONS_MAX were open.",
+    );
+    per_core(out, cores, "payrelay_connections_refused_total", "", |c| c.connections_refused);
+    family(
+        out,
+        "payrelay_connections_expired_total",
+        "counter",
+        "Connections closed after CONNECTION_IDLE_TIMEOUT_MS without a request or response.",
+    );
+    per_core(out, cores, "payrelay_connections_expired_total", "", |c| c.connections_expired);
     family(
         out,
         "payrelay_ledger_entries",

@@ -2,7 +2,7 @@
 //! and the routes. Buffer in, buffer out: every complete request in the read buffer is
 //! answered into one write buffer, written once.
 
-use std::{cell::RefCell, rc::Rc, time::Duration};
+use std::{cell::RefCell, os::fd::AsRawFd, rc::Rc, time::Duration};
 
 use monoio::{
     io::AsyncWriteRentExt,
@@ -10,6 +10,7 @@ use monoio::{
 };
 
 use crate::{
+    connections::{Connections, Registration},
     dispatch, health,
     http::{self, Body, Limits, Method, Parsed, Request, Status},
     metrics::{self, Intake},
@@ -41,11 +42,15 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                // Responses are single writes; Nagle would hold the last segment back.
-                let _ = stream.set_nodelay(true);
                 let metrics = &core.metrics;
                 metrics.connections_accepted.set(metrics.connections_accepted.get() + 1);
-                monoio::spawn(serve(Rc::clone(&core), stream, surface));
+                // At the limit the stream is dropped here: the client sees the connection close.
+                let Some(registration) = Connections::register(&core, stream.as_raw_fd()) else {
+                    continue;
+                };
+                // Responses are single writes; Nagle would hold the last segment back.
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(serve(Rc::clone(&core), stream, registration, surface));
             }
             Err(e) => {
                 eprintln!("payrelay: core-{}: accept: {e}", core.id);
@@ -55,27 +60,13 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
     }
 }
 
-/// Counts a connection as open for as long as it lives, whichever way `serve` returns.
-struct OpenConnection(Rc<Core>);
-
-impl OpenConnection {
-    fn new(core: &Rc<Core>) -> OpenConnection {
-        let open = &core.metrics.connections_open;
-        open.set(open.get() + 1);
-        OpenConnection(Rc::clone(core))
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        let open = &self.0.metrics.connections_open;
-        open.set(open.get() - 1);
-    }
-}
-
 /// Serves one connection until the client closes it, asks to, or breaks HTTP framing.
-async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
-    let _open = OpenConnection::new(&core);
+async fn serve(
+    core: Rc<Core>,
+    mut stream: TcpStream,
+    registration: Registration,
+    surface: Surface,
+) {
     let config = core.config;
     let limits = Limits {
         head_bytes_max: config.request_head_bytes_max,
@@ -105,6 +96,9 @@ async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
             }
         }
         rbuf.drain(..consumed);
+        if consumed > 0 {
+            registration.touch();
+        }
         if !wbuf.is_empty() {
             let (written, buf) = stream.write_all(wbuf).await;
             wbuf = buf;
@@ -112,6 +106,7 @@ async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
             if written.is_err() {
                 return;
             }
+            registration.touch();
         }
         if !open {
             return;
@@ -120,6 +115,21 @@ async fn serve(core: Rc<Core>, mut stream: TcpStream, surface: Surface) {
         let (read, buf) = http::read_more(&mut stream, rbuf, CONN_BUF_BYTES).await;
         rbuf = buf;
         match read {
+            Ok(0) | Err(_) if registration.expired() && !rbuf.is_empty() => {
+                // The sweep shut the read side on a request that never completed: say so.
+                scratch.clear();
+                http::write_error_json(&mut scratch.bytes, "request not completed in time");
+                core.metrics.response(Status::RequestTimeout);
+                http::write_response(
+                    &mut wbuf,
+                    Status::RequestTimeout,
+                    &scratch,
+                    false,
+                    &core.date.get(),
+                );
+                let _ = stream.write_all(wbuf).await;
+                return;
+            }
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }

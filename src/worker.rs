@@ -18,6 +18,7 @@ use monoio::{
 
 use crate::{
     config::{Config, IoDriver},
+    connections::{self, Connections},
     dispatch,
     health::{self, ProcessorHealth, Report},
     ledger::{Processor, Shard, ShardSummary, TimeRange},
@@ -96,6 +97,8 @@ pub struct Core {
     test_started_ms: Cell<Option<i64>>,
     /// Wakes the accept loop on drain.
     stop_accepting: (flume::Sender<()>, flume::Receiver<()>),
+    /// Open client connections, for `CONNECTIONS_MAX` and the idle sweep.
+    pub connections: Connections,
     /// Cached `Date` header value.
     pub date: DateCache,
     /// Counters and histograms, read by `GET /metrics`.
@@ -151,6 +154,9 @@ impl Core {
             route: Some(dispatch::peek_route(self, now, timestamp::now_ms())),
             ledger_entries: self.ledger.borrow().len() as u64,
             ids_remembered: self.seen.borrow().len() as u64,
+            connections_open: self.connections.len() as u64,
+            connections_refused: self.connections.refused(),
+            connections_expired: self.connections.expired(),
             ..CoreSnapshot::default()
         };
         self.metrics.fill(&mut snapshot);
@@ -366,6 +372,7 @@ async fn core_main(
         health_news_at: Processor::ALL.map(|_| Cell::new(Instant::now())),
         test_started_ms: Cell::new(None),
         stop_accepting: flume::bounded(1),
+        connections: Connections::new(config.connections_max, config.connection_idle_timeout_ms),
         date: DateCache::default(),
         metrics: CoreMetrics::default(),
     });
@@ -378,6 +385,7 @@ async fn core_main(
         }
     };
     monoio::spawn(serve_mailbox(Rc::clone(&core), mailbox));
+    monoio::spawn(connections::sweep_idle(Rc::clone(&core)));
     if let Some(peer) = peer {
         monoio::spawn(server::run(Rc::clone(&core), peer, Surface::Peer));
     }

@@ -1,0 +1,207 @@
+//! Connections: the registry of one core's open client connections, for its two limits: at
+//! most `CONNECTIONS_MAX` open, and none idle or stalled longer than
+//! `CONNECTION_IDLE_TIMEOUT_MS`.
+//!
+//! The idle limit costs the hot path no timer and no clock read. Each connection stamps its
+//! slot with the core's coarse clock ([`Connections::now_ms`], advanced by the sweep) when it
+//! completes a request or a response; a partial request or a dribbling client does not count.
+//! The sweep (one task per core, every quarter of the timeout, at most every second) shuts the
+//! read side of each expired connection: its pending read returns end-of-file, and the
+//! connection answers a partial request 408 before it closes. A connection still there at the
+//! next sweep (blocked writing to a client that does not read) has both sides shut.
+
+use std::{
+    cell::{Cell, RefCell},
+    os::fd::RawFd,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use slab::Slab;
+
+use crate::worker::Core;
+
+/// Longest pause between two sweeps: the idle timeout's resolution.
+const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(1);
+
+/// Shortest pause between two sweeps, so a tiny timeout (tests) cannot spin the core.
+const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(10);
+
+/// Where an open connection stands with the sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    /// In use.
+    Live,
+    /// Idle too long: its read side is shut.
+    ReadShut,
+    /// Still open a sweep later: both sides are shut.
+    Shut,
+}
+
+/// One open connection.
+#[derive(Debug)]
+struct Slot {
+    /// Its socket. Valid while the slot exists: the slot and the stream are dropped in the same
+    /// synchronous step (the connection's task returning), and the sweep runs on the same
+    /// thread, so it never sees a closed or reused descriptor.
+    fd: RawFd,
+    /// When it last completed a request or a response, in [`Connections::now_ms`] time.
+    active_ms: Cell<u64>,
+    /// What the sweep did to it.
+    expiry: Cell<Expiry>,
+}
+
+/// A core's open connections. Owned by the core; touched only by its tasks.
+#[derive(Debug)]
+pub struct Connections {
+    /// Open connections (API and peer link), keyed by slab index.
+    slots: RefCell<Slab<Slot>>,
+    /// Milliseconds since `started`, as of the last sweep.
+    now_ms: Cell<u64>,
+    /// The core's start, the zero of `now_ms`.
+    started: Instant,
+    /// `CONNECTIONS_MAX`.
+    len_max: usize,
+    /// `CONNECTION_IDLE_TIMEOUT_MS`.
+    idle_timeout_ms: u64,
+    /// Connections closed by the sweep, since start.
+    expired: Cell<u64>,
+    /// Connections closed at accept because `len_max` were open, since start.
+    refused: Cell<u64>,
+}
+
+/// A registered connection; dropping it unregisters it. Held by the connection's task beside
+/// its stream, so both go together.
+pub struct Registration {
+    core: Rc<Core>,
+    key: usize,
+}
+
+impl Connections {
+    /// An empty registry.
+    pub fn new(len_max: usize, idle_timeout_ms: u64) -> Connections {
+        assert!(len_max > 0 && idle_timeout_ms > 0);
+        Connections {
+            slots: RefCell::new(Slab::new()),
+            now_ms: Cell::new(0),
+            started: Instant::now(),
+            len_max,
+            idle_timeout_ms,
+            expired: Cell::new(0),
+            refused: Cell::new(0),
+        }
+    }
+
+    /// Registers a connection just accepted on `core`, or refuses it (`None`) when
+    /// `CONNECTIONS_MAX` are open.
+    pub fn register(core: &Rc<Core>, fd: RawFd) -> Option<Registration> {
+        let this = &core.connections;
+        let mut slots = this.slots.borrow_mut();
+        if slots.len() >= this.len_max {
+            this.refused.set(this.refused.get() + 1);
+            return None;
+        }
+        let slot =
+            Slot { fd, active_ms: Cell::new(this.now_ms.get()), expiry: Cell::new(Expiry::Live) };
+        let key = slots.insert(slot);
+        Some(Registration { core: Rc::clone(core), key })
+    }
+
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        self.slots.borrow().len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Connections closed for idleness since start.
+    pub fn expired(&self) -> u64 {
+        self.expired.get()
+    }
+
+    /// Connections refused at the limit since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// The pause between two sweeps.
+    pub fn sweep_interval(&self) -> Duration {
+        (Duration::from_millis(self.idle_timeout_ms) / 4)
+            .clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX)
+    }
+
+    /// Advances the coarse clock and shuts what has been idle too long.
+    pub fn sweep(&self) {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.now_ms.set(now_ms);
+        for (_, slot) in self.slots.borrow().iter() {
+            let how = match slot.expiry.get() {
+                Expiry::Live
+                    if now_ms.saturating_sub(slot.active_ms.get()) >= self.idle_timeout_ms =>
+                {
+                    self.expired.set(self.expired.get() + 1);
+                    slot.expiry.set(Expiry::ReadShut);
+                    libc::SHUT_RD
+                }
+                Expiry::ReadShut => {
+                    slot.expiry.set(Expiry::Shut);
+                    libc::SHUT_RDWR
+                }
+                Expiry::Live | Expiry::Shut => continue,
+            };
+            // SAFETY: `fd` is the socket of a connection that is still open (see `Slot::fd`);
+            // shutdown(2) only changes that socket's state. An error (the client already
+            // closed it) leaves nothing to do.
+            unsafe {
+                libc::shutdown(slot.fd, how);
+            }
+        }
+    }
+}
+
+impl Registration {
+    /// The connection completed a request or a response: it is not idle.
+    pub fn touch(&self) {
+        let connections = &self.core.connections;
+        if let Some(slot) = connections.slots.borrow().get(self.key) {
+            slot.active_ms.set(connections.now_ms.get());
+        }
+    }
+
+    /// Whether the sweep has shut this connection for idleness.
+    pub fn expired(&self) -> bool {
+        let slots = self.core.connections.slots.borrow();
+        slots.get(self.key).is_some_and(|slot| slot.expiry.get() != Expiry::Live)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.core.connections.slots.borrow_mut().remove(self.key);
+    }
+}
+
+/// Each core's sweep task: runs for as long as the core.
+pub async fn sweep_idle(core: Rc<Core>) {
+    let interval = core.connections.sweep_interval();
+    loop {
+        monoio::time::sleep(interval).await;
+        core.connections.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the sweep interval is a quarter of the timeout, within its bounds.
+    #[test]
+    fn sweep_interval_bounds() {
+        assert_eq!(Connections::new(1, 60_000).sweep_interval(), SWEEP_INTERVAL_MAX);
+        assert_eq!(Connections::new(1, 1_000).sweep_interval(), Duration::from_millis(250));
+        assert_eq!(Connections::new(1, 20).sweep_interval(), SWEEP_INTERVAL_MIN);
+    }
+}
