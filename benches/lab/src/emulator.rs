@@ -326,6 +326,15 @@ impl Emulator {
         self.processors[which.index()].summary(from_ms, to_ms)
     }
 
+    /// Whether a processor stores a payment with this correlationId (what its
+    /// `GET /payments/{id}` answers with 200); `false` for one that is not a uuid.
+    pub fn holds(&self, which: Which, correlation_id: &str) -> bool {
+        let Ok(id) = uuid::Uuid::parse_str(correlation_id) else {
+            return false;
+        };
+        self.processors[which.index()].state().payments.contains_key(&id.as_u128())
+    }
+
     /// A probe of the stored counts that outlives borrows of the emulator.
     pub fn recorded_probe(&self) -> RecordedProbe {
         RecordedProbe { processors: self.processors.clone() }

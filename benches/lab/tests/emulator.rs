@@ -47,8 +47,9 @@ const ID: &str = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3";
 const AT: &str = "2025-07-15T12:34:56.000Z";
 
 /// Goal: a payment is stored with 2-decimal rounding, answered 200 with the official message,
-/// refused with 422 when its correlationId comes again (keeping the first), and readable by id.
-/// Method: POST, POST again, GET by id and the admin summary.
+/// refused with 422 when its correlationId comes again (keeping the first), and readable by id,
+/// over HTTP and through `Emulator::holds`. Method: POST, POST again, GET by id, `holds` on both
+/// processors, and the admin summary.
 #[tokio::test]
 async fn payment_insert_duplicate_and_lookup() {
     let emulator = start();
@@ -64,6 +65,10 @@ async fn payment_insert_duplicate_and_lookup() {
     let missing =
         call(addr, Method::GET, "/payments/5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", None, None).await;
     assert_eq!(missing.status, 404);
+    assert!(emulator.holds(Which::Default, ID));
+    assert!(!emulator.holds(Which::Fallback, ID), "the processors do not share storage");
+    assert!(!emulator.holds(Which::Default, "5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"));
+    assert!(!emulator.holds(Which::Default, "not-a-uuid"));
     let summary = emulator.summary(Which::Default, None, None);
     assert_eq!((summary.total_requests, summary.total_cents), (1, 2006));
     // The processors do not share storage.
