@@ -86,16 +86,19 @@ pub enum Intake {
     Duplicate,
     /// 503: the core's queue is full.
     QueueFull,
+    /// 503: the instance is shutting down.
+    Draining,
 }
 
 impl Intake {
     /// Every intake result, in index order.
-    pub const ALL: [Intake; 5] = [
+    pub const ALL: [Intake; 6] = [
         Intake::Accepted,
         Intake::Malformed,
         Intake::Invalid,
         Intake::Duplicate,
         Intake::QueueFull,
+        Intake::Draining,
     ];
 
     fn index(self) -> usize {
@@ -109,6 +112,7 @@ impl Intake {
             Intake::Invalid => "invalid",
             Intake::Duplicate => "duplicate",
             Intake::QueueFull => "queue_full",
+            Intake::Draining => "draining",
         }
     }
 }
@@ -319,7 +323,7 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         out,
         "payrelay_payments_received_total",
         "counter",
-        "POST /payments by result: accepted (202), malformed (400), invalid (422), duplicate (409), queue_full (503).",
+        "POST /payments by result: accepted (202), malformed (400), invalid (422), duplicate (409), queue_full (503), draining (503).",
     );
     for intake in Intake::ALL {
         let labels = format!("result=\"{}\"", intake.name());

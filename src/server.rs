@@ -82,8 +82,7 @@ async fn serve(
             match http::parse_request(&rbuf[consumed..], limits) {
                 Parsed::Complete(request, len) => {
                     consumed += len;
-                    open = request.keep_alive;
-                    respond(&core, surface, &request, &mut scratch, &mut wbuf).await;
+                    open = respond(&core, surface, &request, &mut scratch, &mut wbuf).await;
                 }
                 Parsed::Partial => break,
                 Parsed::Invalid(status, reason) => {
@@ -136,21 +135,25 @@ async fn serve(
     }
 }
 
-/// Routes one request and appends its response to `out`.
+/// Routes one request and appends its response to `out`. Returns whether the connection stays
+/// open: as the client asked, except on the API while the core drains (the client then
+/// reconnects, to an instance that is not shutting down).
 async fn respond(
     core: &Rc<Core>,
     surface: Surface,
     req: &Request<'_>,
     scratch: &mut Body,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     scratch.clear();
     let status = match surface {
         Surface::Api => route_api(core, req, scratch).await,
         Surface::Peer => route_peer(core, req, scratch).await,
     };
     core.metrics.response(status);
-    http::write_response(out, status, scratch, req.keep_alive, &core.date.get());
+    let keep_alive = req.keep_alive && !(surface == Surface::Api && core.draining.get());
+    http::write_response(out, status, scratch, keep_alive, &core.date.get());
+    keep_alive
 }
 
 /// The public API. Writes the JSON body (if any) into `body` and returns the status.
@@ -241,6 +244,10 @@ fn accept_payment(core: &Rc<Core>, json: &[u8], body: &mut Body) -> (Intake, Sta
         }
         Err(e) => return (Intake::Invalid, error(body, Status::UnprocessableEntity, e.reason())),
     };
+    if core.draining.get() {
+        let reason = "shutting down: payment not accepted; retry on a new connection";
+        return (Intake::Draining, error(body, Status::ServiceUnavailable, reason));
+    }
     let id = payment.id_key();
     if core.seen.borrow().contains(id) {
         let status = error(body, Status::Conflict, "correlationId already accepted");

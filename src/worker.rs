@@ -95,6 +95,9 @@ pub struct Core {
     pub health_news_at: [Cell<Instant>; 2],
     /// When the current test began (the last purge), ms since the epoch.
     test_started_ms: Cell<Option<i64>>,
+    /// Set when the core starts draining: `POST /payments` is refused (503) and every API
+    /// connection closes after its next response, so what the core holds only shrinks.
+    pub draining: Cell<bool>,
     /// Wakes the accept loop on drain.
     stop_accepting: (flume::Sender<()>, flume::Receiver<()>),
     /// Open client connections, for `CONNECTIONS_MAX` and the idle sweep.
@@ -371,6 +374,7 @@ async fn core_main(
         }),
         health_news_at: Processor::ALL.map(|_| Cell::new(Instant::now())),
         test_started_ms: Cell::new(None),
+        draining: Cell::new(false),
         stop_accepting: flume::bounded(1),
         connections: Connections::new(config.connections_max, config.connection_idle_timeout_ms),
         date: DateCache::default(),
@@ -460,6 +464,9 @@ fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListen
 async fn drain(core: Rc<Core>, deadline: Instant, reply: flume::Sender<usize>) {
     /// How often a draining core looks at what it still holds.
     const DRAIN_POLL: Duration = Duration::from_millis(10);
+    // Before anything else, so that no payment is accepted on this core from here on (open
+    // keep-alive connections would otherwise keep feeding the queue past the deadline).
+    core.draining.set(true);
     let _ = core.stop_accepting.0.try_send(());
     while core.held() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;

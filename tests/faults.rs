@@ -1,0 +1,669 @@
+//! Fault tests: two real `payrelay` processes sharing one port, each with two cores, in front of
+//! the lab's emulated processors, through the failures a deployment meets: both processors down
+//! under load with small queues, the peer instance killed and restarted, SIGTERM under load.
+//! Everything listens on loopback on ephemeral ports; readiness is the lab's summary probe, and
+//! every wait is a poll on an observable condition with a deadline (the only sleeps pace the
+//! load). The tests run one at a time (see [`serial`]): each drives two servers hard on a
+//! 2-core machine, and two at once would turn the timings they check into noise.
+
+use std::{
+    collections::HashSet,
+    io::{self, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use payrelay::http::{ParsedResponse, parse_response};
+use rinha_lab::{
+    backend::{self, Backend, BackendSpec},
+    emulator::{self, Emulator, EmulatorConfig, Which},
+};
+
+/// Longest any awaited condition may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// Pause between two polls of a condition.
+const POLL: Duration = Duration::from_millis(20);
+/// Per-request timeout of the test's client; far above any answer payrelay should take.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The 503 body of a full queue, as payrelay writes it.
+const QUEUE_FULL_BODY: &str = r#"{"error":"payment queue is full; retry later"}"#;
+
+/// Runs the tests of this file one at a time; a failed test's poisoned lock is still usable.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The emulator and two instances, torn down on drop (the lab's types do the cleanup).
+struct Rig {
+    emulator: Emulator,
+    backend: Backend,
+}
+
+impl Rig {
+    /// Starts the rig with `extra` variables on top of the two-cores fixture.
+    fn start_with(extra: &[(&str, &str)]) -> Rig {
+        let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
+        let mut env = std::fs::read_to_string(fixture).expect("fixture");
+        for (key, value) in extra {
+            env.push_str(&format!("\n{key}={value}\n"));
+        }
+        let env_file = std::env::temp_dir().join(format!(
+            "payrelay-faults-{}-{}.env",
+            std::process::id(),
+            unique_suffix()
+        ));
+        std::fs::write(&env_file, env).expect("env file");
+        let spec = BackendSpec {
+            payrelay: PathBuf::from(env!("CARGO_BIN_EXE_payrelay")),
+            api_port: 0,
+            default_addr: emulator.addr(Which::Default),
+            fallback_addr: emulator.addr(Which::Fallback),
+            env_file: Some(env_file.clone()),
+            envelope: false,
+        };
+        let mut backend = Backend::start(&spec).expect("payrelay instances");
+        let _ = std::fs::remove_file(&env_file);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        if let Err(e) = runtime.block_on(backend.wait_ready()) {
+            panic!("{}", backend.describe_failure(&e));
+        }
+        Rig { emulator, backend }
+    }
+
+    fn api(&self) -> SocketAddr {
+        self.backend.api_addr()
+    }
+
+    /// The process id of instance `name`.
+    fn pid(&self, name: &str) -> u32 {
+        self.backend.pids().into_iter().find(|(n, _)| *n == name).expect("instance").1
+    }
+}
+
+impl Drop for Rig {
+    /// Keeps the instances' logs only when the test failed, and names them.
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("{}", self.backend.describe_failure("test failed"));
+        } else {
+            self.backend.keep_logs(false);
+        }
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// The connection could not be opened.
+    Connect(io::ErrorKind),
+    /// The connection broke (or timed out) with the request sent or being sent.
+    Io(String),
+}
+
+/// A blocking keep-alive client speaking raw bytes, so tests control framing exactly.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Client {
+    fn try_connect(addr: SocketAddr) -> Result<Client, Failure> {
+        let stream = TcpStream::connect(addr).map_err(|e| Failure::Connect(e.kind()))?;
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Ok(Client { stream, buf: Vec::new() })
+    }
+
+    fn connect(addr: SocketAddr) -> Client {
+        Client::try_connect(addr).expect("connect")
+    }
+
+    /// Sends one request and reads its response.
+    fn try_request(&mut self, raw: &[u8]) -> Result<Reply, Failure> {
+        self.stream.write_all(raw).map_err(|e| Failure::Io(format!("write: {e}")))?;
+        loop {
+            if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
+                parse_response(&self.buf, false)
+            {
+                let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+                self.buf.drain(..len);
+                return Ok(Reply { status, body });
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(Failure::Io("closed before a complete response".into())),
+                Err(e) => return Err(Failure::Io(format!("read: {e}"))),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Reply {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        self.try_request(raw.as_bytes()).expect("a response")
+    }
+
+    fn try_post_payment(&mut self, id: &str) -> Result<Reply, Failure> {
+        let body = payment_json(id, "19.90");
+        let raw = format!(
+            "POST /payments HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.try_request(raw.as_bytes())
+    }
+
+    fn post_payment(&mut self, id: &str) -> Reply {
+        self.try_post_payment(id).expect("a response")
+    }
+}
+
+fn payment_json(id: &str, amount: &str) -> String {
+    format!(r#"{{"correlationId":"{id}","amount":{amount}}}"#)
+}
+
+fn uuid(i: u32) -> String {
+    format!("{i:08x}-7d26-4d9d-aa19-4dc1c7cf60b3")
+}
+
+/// A per-process counter, so tests running in parallel never share a temp file.
+fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Counts and cents per processor parsed from our summary JSON.
+fn parse_summary(body: &str) -> [(u64, u64); 2] {
+    let value: serde_json::Value = serde_json::from_str(body).expect("summary JSON");
+    ["default", "fallback"].map(|name| {
+        let count = value[name]["totalRequests"].as_u64().expect("totalRequests");
+        // Amounts must have exactly two decimals: read the text, not a float.
+        let side = &body[body.find(&format!("\"{name}\"")).expect(name)..];
+        let amount = side.split("\"totalAmount\":").nth(1).expect("totalAmount");
+        let amount = &amount[..amount.find(['}', ',']).expect("end of amount")];
+        let (units, cents) = amount.split_once('.').expect("two decimals");
+        assert_eq!(cents.len(), 2, "amount {amount} must have two decimals");
+        (count, units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap())
+    })
+}
+
+fn emulator_totals(emulator: &Emulator) -> [(u64, u64); 2] {
+    [Which::Default, Which::Fallback].map(|which| {
+        let s = emulator.summary(which, None, None);
+        (s.total_requests, s.total_cents as u64)
+    })
+}
+
+fn stored_count(emulator: &Emulator) -> u64 {
+    emulator_totals(emulator).iter().map(|(count, _)| count).sum()
+}
+
+/// Polls until `done`, failing the test after [`DEADLINE`]; returns how long it took.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        thread::sleep(POLL);
+    }
+    start.elapsed()
+}
+
+/// Our summary on a fresh connection: (pid of the instance that answered, status, body).
+fn summary_on_fresh_connection(api: SocketAddr) -> (u64, Reply) {
+    let mut client = Client::connect(api);
+    let health = client.get("/health");
+    let value: serde_json::Value = serde_json::from_str(&health.body).expect("health JSON");
+    let pid = value["pid"].as_u64().expect("health names the instance's pid");
+    (pid, client.get("/payments-summary"))
+}
+
+/// Asks for our summary on fresh connections until both instances have answered (told apart
+/// by `/health`'s pid), each one polled until it equals the processors' books.
+fn both_instances_agree_with_the_books(rig: &Rig) {
+    let expected = emulator_totals(&rig.emulator);
+    let mut seen = HashSet::new();
+    for _ in 0..200 {
+        if seen.len() == 2 {
+            return;
+        }
+        let mut answered_by = 0;
+        // The ledger is written when the processor's 200 arrives, a moment after it stored.
+        wait_until("our summary to equal the processors' books", || {
+            let (pid, reply) = summary_on_fresh_connection(rig.api());
+            answered_by = pid;
+            reply.status == 200 && parse_summary(&reply.body) == expected
+        });
+        seen.insert(answered_by);
+    }
+    panic!("the kernel never reached both instances: {seen:?}");
+}
+
+/// One POST of the load, as the client saw it.
+#[derive(Debug, Clone)]
+struct Post {
+    id: u32,
+    /// When the request was started (before connecting, if it opened a connection).
+    sent: Instant,
+    /// Whether it opened a new connection.
+    fresh: bool,
+    result: Result<Reply, Failure>,
+}
+
+/// Client threads posting distinct payments at a steady rate until told to stop.
+struct Load {
+    stop: Arc<AtomicBool>,
+    /// 202s so far, for the test to watch.
+    accepted: Arc<AtomicU32>,
+    threads: Vec<thread::JoinHandle<Vec<Post>>>,
+}
+
+impl Load {
+    /// `threads` clients, each posting `rate_per_thread` payments a second, opening a new
+    /// connection every `per_connection` requests (1 = a connection per request) or after a
+    /// failure. Ids are `first_id`, `first_id + 1`, ... in the order requests start.
+    fn start(
+        api: SocketAddr,
+        threads: usize,
+        rate_per_thread: u32,
+        per_connection: usize,
+        first_id: u32,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU32::new(0));
+        let next_id = Arc::new(AtomicU32::new(first_id));
+        let interval = Duration::from_secs(1) / rate_per_thread;
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, accepted, next_id) = (stop.clone(), accepted.clone(), next_id.clone());
+                thread::spawn(move || {
+                    let mut posts = Vec::new();
+                    let mut client: Option<Client> = None;
+                    let mut used = 0;
+                    let mut next_at = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        // Pacing the load, not waiting for readiness.
+                        thread::sleep(next_at.saturating_duration_since(Instant::now()));
+                        next_at += interval;
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        let sent = Instant::now();
+                        let fresh = client.is_none() || used >= per_connection;
+                        if fresh {
+                            used = 0;
+                            client = None;
+                            match Client::try_connect(api) {
+                                Ok(c) => client = Some(c),
+                                Err(failure) => {
+                                    posts.push(Post { id, sent, fresh, result: Err(failure) });
+                                    continue;
+                                }
+                            }
+                        }
+                        let conn = client.as_mut().expect("connected above");
+                        used += 1;
+                        let result = conn.try_post_payment(&uuid(id));
+                        match &result {
+                            Ok(reply) if reply.status == 202 => {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(_) => client = None,
+                        }
+                        posts.push(Post { id, sent, fresh, result });
+                    }
+                    posts
+                })
+            })
+            .collect();
+        Load { stop, accepted, threads }
+    }
+
+    fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients and returns every POST, in the order requests started.
+    fn finish(mut self) -> Vec<Post> {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut self.threads);
+        let mut posts: Vec<Post> =
+            threads.into_iter().flat_map(|t| t.join().expect("client thread")).collect();
+        posts.sort_by_key(|p| p.sent);
+        posts
+    }
+}
+
+impl Drop for Load {
+    /// A test that fails mid-load stops its clients, so they do not load the next test.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn status_of(post: &Post) -> Option<u16> {
+    post.result.as_ref().ok().map(|reply| reply.status)
+}
+
+/// Where the processors hold each payment: fails the test unless every id in `accepted` is
+/// held by exactly one processor and no id in `refused` by any.
+fn check_books_hold_exactly(emulator: &Emulator, accepted: &[u32], refused: &[u32]) {
+    let held = |id: u32| {
+        [Which::Default, Which::Fallback]
+            .into_iter()
+            .filter(|which| emulator.holds(*which, &uuid(id)))
+            .count()
+    };
+    let lost: Vec<u32> = accepted.iter().copied().filter(|id| held(*id) != 1).collect();
+    assert!(lost.is_empty(), "{} accepted payments not held exactly once: {lost:?}", lost.len());
+    let paid: Vec<u32> = refused.iter().copied().filter(|id| held(*id) != 0).collect();
+    assert!(paid.is_empty(), "{} refused payments were stored: {paid:?}", paid.len());
+    assert_eq!(stored_count(emulator), accepted.len() as u64, "nothing else is stored");
+}
+
+/// Goal: with both processors down at the contest's peak arrival rate, payrelay holds what
+/// its bounded queues allow and refuses the rest with a JSON 503 (never before some core has
+/// really filled, never unbounded memory), then forwards exactly the payments it accepted once
+/// the processors recover: every 202 stored once, no 503 stored, our summary equal to the
+/// processors' books. Method: 4 cores with `QUEUE_LEN_MAX=300` and `DISPATCH_INFLIGHT_MAX=50`
+/// (350 payments each, 1400 in all); both processors failing; 6 client threads at ~600/s,
+/// reconnecting every 10 requests so the kernel spreads them over all cores, until 1400 are
+/// accepted and 0.5 s more (all 503); both instances' VmRSS sampled throughout; then heal
+/// both processors and check the books payment by payment.
+#[test]
+fn both_processors_down_fills_the_queues_then_everything_accepted_is_forwarded() {
+    let _serial = serial();
+    const QUEUE: u32 = 300;
+    const INFLIGHT: u32 = 50;
+    const CORES: u32 = 4;
+    const HELD_PER_CORE: u32 = QUEUE + INFLIGHT;
+    const CAPACITY: u32 = CORES * HELD_PER_CORE;
+    /// Bound on each instance's RSS during the outage: a few MB of runtime, rings and
+    /// buffers, and ~100 bytes a held payment (measured: about 4 MB idle, 6 MB at the peak).
+    /// Far under the contest's 175 MB per instance, and low enough that a queue or buffers
+    /// growing with the refused load would show.
+    const RSS_MB_MAX: f64 = 24.0;
+    let rig = Rig::start_with(&[
+        ("QUEUE_LEN_MAX", &QUEUE.to_string()),
+        ("DISPATCH_INFLIGHT_MAX", &INFLIGHT.to_string()),
+    ]);
+    rig.emulator.set_failing(Which::Default, true);
+    rig.emulator.set_failing(Which::Fallback, true);
+    let pids = [rig.pid("a"), rig.pid("b")];
+    let rss_before = pids.map(|pid| backend::read_rss_mb(pid).expect("instance runs"));
+
+    let started = Instant::now();
+    let load = Load::start(rig.api(), 6, 100, 10, 0);
+    let mut rss_max = rss_before;
+    let mut full_at = None;
+    while full_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_millis(500)) {
+        for (max, pid) in rss_max.iter_mut().zip(pids) {
+            *max = max.max(backend::read_rss_mb(pid).expect("instance runs during the outage"));
+        }
+        let accepted = load.accepted();
+        assert!(accepted <= CAPACITY, "{accepted} accepted: more than the queues hold");
+        if full_at.is_none() && accepted == CAPACITY {
+            full_at = Some(Instant::now());
+        }
+        assert!(started.elapsed() < DEADLINE, "only {accepted} of {CAPACITY} accepted");
+        thread::sleep(POLL);
+    }
+    let full_at = full_at.expect("the loop ends once full");
+    let posts = load.finish();
+    let outage = started.elapsed();
+
+    let accepted: Vec<u32> =
+        posts.iter().filter(|p| status_of(p) == Some(202)).map(|p| p.id).collect();
+    let refused: Vec<&Post> = posts.iter().filter(|p| status_of(p) == Some(503)).collect();
+    let other: Vec<&Post> =
+        posts.iter().filter(|p| !matches!(status_of(p), Some(202 | 503))).collect();
+    assert!(other.is_empty(), "only 202 and 503 expected: {:?}", &other[..other.len().min(5)]);
+    assert_eq!(accepted.len() as u32, CAPACITY, "every core holds exactly its limit");
+    for post in &refused {
+        assert_eq!(post.result.as_ref().unwrap().body, QUEUE_FULL_BODY);
+    }
+    // A 503 means some core holds its limit, so at least that many 202s came before.
+    let first_refused = refused.first().expect("503s once the queues are full");
+    let accepted_before =
+        posts.iter().filter(|p| p.sent < first_refused.sent && status_of(p) == Some(202)).count();
+    assert!(
+        accepted_before >= HELD_PER_CORE as usize,
+        "first 503 after only {accepted_before} accepted"
+    );
+    let after_full: Vec<&Post> = posts.iter().filter(|p| p.sent > full_at).collect();
+    assert!(after_full.len() >= 100, "{} posts after the queues filled", after_full.len());
+    assert!(after_full.iter().all(|p| status_of(p) == Some(503)), "full queues accept nothing");
+    for (name, max) in ["a", "b"].iter().zip(rss_max) {
+        assert!(max < RSS_MB_MAX, "instance {name}: RSS {max:.1} MB during the outage");
+    }
+    assert_eq!(stored_count(&rig.emulator), 0, "both processors were failing");
+
+    rig.emulator.set_failing(Which::Default, false);
+    rig.emulator.set_failing(Which::Fallback, false);
+    let recovery = wait_until("the processors to store every accepted payment", || {
+        stored_count(&rig.emulator) >= u64::from(CAPACITY)
+    });
+    let refused_ids: Vec<u32> = refused.iter().map(|p| p.id).collect();
+    check_books_hold_exactly(&rig.emulator, &accepted, &refused_ids);
+    both_instances_agree_with_the_books(&rig);
+    eprintln!(
+        "both-down: {} posts in {:.1} s, {} accepted, {} refused (503), first 503 after {} \
+         accepted; RSS before {:.1}/{:.1} MB, max {:.1}/{:.1} MB (a/b); all forwarded {} ms \
+         after the processors recovered",
+        posts.len(),
+        outage.as_secs_f64(),
+        accepted.len(),
+        refused.len(),
+        accepted_before,
+        rss_before[0],
+        rss_before[1],
+        rss_max[0],
+        rss_max[1],
+        recovery.as_millis()
+    );
+}
+
+/// Goal: while the peer instance is dead, the summary refuses with a 503 naming the missing
+/// peer (never a partial total), payments keep being accepted and forwarded by the surviving
+/// instance, and once the peer is started again the summary recovers by itself and equals the
+/// processors' books, the payments of the outage included. Method: post 20 payments on a
+/// connection that `/health` shows is served by A; SIGKILL B (idle: it holds nothing); ask for
+/// the summary on fresh connections (only A listens now); post 100 payments on fresh
+/// connections; restart B with the same command and environment; poll the summary until 200
+/// and compare it with the processors' books on both instances; post 64 more payments spread
+/// over both instances and compare again.
+#[test]
+fn peer_killed_summary_refuses_then_recovers_after_restart() {
+    let _serial = serial();
+    let mut rig = Rig::start_with(&[]);
+    let (pid_a, peer_b) = (rig.pid("a"), rig.backend.peer_addr("b").expect("b"));
+
+    // Before the kill: payments only through A. B's ledger lives in its memory, so whatever B
+    // had recorded would vanish from the summary with it (see the README's Limitations).
+    let mut on_a = (0..200)
+        .map(|_| Client::connect(rig.api()))
+        .find_map(|mut client| {
+            let health = client.get("/health");
+            let value: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+            (value["pid"].as_u64() == Some(u64::from(pid_a))).then_some(client)
+        })
+        .expect("a connection served by instance A");
+    for i in 0..20 {
+        assert_eq!(on_a.post_payment(&uuid(i)).status, 202);
+    }
+    wait_until("the first payments to be stored", || stored_count(&rig.emulator) == 20);
+    both_instances_agree_with_the_books(&rig);
+
+    let killed = rig.backend.kill("b").expect("kill b");
+    assert!(!killed.success(), "SIGKILL: {killed}");
+    let missing_peer = format!("peer {peer_b} ");
+    for _ in 0..8 {
+        let (pid, reply) = summary_on_fresh_connection(rig.api());
+        assert_eq!(pid, u64::from(pid_a), "only A listens on the shared port");
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert!(reply.body.starts_with("{\"error\":\""), "{}", reply.body);
+        assert!(reply.body.contains(&missing_peer), "{} should name {peer_b}", reply.body);
+        assert!(!reply.body.contains("totalRequests"), "no partial totals: {}", reply.body);
+    }
+    for i in 1000..1100 {
+        let reply = Client::connect(rig.api()).post_payment(&uuid(i));
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    wait_until("the outage's payments to be stored", || stored_count(&rig.emulator) == 120);
+    let (_, reply) = summary_on_fresh_connection(rig.api());
+    assert_eq!(reply.status, 503, "B is still dead: {}", reply.body);
+
+    rig.backend.restart("b").expect("restart b");
+    let restarted = Instant::now();
+    let mut refusals = 0;
+    wait_until("the summary to answer 200 again", || {
+        let (_, reply) = summary_on_fresh_connection(rig.api());
+        refusals += usize::from(reply.status == 503);
+        reply.status == 200
+    });
+    let recovery = restarted.elapsed();
+    let accepted: Vec<u32> = (0..20).chain(1000..1100).collect();
+    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
+    both_instances_agree_with_the_books(&rig);
+
+    // The restarted instance takes its share again.
+    let new_pid_b = u64::from(rig.pid("b"));
+    let mut on_new_b = 0;
+    for i in 2000..2064 {
+        let mut client = Client::connect(rig.api());
+        let health: serde_json::Value = serde_json::from_str(&client.get("/health").body).unwrap();
+        on_new_b += usize::from(health["pid"].as_u64() == Some(new_pid_b));
+        assert_eq!(client.post_payment(&uuid(i)).status, 202);
+    }
+    assert!(on_new_b > 0, "no connection reached the restarted B");
+    wait_until("the last payments to be stored", || stored_count(&rig.emulator) == 184);
+    both_instances_agree_with_the_books(&rig);
+    assert_eq!(emulator_totals(&rig.emulator)[0], (184, 184 * 1990));
+    eprintln!(
+        "peer restart: summary answered 200 {:.1} ms after B was started again ({refusals} \
+         503s before)",
+        recovery.as_secs_f64() * 1000.0
+    );
+}
+
+/// Goal: SIGTERM under load loses nothing and tells no lie: each instance stops taking new
+/// connections, forwards everything it accepted, and exits by itself with status 0; every POST
+/// answered 202 is in the processors' books (exactly those), and POSTs after the listeners
+/// closed fail with a connection error, never a 2xx that is then lost. Method: both processors
+/// at 800 ms; 4 keep-alive clients and 2 connection-per-request clients at 50 payments/s each;
+/// after 1.5 s (about 240 in flight) SIGTERM both instances and wait up to 15 s for them to
+/// exit (`DRAIN_DEADLINE_MS=8000`) while the clients keep posting, then check every POST.
+#[test]
+fn sigterm_under_load_drains_every_accepted_payment_and_exits_zero() {
+    let _serial = serial();
+    /// After SIGTERM the listeners close at once; this much slack covers the signal's
+    /// delivery and the cores' reaction on a busy machine.
+    const LISTENERS_CLOSE_WITHIN: Duration = Duration::from_millis(300);
+    const GRACE: Duration = Duration::from_secs(15);
+    let mut rig = Rig::start_with(&[("DRAIN_DEADLINE_MS", "8000")]);
+    rig.emulator.set_delay(Which::Default, 800);
+    rig.emulator.set_delay(Which::Fallback, 800);
+    let keep_alive = Load::start(rig.api(), 4, 50, usize::MAX, 0);
+    let per_request = Load::start(rig.api(), 2, 50, 1, 1_000_000);
+    thread::sleep(Duration::from_millis(1500));
+    let accepted_at_term = keep_alive.accepted() + per_request.accepted();
+    let stored_at_term = stored_count(&rig.emulator);
+    let term_at = Instant::now();
+    let endings = rig.backend.terminate(GRACE);
+    let exited_at = Instant::now();
+    // Keep posting a moment after the exit: those must all fail to connect.
+    thread::sleep(Duration::from_millis(300));
+    let mut posts = keep_alive.finish();
+    posts.extend(per_request.finish());
+    posts.sort_by_key(|p| p.sent);
+
+    let accepted: Vec<u32> =
+        posts.iter().filter(|p| status_of(p) == Some(202)).map(|p| p.id).collect();
+    let failed: Vec<u32> = posts.iter().filter(|p| p.result.is_err()).map(|p| p.id).collect();
+    let lost = accepted
+        .iter()
+        .filter(|id| {
+            ![Which::Default, Which::Fallback].iter().any(|w| rig.emulator.holds(*w, &uuid(**id)))
+        })
+        .count();
+    let late_fresh: Vec<&Post> =
+        posts.iter().filter(|p| p.fresh && p.sent > term_at + LISTENERS_CLOSE_WITHIN).collect();
+    let late_accepted: Vec<&Post> =
+        late_fresh.iter().copied().filter(|p| status_of(p) == Some(202)).collect();
+    let accepted_after_term =
+        posts.iter().filter(|p| p.sent > term_at && status_of(p) == Some(202)).count();
+    let endings_text: Vec<String> = endings
+        .iter()
+        .map(|t| format!("{} {:?} after {} ms", t.name, t.status, t.after.as_millis()))
+        .collect();
+    eprintln!(
+        "sigterm: {} posts, {} accepted ({} by SIGTERM, {} of them stored then; {} after \
+         SIGTERM, {} on new connections), {} failed, {} accepted but not stored; {}",
+        posts.len(),
+        accepted.len(),
+        accepted_at_term,
+        stored_at_term,
+        accepted_after_term,
+        late_accepted.len(),
+        failed.len(),
+        lost,
+        endings_text.join(", ")
+    );
+
+    assert!(
+        stored_at_term + 50 < u64::from(accepted_at_term),
+        "SIGTERM should find payments in flight: {stored_at_term} of {accepted_at_term} stored"
+    );
+    for ending in &endings {
+        match &ending.status {
+            Ok(status) => {
+                assert!(status.success(), "instance {} exited with {status}", ending.name)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // On a connection already open when the drain began, a POST is refused in words: 503,
+    // never a 202 the instance could not forward in time.
+    let draining = r#"{"error":"shutting down: payment not accepted; retry on a new connection"}"#;
+    let answered_otherwise: Vec<&Post> = posts
+        .iter()
+        .filter(|p| p.result.is_ok() && status_of(p) != Some(202))
+        .filter(|p| {
+            let refused_in_words =
+                matches!(&p.result, Ok(r) if r.status == 503 && r.body == draining);
+            !(refused_in_words && p.sent > term_at)
+        })
+        .collect();
+    assert!(answered_otherwise.is_empty(), "unexpected answers: {answered_otherwise:?}");
+    let refused: Vec<u32> = posts
+        .iter()
+        .filter(|p| p.result.is_err() || status_of(p) == Some(503))
+        .map(|p| p.id)
+        .collect();
+    assert!(!late_fresh.is_empty(), "the clients kept opening connections after SIGTERM");
+    assert!(
+        late_accepted.is_empty(),
+        "{} new connections accepted after the listeners closed, e.g. {:?}",
+        late_accepted.len(),
+        late_accepted[0]
+    );
+    let after_exit: Vec<&Post> = posts.iter().filter(|p| p.sent > exited_at).collect();
+    assert!(!after_exit.is_empty(), "the clients kept posting after the exit");
+    assert!(
+        after_exit.iter().all(|p| matches!(p.result, Err(Failure::Connect(_)))),
+        "after the exit every POST fails to connect"
+    );
+    // Nothing more can arrive: the instances are gone. Every 202 is stored, nothing else.
+    check_books_hold_exactly(&rig.emulator, &accepted, &refused);
+}
