@@ -120,7 +120,10 @@ async fn forward(core: &Core, payment: Payment) {
             Some(pin) => pin,
             None => match route(core, refused_by, started, now_ms) {
                 Route::Send(p) => {
-                    let planned_delay_ms = core.health(p).delay_ms();
+                    // Never planned further ahead than an attempt may last: a restarted
+                    // instance relies on that bound (see `peer`'s *Continuity*).
+                    let planned_delay_ms =
+                        core.health(p).delay_ms().min(core.config.processor_timeout_ms);
                     (p, now_ms.saturating_add(planned_delay_ms as i64))
                 }
                 Route::Wait => {

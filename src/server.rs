@@ -13,8 +13,10 @@ use crate::{
     connections::{Connections, Registration},
     dispatch, health,
     http::{self, Body, Limits, Method, Parsed, Request, Status},
+    ledger::ShardSummary,
     metrics::{self, Intake},
-    money, payment, peer,
+    money, payment,
+    peer::{self, Boot, PeerAnswer},
     summary::{self, SummaryError},
     timestamp,
     worker::Core,
@@ -201,12 +203,25 @@ async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Statu
 async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     match (req.path, req.method) {
         (peer::SUMMARY_PATH, Method::Get) => {
-            let Some(range) = summary::parse_range_query(req.query) else {
-                return error(body, Status::BadRequest, "from_ms and to_ms are required");
+            let (Some(range), Some(caller)) =
+                (summary::parse_range_query(req.query), Boot::parse_query(req.query))
+            else {
+                return error(
+                    body,
+                    Status::BadRequest,
+                    "from_ms, to_ms, boot, started_ms required",
+                );
             };
             match summary::instance_summary(core, range).await {
                 Ok(totals) => {
-                    peer::write_instance_json(&mut body.bytes, &totals);
+                    let continuity = &core.continuity;
+                    continuity.saw_peer(caller);
+                    let answer = PeerAnswer {
+                        boot: continuity.boot,
+                        you_forgot_before_ms: continuity.peer_forgot_before_ms(),
+                        totals,
+                    };
+                    peer::write_answer_json(&mut body.bytes, &answer);
                     Status::Ok
                 }
                 Err(e) => unavailable(body, &e),
@@ -220,13 +235,24 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
             }
             None => error(body, Status::BadRequest, "processor, failing and delay_ms are required"),
         },
-        (peer::PURGE_PATH, Method::Post) => match summary::purge_instance(core).await {
-            Ok(()) => {
-                body.bytes.extend_from_slice(b"{}");
-                Status::Ok
+        (peer::PURGE_PATH, Method::Post) => {
+            let Some(caller) = Boot::parse_query(req.query) else {
+                return error(body, Status::BadRequest, "boot and started_ms are required");
+            };
+            match summary::purge_instance(core).await {
+                Ok(()) => {
+                    core.continuity.purged(Some(caller));
+                    let answer = PeerAnswer {
+                        boot: core.continuity.boot,
+                        you_forgot_before_ms: i64::MIN,
+                        totals: ShardSummary::default(),
+                    };
+                    peer::write_answer_json(&mut body.bytes, &answer);
+                    Status::Ok
+                }
+                Err(e) => unavailable(body, &e),
             }
-            Err(e) => unavailable(body, &e),
-        },
+        }
         (b"/metrics", Method::Get) => metrics(core, body).await,
         (peer::SUMMARY_PATH | peer::PURGE_PATH | peer::HEALTH_PATH | b"/metrics", _) => {
             error(body, Status::MethodNotAllowed, "method not allowed")

@@ -20,6 +20,8 @@ pub enum SummaryError {
     CoreGone,
     /// The peer instance did not answer.
     Peer(peer::PeerError),
+    /// An instance restarted since the last purge and may have lost records in the range.
+    Forgotten(peer::Forgotten),
 }
 
 impl fmt::Display for SummaryError {
@@ -27,6 +29,7 @@ impl fmt::Display for SummaryError {
         match self {
             SummaryError::CoreGone => write!(f, "a core of this instance did not answer"),
             SummaryError::Peer(e) => write!(f, "{e}"),
+            SummaryError::Forgotten(e) => write!(f, "{e}"),
         }
     }
 }
@@ -69,17 +72,24 @@ pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSumm
     Ok(total)
 }
 
-/// Totals of the whole deployment: this instance plus its peer, if it has one.
+/// Totals of the whole deployment: this instance plus its peer, if it has one. Refused when
+/// an instance restarted since the last purge and the range reaches back before it (see
+/// `peer`'s *Continuity*).
 pub async fn deployment_summary(
     core: &Core,
     range: TimeRange,
 ) -> Result<ShardSummary, SummaryError> {
     let mut total = instance_summary(core, range).await?;
     if let Some(peer_addr) = core.config.peer_addr {
-        let theirs = peer::fetch_summary(peer_addr, range, core.config.peer_timeout())
-            .await
-            .map_err(SummaryError::Peer)?;
-        total.merge(&theirs);
+        let continuity = &core.continuity;
+        let theirs =
+            peer::fetch_summary(peer_addr, range, continuity.boot, core.config.peer_timeout())
+                .await
+                .map_err(SummaryError::Peer)?;
+        continuity.saw_peer(theirs.boot);
+        continuity.told_we_forgot(theirs.you_forgot_before_ms);
+        continuity.check(range.from_ms).map_err(SummaryError::Forgotten)?;
+        total.merge(&theirs.totals);
     }
     Ok(total)
 }
@@ -89,12 +99,18 @@ pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
     map_cores(core, |reply| CoreMsg::Purge { reply }, || core.purge(), |()| {}).await
 }
 
-/// Empties every shard of the deployment.
+/// Empties every shard of the deployment, and with them any record of restarts.
 pub async fn purge_deployment(core: &Core) -> Result<(), SummaryError> {
     purge_instance(core).await?;
-    if let Some(peer_addr) = core.config.peer_addr {
-        peer::purge(peer_addr, core.config.peer_timeout()).await.map_err(SummaryError::Peer)?;
-    }
+    let peer_boot = match core.config.peer_addr {
+        Some(peer_addr) => Some(
+            peer::purge(peer_addr, core.continuity.boot, core.config.peer_timeout())
+                .await
+                .map_err(SummaryError::Peer)?,
+        ),
+        None => None,
+    };
+    core.continuity.purged(peer_boot);
     Ok(())
 }
 
@@ -156,7 +172,7 @@ pub fn write_range_query(out: &mut Vec<u8>, range: TimeRange) {
     out.extend_from_slice(range.to_ms.to_string().as_bytes());
 }
 
-/// Inverse of [`write_range_query`].
+/// Inverse of [`write_range_query`] (other parameters are ignored).
 pub fn parse_range_query(query: &[u8]) -> Option<TimeRange> {
     let mut scratch = [0u8; 32];
     let mut number = |name: &[u8]| -> Option<i64> {

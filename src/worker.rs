@@ -23,7 +23,7 @@ use crate::{
     health::{self, ProcessorHealth, Report},
     ledger::{Processor, Shard, ShardSummary, TimeRange},
     metrics::{CoreMetrics, CoreSnapshot},
-    peer,
+    peer::{self, Boot, Continuity},
     processor::{Endpoint, ProcessorClient},
     queue::{IDS_PER_GENERATION_MAX, Queue, SeenIds},
     server::{self, DateCache, Surface},
@@ -76,6 +76,9 @@ pub struct Core {
     pub config: &'static Config,
     /// Mailboxes of every core of this instance, this one included.
     pub mesh: Mesh,
+    /// This instance's boot and what it knows of restarts since the last purge (shared by the
+    /// instance's cores; only peer calls and purges touch it).
+    pub continuity: Arc<Continuity>,
     /// This core's shard of settled payments.
     pub ledger: RefCell<Shard>,
     /// Accepted payments waiting for a forwarding slot.
@@ -193,6 +196,7 @@ struct Plan {
     driver: IoDriver,
     endpoints: [Endpoint; 2],
     mesh: Mesh,
+    continuity: Arc<Continuity>,
     cpus: Vec<core_affinity::CoreId>,
 }
 
@@ -212,7 +216,10 @@ pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>
         Vec::new()
     };
     let mesh: Mesh = senders.into();
-    let plan = Arc::new(Plan { config, driver, endpoints, mesh: Arc::clone(&mesh), cpus });
+    let continuity =
+        Arc::new(Continuity::new(Boot::new(), config.peer_addr, config.processor_timeout_ms));
+    let plan =
+        Arc::new(Plan { config, driver, endpoints, mesh: Arc::clone(&mesh), continuity, cpus });
     eprintln!("payrelay: {config} io_driver_used={}", driver.name());
 
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -354,6 +361,7 @@ async fn core_main(
         id,
         config,
         mesh: Arc::clone(&plan.mesh),
+        continuity: Arc::clone(&plan.continuity),
         ledger: RefCell::new(Shard::default()),
         queue: RefCell::new(Queue::new(config.queue_len_max)),
         seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),

@@ -222,33 +222,17 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
 }
 
 /// Our summary on a fresh connection: (pid of the instance that answered, status, body).
-fn summary_on_fresh_connection(api: SocketAddr) -> (u64, Reply) {
+fn summary_on_fresh_connection(api: SocketAddr, query: &str) -> (u64, Reply) {
     let mut client = Client::connect(api);
     let health = client.get("/health");
     let value: serde_json::Value = serde_json::from_str(&health.body).expect("health JSON");
     let pid = value["pid"].as_u64().expect("health names the instance's pid");
-    (pid, client.get("/payments-summary"))
+    (pid, client.get(&format!("/payments-summary{query}")))
 }
 
-/// Asks for our summary on fresh connections until both instances have answered (told apart
-/// by `/health`'s pid), each one polled until it equals the processors' books.
+/// Both instances' summaries equal the processors' whole books.
 fn both_instances_agree_with_the_books(rig: &Rig) {
-    let expected = emulator_totals(&rig.emulator);
-    let mut seen = HashSet::new();
-    for _ in 0..200 {
-        if seen.len() == 2 {
-            return;
-        }
-        let mut answered_by = 0;
-        // The ledger is written when the processor's 200 arrives, a moment after it stored.
-        wait_until("our summary to equal the processors' books", || {
-            let (pid, reply) = summary_on_fresh_connection(rig.api());
-            answered_by = pid;
-            reply.status == 200 && parse_summary(&reply.body) == expected
-        });
-        seen.insert(answered_by);
-    }
-    panic!("the kernel never reached both instances: {seen:?}");
+    both_instances_agree(rig, "", emulator_totals(&rig.emulator));
 }
 
 /// One POST of the load, as the client saw it.
@@ -475,70 +459,64 @@ fn both_processors_down_fills_the_queues_then_everything_accepted_is_forwarded()
 }
 
 /// Goal: while the peer instance is dead, the summary refuses with a 503 naming the missing
-/// peer (never a partial total), payments keep being accepted and forwarded by the surviving
-/// instance, and once the peer is started again the summary recovers by itself and equals the
-/// processors' books, the payments of the outage included. Method: post 20 payments on a
-/// connection that `/health` shows is served by A; SIGKILL B (idle: it holds nothing); ask for
-/// the summary on fresh connections (only A listens now); post 100 payments on fresh
-/// connections; restart B with the same command and environment; poll the summary until 200
-/// and compare it with the processors' books on both instances; post 64 more payments spread
-/// over both instances and compare again.
+/// peer (never a partial total) and payments keep being accepted and forwarded by the survivor;
+/// once the peer is started again it has lost what it had recorded, so a summary reaching back
+/// before its restart is still refused, on both instances, naming the restart (never a 200
+/// that silently leaves its records out), while ranges after it are exact again without any
+/// action; a purge clears the restart. Method: `PROCESSOR_TIMEOUT_MS` 1000 (the lookahead of a
+/// lost life); post 40 payments on fresh connections (both instances record some); SIGKILL B;
+/// ask for the summary (only A listens); post 100 payments; restart B; check the unbounded
+/// summary on both instances; post 64 payments after B's start plus the lookahead and compare
+/// the summary from then on with the processors' books; purge and compare again.
 #[test]
 fn peer_killed_summary_refuses_then_recovers_after_restart() {
     let _serial = serial();
-    let mut rig = Rig::start_with(&[]);
+    let mut rig = Rig::start_with(&[("PROCESSOR_TIMEOUT_MS", "1000")]);
     let (pid_a, peer_b) = (rig.pid("a"), rig.backend.peer_addr("b").expect("b"));
-
-    // Before the kill: payments only through A. B's ledger lives in its memory, so whatever B
-    // had recorded would vanish from the summary with it (see the README's Limitations).
-    let mut on_a = (0..200)
-        .map(|_| Client::connect(rig.api()))
-        .find_map(|mut client| {
-            let health = client.get("/health");
-            let value: serde_json::Value = serde_json::from_str(&health.body).unwrap();
-            (value["pid"].as_u64() == Some(u64::from(pid_a))).then_some(client)
-        })
-        .expect("a connection served by instance A");
-    for i in 0..20 {
-        assert_eq!(on_a.post_payment(&uuid(i)).status, 202);
+    for i in 0..40 {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
     }
-    wait_until("the first payments to be stored", || stored_count(&rig.emulator) == 20);
+    wait_until("the first payments to be stored", || stored_count(&rig.emulator) == 40);
     both_instances_agree_with_the_books(&rig);
 
     let killed = rig.backend.kill("b").expect("kill b");
     assert!(!killed.success(), "SIGKILL: {killed}");
     let missing_peer = format!("peer {peer_b} ");
     for _ in 0..8 {
-        let (pid, reply) = summary_on_fresh_connection(rig.api());
+        let (pid, reply) = summary_on_fresh_connection(rig.api(), "");
         assert_eq!(pid, u64::from(pid_a), "only A listens on the shared port");
         assert_eq!(reply.status, 503, "{}", reply.body);
         assert!(reply.body.starts_with("{\"error\":\""), "{}", reply.body);
         assert!(reply.body.contains(&missing_peer), "{} should name {peer_b}", reply.body);
-        assert!(!reply.body.contains("totalRequests"), "no partial totals: {}", reply.body);
     }
     for i in 1000..1100 {
         let reply = Client::connect(rig.api()).post_payment(&uuid(i));
         assert_eq!(reply.status, 202, "{}", reply.body);
     }
-    wait_until("the outage's payments to be stored", || stored_count(&rig.emulator) == 120);
-    let (_, reply) = summary_on_fresh_connection(rig.api());
-    assert_eq!(reply.status, 503, "B is still dead: {}", reply.body);
+    wait_until("the outage's payments to be stored", || stored_count(&rig.emulator) == 140);
+    let accepted: Vec<u32> = (0..40).chain(1000..1100).collect();
+    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
 
     rig.backend.restart("b").expect("restart b");
     let restarted = Instant::now();
-    let mut refusals = 0;
-    wait_until("the summary to answer 200 again", || {
-        let (_, reply) = summary_on_fresh_connection(rig.api());
-        refusals += usize::from(reply.status == 503);
-        reply.status == 200
-    });
-    let recovery = restarted.elapsed();
-    let accepted: Vec<u32> = (0..20).chain(1000..1100).collect();
-    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
-    both_instances_agree_with_the_books(&rig);
-
-    // The restarted instance takes its share again.
     let new_pid_b = u64::from(rig.pid("b"));
+    // Both instances refuse the whole range, each naming the restart its own way.
+    let mut refused_by = HashSet::new();
+    wait_until("both instances to refuse the range B forgot", || {
+        let (pid, reply) = summary_on_fresh_connection(rig.api(), "");
+        assert_ne!(reply.status, 200, "a total without B's lost records: {}", reply.body);
+        if reply.body.contains("restarted since the last purge") {
+            let who = if pid == new_pid_b { "this instance " } else { missing_peer.as_str() };
+            assert!(reply.body.contains(who), "{pid}: {}", reply.body);
+            refused_by.insert(pid);
+        }
+        refused_by.len() == 2
+    });
+    let refused_after = restarted.elapsed();
+
+    // B's lost life planned `requestedAt` at most 1 s past B's start: later ranges are exact.
+    let from_ms = payrelay::timestamp::now_ms() + 1_100;
+    wait_until("the lookahead to pass", || payrelay::timestamp::now_ms() > from_ms);
     let mut on_new_b = 0;
     for i in 2000..2064 {
         let mut client = Client::connect(rig.api());
@@ -547,14 +525,53 @@ fn peer_killed_summary_refuses_then_recovers_after_restart() {
         assert_eq!(client.post_payment(&uuid(i)).status, 202);
     }
     assert!(on_new_b > 0, "no connection reached the restarted B");
-    wait_until("the last payments to be stored", || stored_count(&rig.emulator) == 184);
-    both_instances_agree_with_the_books(&rig);
-    assert_eq!(emulator_totals(&rig.emulator)[0], (184, 184 * 1990));
+    wait_until("the last payments to be stored", || stored_count(&rig.emulator) == 204);
+    let since = format!("?from={}", iso(from_ms));
+    let expected = emulator_totals_from(&rig.emulator, from_ms);
+    assert_eq!(expected[0].0, 64, "{expected:?}");
+    both_instances_agree(&rig, &since, expected);
+
+    // A purge starts a new test: the restart no longer matters.
+    let mut client = Client::connect(rig.api());
+    let purge = client.try_request(b"POST /purge-payments HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(purge.expect("purge").status, 200);
+    let purged_ms = payrelay::timestamp::now_ms();
+    for i in 3000..3010 {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
+    }
+    wait_until("the payments after the purge to be stored", || stored_count(&rig.emulator) == 214);
+    both_instances_agree(&rig, "", emulator_totals_from(&rig.emulator, purged_ms));
     eprintln!(
-        "peer restart: summary answered 200 {:.1} ms after B was started again ({refusals} \
-         503s before)",
-        recovery.as_secs_f64() * 1000.0
+        "peer restart: both instances refused the forgotten range {:.1} ms after B restarted",
+        refused_after.as_secs_f64() * 1000.0
     );
+}
+
+fn iso(ms: i64) -> String {
+    String::from_utf8(payrelay::timestamp::format_iso(ms).to_vec()).unwrap()
+}
+
+/// The processors' books from `from_ms` on: (count, cents) per processor.
+fn emulator_totals_from(emulator: &Emulator, from_ms: i64) -> [(u64, u64); 2] {
+    [Which::Default, Which::Fallback].map(|which| {
+        let s = emulator.summary(which, Some(from_ms), None);
+        (s.total_requests, s.total_cents as u64)
+    })
+}
+
+/// Asks for our summary with `query` on fresh connections until both instances answered 200
+/// with `expected` (each polled: the ledger is written a moment after the processor stores).
+fn both_instances_agree(rig: &Rig, query: &str, expected: [(u64, u64); 2]) {
+    let mut seen = HashSet::new();
+    while seen.len() < 2 {
+        let mut answered_by = 0;
+        wait_until("our summary to equal the processors' books", || {
+            let (pid, reply) = summary_on_fresh_connection(rig.api(), query);
+            answered_by = pid;
+            reply.status == 200 && parse_summary(&reply.body) == expected
+        });
+        seen.insert(answered_by);
+    }
 }
 
 /// Goal: SIGTERM under load loses nothing and tells no lie: each instance stops taking new
