@@ -271,7 +271,8 @@ struct AnswerJson {
 }
 
 fn parse_answer_json(body: &[u8]) -> Option<PeerAnswer> {
-    let json: AnswerJson = sonic_rs::from_slice(body).ok()?;
+    // sonic-rs trusts its input to be UTF-8: checked first, as for every body we parse.
+    let json: AnswerJson = sonic_rs::from_str(std::str::from_utf8(body).ok()?).ok()?;
     let totals = |[count, cents]: [u64; 2]| Totals { count, cents };
     Some(PeerAnswer {
         boot: Boot { id: json.boot, started_ms: json.started_ms },
