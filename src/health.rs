@@ -225,8 +225,7 @@ pub fn parse_report_query(query: &[u8]) -> Option<Report> {
         b"0" => false,
         _ => return None,
     };
-    let delay_text = http::query_param(query, b"delay_ms", &mut scratch).ok()??;
-    let delay_ms = std::str::from_utf8(delay_text).ok()?.parse().ok()?;
+    let delay_ms = http::query_number(query, b"delay_ms")?;
     Some(Report { processor, failing, delay_ms })
 }
 

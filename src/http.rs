@@ -487,6 +487,14 @@ pub fn query_param<'a>(
     Ok(None)
 }
 
+/// The value of query parameter `name` parsed as a number (`None` if absent or not one).
+pub fn query_number<T: std::str::FromStr>(query: &[u8], name: &[u8]) -> Option<T> {
+    // Peer-link numbers are at most 20 digits and a sign.
+    let mut scratch = [0u8; 32];
+    let text = query_param(query, name, &mut scratch).ok()??;
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 fn percent_decode<'a>(value: &[u8], scratch: &'a mut [u8]) -> Result<&'a [u8], BadEncoding> {
     let mut out = 0;
     let mut i = 0;

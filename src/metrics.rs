@@ -307,6 +307,19 @@ fn per_core(
     let _ = writeln!(out, "{name}{{core=\"all\"{sep}{labels}}} {total}");
 }
 
+/// [`per_core`] once per processor, labelled `processor="..."`; `value` gets the index.
+fn per_core_by_processor(
+    out: &mut Vec<u8>,
+    cores: &[CoreSnapshot],
+    name: &str,
+    value: impl Fn(&CoreSnapshot, usize) -> u64,
+) {
+    for processor in Processor::ALL {
+        let labels = format!("processor=\"{}\"", processor.name());
+        per_core(out, cores, name, &labels, |c| value(c, processor.index()));
+    }
+}
+
 fn family(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -338,24 +351,18 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         "counter",
         "Payments a processor stored and this instance recorded (monotonic; a purge does not reset it).",
     );
-    for p in Processor::ALL {
-        let labels = format!("processor=\"{}\"", p.name());
-        per_core(out, cores, "payrelay_payments_settled_total", &labels, |c| {
-            c.attempts[p.index()][outcome_index(Outcome::Stored)]
-        });
-    }
+    per_core_by_processor(out, cores, "payrelay_payments_settled_total", |c, p| {
+        c.attempts[p][outcome_index(Outcome::Stored)]
+    });
     family(
         out,
         "payrelay_payments_settled_cents_total",
         "counter",
         "Amount of the settled payments, in cents.",
     );
-    for p in Processor::ALL {
-        let labels = format!("processor=\"{}\"", p.name());
-        per_core(out, cores, "payrelay_payments_settled_cents_total", &labels, |c| {
-            c.settled_cents[p.index()]
-        });
-    }
+    per_core_by_processor(out, cores, "payrelay_payments_settled_cents_total", |c, p| {
+        c.settled_cents[p]
+    });
 
     family(
         out,
@@ -413,12 +420,7 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         "gauge",
         "1 while the core's breaker for the processor is open.",
     );
-    for p in Processor::ALL {
-        let labels = format!("processor=\"{}\"", p.name());
-        per_core(out, cores, "payrelay_breaker_open", &labels, |c| {
-            u64::from(c.breaker_open[p.index()])
-        });
-    }
+    per_core_by_processor(out, cores, "payrelay_breaker_open", |c, p| u64::from(c.breaker_open[p]));
     family(
         out,
         "payrelay_processor_delay_ms",
@@ -457,10 +459,7 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
     );
     per_core(out, cores, "payrelay_forwarding", "", |c| c.forwarding);
     family(out, "payrelay_inflight_requests", "gauge", "Requests in flight at each processor.");
-    for p in Processor::ALL {
-        let labels = format!("processor=\"{}\"", p.name());
-        per_core(out, cores, "payrelay_inflight_requests", &labels, |c| c.inflight_at[p.index()]);
-    }
+    per_core_by_processor(out, cores, "payrelay_inflight_requests", |c, p| c.inflight_at[p]);
     family(
         out,
         "payrelay_connections_open",

@@ -72,13 +72,8 @@ impl Boot {
 
     /// Inverse of [`Boot::write_query`].
     pub fn parse_query(query: &[u8]) -> Option<Boot> {
-        let mut scratch = [0u8; 32];
-        let mut number = |name: &[u8]| -> Option<i128> {
-            let text = http::query_param(query, name, &mut scratch).ok()??;
-            std::str::from_utf8(text).ok()?.parse().ok()
-        };
-        let id = u64::try_from(number(b"boot")?).ok().filter(|&id| id != 0)?;
-        let started_ms = i64::try_from(number(b"started_ms")?).ok()?;
+        let id = http::query_number(query, b"boot").filter(|&id| id != 0)?;
+        let started_ms = http::query_number(query, b"started_ms")?;
         Some(Boot { id, started_ms })
     }
 }

@@ -174,13 +174,8 @@ pub fn write_range_query(out: &mut Vec<u8>, range: TimeRange) {
 
 /// Inverse of [`write_range_query`] (other parameters are ignored).
 pub fn parse_range_query(query: &[u8]) -> Option<TimeRange> {
-    let mut scratch = [0u8; 32];
-    let mut number = |name: &[u8]| -> Option<i64> {
-        let text = http::query_param(query, name, &mut scratch).ok()??;
-        std::str::from_utf8(text).ok()?.parse().ok()
-    };
-    let from_ms = number(b"from_ms")?;
-    let to_ms = number(b"to_ms")?;
+    let from_ms = http::query_number(query, b"from_ms")?;
+    let to_ms = http::query_number(query, b"to_ms")?;
     Some(TimeRange { from_ms, to_ms })
 }
 

@@ -31,14 +31,6 @@ fn raise_open_files_limit() -> u64 {
     limit.rlim_cur
 }
 
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-        .parse()
-        .unwrap_or_else(|e| panic!("{series}: {e}"))
-}
-
 /// `connections_open` of each instance (by pid), read on fresh connections until both answered.
 fn open_connections_by_instance(rig: &Rig) -> BTreeMap<u64, u64> {
     per_instance(rig, "payrelay_connections_open{core=\"all\"}")
@@ -52,7 +44,7 @@ fn per_instance(rig: &Rig, series: &str) -> BTreeMap<u64, u64> {
         let mut client = Client::connect(rig.api());
         let pid = instance_of(&mut client);
         let metrics = client.get("/metrics").body;
-        seen.insert(pid, metric(&metrics, series));
+        seen.insert(pid, metric(&metrics, series) as u64);
         if seen.len() == 2 {
             return seen;
         }

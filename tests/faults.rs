@@ -10,7 +10,6 @@ use std::{
     collections::HashSet,
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -19,16 +18,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::{DEADLINE, POLL, Rig, emulator_totals, parse_summary, payment_json, uuid, wait_until};
 use payrelay::http::{ParsedResponse, parse_response};
 use rinha_lab::{
-    backend::{self, Backend, BackendSpec},
-    emulator::{self, Emulator, EmulatorConfig, Which},
+    backend,
+    emulator::{Emulator, Which},
 };
 
-/// Longest any awaited condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
-/// Pause between two polls of a condition.
-const POLL: Duration = Duration::from_millis(20);
 /// Per-request timeout of the test's client; far above any answer payrelay should take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The 503 body of a full queue, as payrelay writes it.
@@ -38,65 +36,6 @@ const QUEUE_FULL_BODY: &str = r#"{"error":"payment queue is full; retry later"}"
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The emulator and two instances, torn down on drop (the lab's types do the cleanup).
-struct Rig {
-    emulator: Emulator,
-    backend: Backend,
-}
-
-impl Rig {
-    /// Starts the rig with `extra` variables on top of the two-cores fixture.
-    fn start_with(extra: &[(&str, &str)]) -> Rig {
-        let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
-        let mut env = std::fs::read_to_string(fixture).expect("fixture");
-        for (key, value) in extra {
-            env.push_str(&format!("\n{key}={value}\n"));
-        }
-        let env_file = std::env::temp_dir().join(format!(
-            "payrelay-faults-{}-{}.env",
-            std::process::id(),
-            unique_suffix()
-        ));
-        std::fs::write(&env_file, env).expect("env file");
-        let spec = BackendSpec {
-            payrelay: PathBuf::from(env!("CARGO_BIN_EXE_payrelay")),
-            api_port: 0,
-            default_addr: emulator.addr(Which::Default),
-            fallback_addr: emulator.addr(Which::Fallback),
-            env_file: Some(env_file.clone()),
-            envelope: false,
-        };
-        let mut backend = Backend::start(&spec).expect("payrelay instances");
-        let _ = std::fs::remove_file(&env_file);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        if let Err(e) = runtime.block_on(backend.wait_ready()) {
-            panic!("{}", backend.describe_failure(&e));
-        }
-        Rig { emulator, backend }
-    }
-
-    fn api(&self) -> SocketAddr {
-        self.backend.api_addr()
-    }
-
-    /// The process id of instance `name`.
-    fn pid(&self, name: &str) -> u32 {
-        self.backend.pids().into_iter().find(|(n, _)| *n == name).expect("instance").1
-    }
-}
-
-impl Drop for Rig {
-    /// Keeps the instances' logs only when the test failed, and names them.
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("{}", self.backend.describe_failure("test failed"));
-        } else {
-            self.backend.keep_logs(false);
-        }
-    }
 }
 
 /// Why a request got no answer.
@@ -171,54 +110,8 @@ impl Client {
     }
 }
 
-fn payment_json(id: &str, amount: &str) -> String {
-    format!(r#"{{"correlationId":"{id}","amount":{amount}}}"#)
-}
-
-fn uuid(i: u32) -> String {
-    format!("{i:08x}-7d26-4d9d-aa19-4dc1c7cf60b3")
-}
-
-/// A per-process counter, so tests running in parallel never share a temp file.
-fn unique_suffix() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Counts and cents per processor parsed from our summary JSON.
-fn parse_summary(body: &str) -> [(u64, u64); 2] {
-    let value: serde_json::Value = serde_json::from_str(body).expect("summary JSON");
-    ["default", "fallback"].map(|name| {
-        let count = value[name]["totalRequests"].as_u64().expect("totalRequests");
-        // Amounts must have exactly two decimals: read the text, not a float.
-        let side = &body[body.find(&format!("\"{name}\"")).expect(name)..];
-        let amount = side.split("\"totalAmount\":").nth(1).expect("totalAmount");
-        let amount = &amount[..amount.find(['}', ',']).expect("end of amount")];
-        let (units, cents) = amount.split_once('.').expect("two decimals");
-        assert_eq!(cents.len(), 2, "amount {amount} must have two decimals");
-        (count, units.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap())
-    })
-}
-
-fn emulator_totals(emulator: &Emulator) -> [(u64, u64); 2] {
-    [Which::Default, Which::Fallback].map(|which| {
-        let s = emulator.summary(which, None, None);
-        (s.total_requests, s.total_cents as u64)
-    })
-}
-
 fn stored_count(emulator: &Emulator) -> u64 {
-    emulator_totals(emulator).iter().map(|(count, _)| count).sum()
-}
-
-/// Polls until `done`, failing the test after [`DEADLINE`]; returns how long it took.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        thread::sleep(POLL);
-    }
-    start.elapsed()
+    emulator_totals(emulator, None, None).iter().map(|(count, _)| count).sum()
 }
 
 /// Our summary on a fresh connection: (pid of the instance that answered, status, body).
@@ -232,7 +125,7 @@ fn summary_on_fresh_connection(api: SocketAddr, query: &str) -> (u64, Reply) {
 
 /// Both instances' summaries equal the processors' whole books.
 fn both_instances_agree_with_the_books(rig: &Rig) {
-    both_instances_agree(rig, "", emulator_totals(&rig.emulator));
+    both_instances_agree(rig, "", emulator_totals(&rig.emulator, None, None));
 }
 
 /// One POST of the load, as the client saw it.
@@ -527,7 +420,7 @@ fn peer_killed_summary_refuses_then_recovers_after_restart() {
     assert!(on_new_b > 0, "no connection reached the restarted B");
     wait_until("the last payments to be stored", || stored_count(&rig.emulator) == 204);
     let since = format!("?from={}", iso(from_ms));
-    let expected = emulator_totals_from(&rig.emulator, from_ms);
+    let expected = emulator_totals(&rig.emulator, Some(from_ms), None);
     assert_eq!(expected[0].0, 64, "{expected:?}");
     both_instances_agree(&rig, &since, expected);
 
@@ -540,7 +433,7 @@ fn peer_killed_summary_refuses_then_recovers_after_restart() {
         assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
     }
     wait_until("the payments after the purge to be stored", || stored_count(&rig.emulator) == 214);
-    both_instances_agree(&rig, "", emulator_totals_from(&rig.emulator, purged_ms));
+    both_instances_agree(&rig, "", emulator_totals(&rig.emulator, Some(purged_ms), None));
     eprintln!(
         "peer restart: both instances refused the forgotten range {:.1} ms after B restarted",
         refused_after.as_secs_f64() * 1000.0
@@ -549,14 +442,6 @@ fn peer_killed_summary_refuses_then_recovers_after_restart() {
 
 fn iso(ms: i64) -> String {
     String::from_utf8(payrelay::timestamp::format_iso(ms).to_vec()).unwrap()
-}
-
-/// The processors' books from `from_ms` on: (count, cents) per processor.
-fn emulator_totals_from(emulator: &Emulator, from_ms: i64) -> [(u64, u64); 2] {
-    [Which::Default, Which::Fallback].map(|which| {
-        let s = emulator.summary(which, Some(from_ms), None);
-        (s.total_requests, s.total_cents as u64)
-    })
 }
 
 /// Asks for our summary with `query` on fresh connections until both instances answered 200

@@ -312,15 +312,6 @@ fn duplicates_are_refused_and_stored_once() {
     });
 }
 
-/// The value of the sample line starting with `series` (name and labels, exactly as rendered).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-        .parse()
-        .unwrap_or_else(|e| panic!("{series}: {e}"))
-}
-
 /// Goal: `GET /metrics` is Prometheus text that counts exactly what one instance did: payments
 /// by intake result, settled payments and attempts per processor, the attempt latency
 /// histogram, open connections, and the per-core gauges summed in `core="all"`. Method: on one keep-alive connection (one core of one instance)

@@ -67,12 +67,19 @@ impl Rig {
     pub fn api(&self) -> SocketAddr {
         self.backend.api_addr()
     }
+
+    /// The process id of instance `name` (`a` or `b`).
+    pub fn pid(&self, name: &str) -> u32 {
+        self.backend.pids().into_iter().find(|(n, _)| *n == name).expect("instance").1
+    }
 }
 
 impl Drop for Rig {
-    /// Keeps the instances' logs only when the test failed, for the message naming them.
+    /// Keeps the instances' logs only when the test failed, and names them.
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if std::thread::panicking() {
+            eprintln!("{}", self.backend.describe_failure("test failed"));
+        } else {
             self.backend.keep_logs(false);
         }
     }
@@ -178,12 +185,23 @@ pub fn emulator_totals(emulator: &Emulator, from: Option<i64>, to: Option<i64>) 
     })
 }
 
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+/// Polls until `done`, failing the test after [`DEADLINE`]; returns how long it took.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         std::thread::sleep(POLL);
     }
+    start.elapsed()
+}
+
+/// The value of the sample line starting with `series` (name and labels, exactly as rendered).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
 }
 
 /// The instance behind a connection: `/health` names its process id.
