@@ -314,7 +314,8 @@ fn duplicates_are_refused_and_stored_once() {
 
 /// Goal: `GET /metrics` is Prometheus text that counts exactly what one instance did: payments
 /// by intake result, settled payments and attempts per processor, the attempt latency
-/// histogram, open connections, and the per-core gauges summed in `core="all"`. Method: on one keep-alive connection (one core of one instance)
+/// histogram, open connections, and the per-core gauges summed in `core="all"`; each instance
+/// also answers on its private peer address. Method: on one keep-alive connection (one core of one instance)
 /// post 10 valid payments, one repeat, one invalid and one malformed body; wait until the
 /// processors hold the 10; scrape on the same connection and check each family.
 #[test]
@@ -371,4 +372,13 @@ fn metrics_count_what_the_instance_did() {
         .sum();
     assert_eq!(per_core, metric(&text, "payrelay_ledger_entries{core=\"all\"}"));
     assert_eq!(per_core, 10.0);
+
+    // Each instance answers for itself on its private peer address, for a scraper.
+    for name in ["a", "b"] {
+        let addr = rig.backend.peer_addr(name).expect("peer address");
+        let reply = Client::connect(addr).get("/metrics");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let info = format!("payrelay_instance_info{{pid=\"{}\",cores=\"2\"}} 1", rig.pid(name));
+        assert!(reply.body.contains(&info), "{name}: {}", reply.body);
+    }
 }
