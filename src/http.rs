@@ -228,6 +228,7 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
     };
     let mut content_len: Option<usize> = None;
     let mut keep_alive = version == 1;
+    let mut close = false;
     for header in req.headers.iter() {
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -242,12 +243,14 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
             return Parsed::Invalid(Status::NotImplemented, "transfer-encoding is not supported");
         } else if name.eq_ignore_ascii_case(b"connection") {
             if has_token(header.value, b"close") {
-                keep_alive = false;
+                close = true;
             } else if has_token(header.value, b"keep-alive") {
                 keep_alive = true;
             }
         }
     }
+    // `close` wins over `keep-alive` wherever it appears (RFC 9112 §9.6).
+    let keep_alive = keep_alive && !close;
     let body_len = content_len.unwrap_or(0);
     if body_len > limits.body_bytes_max {
         return Parsed::Invalid(Status::PayloadTooLarge, "request body too large");
@@ -366,6 +369,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> ParsedResponse {
         return ParsedResponse::Invalid;
     };
     let mut keep_alive = version == 1;
+    let mut close = false;
     let mut content_len = None;
     let mut chunked = false;
     for header in res.headers.iter() {
@@ -379,12 +383,14 @@ pub fn parse_response(buf: &[u8], eof: bool) -> ParsedResponse {
             chunked = has_token(header.value, b"chunked");
         } else if name.eq_ignore_ascii_case(b"connection") {
             if has_token(header.value, b"close") {
-                keep_alive = false;
+                close = true;
             } else if has_token(header.value, b"keep-alive") {
                 keep_alive = true;
             }
         }
     }
+    // As for requests: `close` wins.
+    let mut keep_alive = keep_alive && !close;
     let no_body = (100..200).contains(&status) || status == 204 || status == 304;
     let end = if no_body {
         head_len
@@ -552,6 +558,11 @@ mod tests {
         );
         let (req, _) = complete(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n");
         assert!(!req.keep_alive);
+        let (req, _) =
+            complete(b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n");
+        assert!(!req.keep_alive, "close wins, whatever follows (found by fuzzing)");
+        let (req, _) = complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert!(req.keep_alive);
     }
 
     /// Goal: every prefix of a request is Partial, never an error, so split reads work.
