@@ -251,6 +251,8 @@ pub struct CoreSnapshot {
     pub forwarding: u64,
     /// Requests in flight per processor.
     pub inflight_at: [u64; 2],
+    /// Connections opened to each processor since start.
+    pub processor_connects: [u64; 2],
     /// Whether this core's breaker is open, per processor.
     pub breaker_open: [bool; 2],
     /// The delay this core plans with, per processor, ms.
@@ -460,6 +462,15 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
     per_core(out, cores, "payrelay_forwarding", "", |c| c.forwarding);
     family(out, "payrelay_inflight_requests", "gauge", "Requests in flight at each processor.");
     per_core_by_processor(out, cores, "payrelay_inflight_requests", |c, p| c.inflight_at[p]);
+    family(
+        out,
+        "payrelay_processor_connects_total",
+        "counter",
+        "Connections opened to each processor (keep-alive reuse keeps this near the in-flight peak).",
+    );
+    per_core_by_processor(out, cores, "payrelay_processor_connects_total", |c, p| {
+        c.processor_connects[p]
+    });
     family(
         out,
         "payrelay_connections_open",

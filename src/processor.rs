@@ -102,7 +102,7 @@ pub struct ProcessorClient {
     idle_max: usize,
     /// Spare I/O buffers, so steady-state forwarding allocates nothing.
     spare_bufs: RefCell<Vec<Vec<u8>>>,
-    /// Connections opened, for the stats.
+    /// Connections opened to the processor since start (`payrelay_processor_connects_total`).
     pub connects: Cell<u64>,
 }
 

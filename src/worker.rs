@@ -155,6 +155,7 @@ impl Core {
             queue_len: self.queue.borrow().len() as u64,
             forwarding: self.inflight.get() as u64,
             inflight_at: Processor::ALL.map(|p| self.inflight_at(p).get() as u64),
+            processor_connects: Processor::ALL.map(|p| self.processor(p).connects.get()),
             breaker_open: Processor::ALL.map(|p| self.health(p).is_open()),
             delay_ms: Processor::ALL.map(|p| self.health(p).delay_ms()),
             route: Some(dispatch::peek_route(self, now, timestamp::now_ms())),

@@ -355,6 +355,8 @@ fn metrics_count_what_the_instance_did() {
         "both cores route to the default"
     );
     assert_eq!(all("payrelay_breaker_open", "processor=\"default\""), 0.0);
+    let connects = all("payrelay_processor_connects_total", "processor=\"default\"");
+    assert!((1.0..=10.0).contains(&connects), "connects {connects}");
     assert_eq!(
         metric(&text, "payrelay_attempt_duration_seconds_count{processor=\"default\"}"),
         10.0
