@@ -75,10 +75,11 @@ pub enum Round {
     Up,
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC only, 1 to 9 fraction digits) into
-/// milliseconds since the epoch. `None` for anything else, including impossible dates.
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC only, 1 to 9 fraction digits; `T` and `Z`
+/// in either case, as RFC 3339 allows) into milliseconds since the epoch. `None` for anything
+/// else, including impossible dates.
 pub fn parse_iso(text: &[u8], round: Round) -> Option<i64> {
-    if text.len() < 20 || text[text.len() - 1] != b'Z' {
+    if text.len() < 20 || !matches!(text[text.len() - 1], b'Z' | b'z') {
         return None;
     }
     let fixed = &text[..19];
@@ -279,6 +280,7 @@ mod tests {
         assert_eq!(parse_iso(b"2025-07-15T12:34:56.0001Z", Round::Down), Some(base));
         assert_eq!(parse_iso(b"2025-07-15T12:34:56.0001Z", Round::Up), Some(base + 1));
         assert_eq!(parse_iso(b"2025-07-15T12:34:56.000000Z", Round::Up), Some(base));
+        assert_eq!(parse_iso(b"2025-07-15t12:34:56z", Round::Down), Some(base), "RFC 3339 case");
     }
 
     /// Goal: malformed and impossible timestamps are refused, never guessed.
