@@ -64,6 +64,8 @@ pub struct Connections {
     len_max: usize,
     /// `CONNECTION_IDLE_TIMEOUT_MS`.
     idle_timeout_ms: u64,
+    /// Connections accepted since start, refused ones included.
+    accepted: Cell<u64>,
     /// Connections closed by the sweep, since start.
     expired: Cell<u64>,
     /// Connections closed at accept because `len_max` were open, since start.
@@ -87,6 +89,7 @@ impl Connections {
             started: Instant::now(),
             len_max,
             idle_timeout_ms,
+            accepted: Cell::new(0),
             expired: Cell::new(0),
             refused: Cell::new(0),
         }
@@ -96,6 +99,7 @@ impl Connections {
     /// `CONNECTIONS_MAX` are open.
     pub fn register(core: &Rc<Core>, fd: RawFd) -> Option<Registration> {
         let this = &core.connections;
+        this.accepted.set(this.accepted.get() + 1);
         let mut slots = this.slots.borrow_mut();
         if slots.len() >= this.len_max {
             this.refused.set(this.refused.get() + 1);
@@ -115,6 +119,11 @@ impl Connections {
     /// Whether none is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Connections accepted since start, refused ones included.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.get()
     }
 
     /// Connections closed for idleness since start.

@@ -198,8 +198,7 @@ pub async fn poll(processor: Processor, addr: SocketAddr, authority: &str) -> Op
     if status != 200 {
         return None;
     }
-    // sonic-rs trusts its input to be UTF-8; a processor's body is checked first like ours.
-    let json: HealthJson = sonic_rs::from_str(std::str::from_utf8(&body).ok()?).ok()?;
+    let json: HealthJson = http::json_body(&body)?;
     Some(Report { processor, failing: json.failing, delay_ms: json.min_response_time })
 }
 

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     // Blocked before the workers exist, so they inherit the mask and only this thread
     // ever takes SIGTERM/SIGINT, synchronously, below.
     let signals = block_termination_signals();
-    match raise_open_files_limit() {
+    match worker::raise_open_files_limit() {
         Ok(limit) => eprintln!("payrelay: open files limit {limit}"),
         Err(e) => eprintln!("payrelay: open files limit unchanged: {e}"),
     }
@@ -46,26 +46,6 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
-}
-
-/// Raises the soft limit on open files to the hard one: every connection is a descriptor, and
-/// a soft limit of 1024 (a common default outside compose's `ulimits`) would refuse clients
-/// long before memory or CPU run out. Returns the limit in force.
-fn raise_open_files_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit struct through a valid pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-        // SAFETY: setrlimit reads one rlimit struct through a valid pointer.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        limit = raised;
-    }
-    Ok(limit.rlim_cur)
 }
 
 /// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it starts).

@@ -182,8 +182,6 @@ pub struct CoreMetrics {
     intake: [Cell<u64>; Intake::ALL.len()],
     /// Responses sent, indexed by [`Status::index`].
     responses: [Cell<u64>; Status::ALL.len()],
-    /// Connections accepted since start (including those refused at `CONNECTIONS_MAX`).
-    pub connections_accepted: Cell<u64>,
 }
 
 impl CoreMetrics {
@@ -215,11 +213,6 @@ impl CoreMetrics {
     pub fn response(&self, status: Status) {
         bump(&self.responses[status.index()]);
     }
-
-    /// Forwarding attempts so far at `processor` that ended in `outcome`.
-    pub fn attempts(&self, processor: Processor, outcome: Outcome) -> u64 {
-        self.attempts[processor.index()][outcome_index(outcome)].get()
-    }
 }
 
 /// The state of one core at one instant: plain data, sent across cores by message.
@@ -239,7 +232,7 @@ pub struct CoreSnapshot {
     pub responses: [u64; Status::ALL.len()],
     /// Open connections.
     pub connections_open: u64,
-    /// Connections accepted since start.
+    /// Connections accepted since start (those refused at `CONNECTIONS_MAX` included).
     pub connections_accepted: u64,
     /// Connections closed at accept because `CONNECTIONS_MAX` were open.
     pub connections_refused: u64,
@@ -273,7 +266,6 @@ impl CoreMetrics {
         snapshot.latency = self.latency.each_ref().map(Histogram::snapshot);
         snapshot.intake = self.intake.each_ref().map(Cell::get);
         snapshot.responses = self.responses.each_ref().map(Cell::get);
-        snapshot.connections_accepted = self.connections_accepted.get();
     }
 }
 
@@ -291,39 +283,48 @@ fn route_name(route: Route) -> &'static str {
 const ROUTES: [Route; 4] =
     [Route::Send(Processor::Default), Route::Send(Processor::Fallback), Route::Wait, Route::Full];
 
-/// A per-core value and the instance's total, in one family.
-fn per_core(
-    out: &mut Vec<u8>,
-    cores: &[CoreSnapshot],
-    name: &str,
-    labels: &str,
-    value: impl Fn(&CoreSnapshot) -> u64,
-) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut total = 0u64;
-    for c in cores {
-        let v = value(c);
-        total = total.saturating_add(v);
-        let _ = writeln!(out, "{name}{{core=\"{}\"{sep}{labels}}} {v}", c.core);
-    }
-    let _ = writeln!(out, "{name}{{core=\"all\"{sep}{labels}}} {total}");
+/// One metric family being written: its `# HELP`/`# TYPE` header once, then its series. The
+/// name is given once, so a series can never stray into another family.
+struct Family<'a> {
+    out: &'a mut Vec<u8>,
+    cores: &'a [CoreSnapshot],
+    name: &'static str,
 }
 
-/// [`per_core`] once per processor, labelled `processor="..."`; `value` gets the index.
-fn per_core_by_processor(
-    out: &mut Vec<u8>,
-    cores: &[CoreSnapshot],
-    name: &str,
-    value: impl Fn(&CoreSnapshot, usize) -> u64,
-) {
-    for processor in Processor::ALL {
-        let labels = format!("processor=\"{}\"", processor.name());
-        per_core(out, cores, name, &labels, |c| value(c, processor.index()));
+impl<'a> Family<'a> {
+    fn new(
+        out: &'a mut Vec<u8>,
+        cores: &'a [CoreSnapshot],
+        name: &'static str,
+        kind: &str,
+        help: &str,
+    ) -> Family<'a> {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        Family { out, cores, name }
     }
-}
 
-fn family(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    /// A per-core value with `labels` (may be empty), and the instance's total (`core="all"`).
+    fn per_core(&mut self, labels: &str, value: impl Fn(&CoreSnapshot) -> u64) -> &mut Self {
+        let (name, sep) = (self.name, if labels.is_empty() { "" } else { "," });
+        let mut total = 0u64;
+        for c in self.cores {
+            let v = value(c);
+            total = total.saturating_add(v);
+            let _ = writeln!(self.out, "{name}{{core=\"{}\"{sep}{labels}}} {v}", c.core);
+        }
+        let _ = writeln!(self.out, "{name}{{core=\"all\"{sep}{labels}}} {total}");
+        self
+    }
+
+    /// [`Family::per_core`] once per processor, labelled `processor="..."`; `value` gets the
+    /// processor's index.
+    fn per_processor(&mut self, value: impl Fn(&CoreSnapshot, usize) -> u64) -> &mut Self {
+        for processor in Processor::ALL {
+            let labels = format!("processor=\"{}\"", processor.name());
+            self.per_core(&labels, |c| value(c, processor.index()));
+        }
+        self
+    }
 }
 
 /// Appends the Prometheus text exposition (format 0.0.4) of `cores` (any order) to `out`.
@@ -331,43 +332,47 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
     cores.sort_unstable_by_key(|c| c.core);
     let cores = &*cores;
 
-    family(out, "payrelay_instance_info", "gauge", "This instance: its pid and core count.");
-    let _ = writeln!(out, "payrelay_instance_info{{pid=\"{pid}\",cores=\"{}\"}} 1", cores.len());
-
-    family(
+    let info = Family::new(
         out,
+        cores,
+        "payrelay_instance_info",
+        "gauge",
+        "This instance: its pid and core count.",
+    );
+    let _ =
+        writeln!(info.out, "payrelay_instance_info{{pid=\"{pid}\",cores=\"{}\"}} 1", cores.len());
+
+    let mut received = Family::new(
+        out,
+        cores,
         "payrelay_payments_received_total",
         "counter",
         "POST /payments by result: accepted (202), malformed (400), invalid (422), duplicate (409), queue_full (503), draining (503).",
     );
     for intake in Intake::ALL {
-        let labels = format!("result=\"{}\"", intake.name());
-        per_core(out, cores, "payrelay_payments_received_total", &labels, |c| {
-            c.intake[intake.index()]
-        });
+        received.per_core(&format!("result=\"{}\"", intake.name()), |c| c.intake[intake.index()]);
     }
 
-    family(
+    Family::new(
         out,
+        cores,
         "payrelay_payments_settled_total",
         "counter",
         "Payments a processor stored and this instance recorded (monotonic; a purge does not reset it).",
-    );
-    per_core_by_processor(out, cores, "payrelay_payments_settled_total", |c, p| {
-        c.attempts[p][outcome_index(Outcome::Stored)]
-    });
-    family(
+    )
+    .per_processor(|c, p| c.attempts[p][outcome_index(Outcome::Stored)]);
+    Family::new(
         out,
+        cores,
         "payrelay_payments_settled_cents_total",
         "counter",
         "Amount of the settled payments, in cents.",
-    );
-    per_core_by_processor(out, cores, "payrelay_payments_settled_cents_total", |c, p| {
-        c.settled_cents[p]
-    });
+    )
+    .per_processor(|c, p| c.settled_cents[p]);
 
-    family(
+    let mut attempts = Family::new(
         out,
+        cores,
         "payrelay_attempts_total",
         "counter",
         "Forwarding attempts by processor and outcome class (see src/settle.rs).",
@@ -376,14 +381,13 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         for outcome in OUTCOMES {
             let labels =
                 format!("processor=\"{}\",outcome=\"{}\"", p.name(), outcome_name(outcome));
-            per_core(out, cores, "payrelay_attempts_total", &labels, |c| {
-                c.attempts[p.index()][outcome_index(outcome)]
-            });
+            attempts.per_core(&labels, |c| c.attempts[p.index()][outcome_index(outcome)]);
         }
     }
 
-    family(
+    let latency = Family::new(
         out,
+        cores,
         "payrelay_attempt_duration_seconds",
         "histogram",
         "Latency of forwarding attempts that got an answer, per processor, all cores.",
@@ -401,30 +405,34 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
                 None => "+Inf".to_owned(),
             };
             let _ = writeln!(
-                out,
-                "payrelay_attempt_duration_seconds_bucket{{processor=\"{}\",le=\"{le}\"}} {cumulative}",
+                latency.out,
+                "{}_bucket{{processor=\"{}\",le=\"{le}\"}} {cumulative}",
+                latency.name,
                 p.name()
             );
         }
         let _ = writeln!(
-            out,
-            "payrelay_attempt_duration_seconds_sum{{processor=\"{}\"}} {}\npayrelay_attempt_duration_seconds_count{{processor=\"{}\"}} {}",
-            p.name(),
+            latency.out,
+            "{name}_sum{{processor=\"{p}\"}} {}\n{name}_count{{processor=\"{p}\"}} {}",
             merged.sum_us as f64 / 1e6,
-            p.name(),
-            merged.count()
+            merged.count(),
+            name = latency.name,
+            p = p.name(),
         );
     }
 
-    family(
+    Family::new(
         out,
+        cores,
         "payrelay_breaker_open",
         "gauge",
         "1 while the core's breaker for the processor is open.",
-    );
-    per_core_by_processor(out, cores, "payrelay_breaker_open", |c, p| u64::from(c.breaker_open[p]));
-    family(
+    )
+    .per_processor(|c, p| u64::from(c.breaker_open[p]));
+    // No `all` series: a sum of delays means nothing.
+    let delay = Family::new(
         out,
+        cores,
         "payrelay_processor_delay_ms",
         "gauge",
         "The delay each core plans with (newest of polled and observed), ms.",
@@ -432,92 +440,117 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
     for p in Processor::ALL {
         for c in cores {
             let _ = writeln!(
-                out,
-                "payrelay_processor_delay_ms{{core=\"{}\",processor=\"{}\"}} {}",
+                delay.out,
+                "{}{{core=\"{}\",processor=\"{}\"}} {}",
+                delay.name,
                 c.core,
                 p.name(),
                 c.delay_ms[p.index()]
             );
         }
     }
-    family(
+    let mut route = Family::new(
         out,
+        cores,
         "payrelay_route",
         "gauge",
         "Where the core would send a payment now (one-hot): default, fallback, wait (none usable), full (no free slot).",
     );
-    for route in ROUTES {
-        let labels = format!("decision=\"{}\"", route_name(route));
-        per_core(out, cores, "payrelay_route", &labels, |c| u64::from(c.route == Some(route)));
+    for decision in ROUTES {
+        let labels = format!("decision=\"{}\"", route_name(decision));
+        route.per_core(&labels, |c| u64::from(c.route == Some(decision)));
     }
 
-    family(out, "payrelay_queue_len", "gauge", "Accepted payments waiting for a forwarding slot.");
-    per_core(out, cores, "payrelay_queue_len", "", |c| c.queue_len);
-    family(
+    Family::new(
         out,
+        cores,
+        "payrelay_queue_len",
+        "gauge",
+        "Accepted payments waiting for a forwarding slot.",
+    )
+    .per_core("", |c| c.queue_len);
+    Family::new(
+        out,
+        cores,
         "payrelay_forwarding",
         "gauge",
         "Forwarding tasks running, each holding one payment.",
-    );
-    per_core(out, cores, "payrelay_forwarding", "", |c| c.forwarding);
-    family(out, "payrelay_inflight_requests", "gauge", "Requests in flight at each processor.");
-    per_core_by_processor(out, cores, "payrelay_inflight_requests", |c, p| c.inflight_at[p]);
-    family(
+    )
+    .per_core("", |c| c.forwarding);
+    Family::new(
         out,
+        cores,
+        "payrelay_inflight_requests",
+        "gauge",
+        "Requests in flight at each processor.",
+    )
+    .per_processor(|c, p| c.inflight_at[p]);
+    Family::new(
+        out,
+        cores,
         "payrelay_processor_connects_total",
         "counter",
         "Connections opened to each processor (keep-alive reuse keeps this near the in-flight peak).",
-    );
-    per_core_by_processor(out, cores, "payrelay_processor_connects_total", |c, p| {
-        c.processor_connects[p]
-    });
-    family(
+    )
+    .per_processor(|c, p| c.processor_connects[p]);
+    Family::new(
         out,
+        cores,
         "payrelay_connections_open",
         "gauge",
         "Client connections being served (API and peer link).",
-    );
-    per_core(out, cores, "payrelay_connections_open", "", |c| c.connections_open);
-    family(
+    )
+    .per_core("", |c| c.connections_open);
+    Family::new(
         out,
+        cores,
         "payrelay_connections_accepted_total",
         "counter",
         "Client connections accepted since start.",
-    );
-    per_core(out, cores, "payrelay_connections_accepted_total", "", |c| c.connections_accepted);
-    family(
+    )
+    .per_core("", |c| c.connections_accepted);
+    Family::new(
         out,
+        cores,
         "payrelay_connections_refused_total",
         "counter",
         "Connections closed at accept because CONNECTIONS_MAX were open.",
-    );
-    per_core(out, cores, "payrelay_connections_refused_total", "", |c| c.connections_refused);
-    family(
+    )
+    .per_core("", |c| c.connections_refused);
+    Family::new(
         out,
+        cores,
         "payrelay_connections_expired_total",
         "counter",
         "Connections closed after CONNECTION_IDLE_TIMEOUT_MS without a request or response.",
-    );
-    per_core(out, cores, "payrelay_connections_expired_total", "", |c| c.connections_expired);
-    family(
+    )
+    .per_core("", |c| c.connections_expired);
+    Family::new(
         out,
+        cores,
         "payrelay_ledger_entries",
         "gauge",
         "Payments in the ledger shards since the last purge.",
-    );
-    per_core(out, cores, "payrelay_ledger_entries", "", |c| c.ledger_entries);
-    family(
+    )
+    .per_core("", |c| c.ledger_entries);
+    Family::new(
         out,
+        cores,
         "payrelay_ids_remembered",
         "gauge",
         "Correlation ids remembered to answer duplicates 409.",
-    );
-    per_core(out, cores, "payrelay_ids_remembered", "", |c| c.ids_remembered);
+    )
+    .per_core("", |c| c.ids_remembered);
 
-    family(out, "payrelay_http_responses_total", "counter", "Responses sent, by status code.");
+    let mut responses = Family::new(
+        out,
+        cores,
+        "payrelay_http_responses_total",
+        "counter",
+        "Responses sent, by status code.",
+    );
     for (i, status) in Status::ALL.into_iter().enumerate() {
-        let labels = format!("code=\"{}\"", status.code());
-        per_core(out, cores, "payrelay_http_responses_total", &labels, |c| c.responses[i]);
+        responses.per_core(&format!("code=\"{}\"", status.code()), |c| c.responses[i]);
     }
 }
 

@@ -52,11 +52,11 @@ pub struct Boot {
 impl Boot {
     /// This process's boot.
     pub fn new() -> Boot {
-        let started_ms = crate::timestamp::now_ms();
+        let since_epoch =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let started_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
         // Distinct across restarts: the clock's nanoseconds and the pid, mixed.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let nanos = since_epoch.as_nanos() as u64;
         let id =
             (nanos ^ (u64::from(std::process::id()) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Boot { id: id.max(1), started_ms }
@@ -116,8 +116,6 @@ impl fmt::Display for Forgotten {
 pub struct Continuity {
     /// This process.
     pub boot: Boot,
-    /// Where the peer listens, for messages.
-    peer_addr: Option<SocketAddr>,
     /// The peer's boot id as last seen since this process started or the last purge; 0: none.
     peer_boot_id: AtomicU64,
     /// The peer's records before this may be missing (`i64::MIN`: none).
@@ -130,10 +128,9 @@ pub struct Continuity {
 
 impl Continuity {
     /// Nothing seen yet. `ahead_ms` is `PROCESSOR_TIMEOUT_MS`.
-    pub fn new(boot: Boot, peer_addr: Option<SocketAddr>, ahead_ms: u64) -> Continuity {
+    pub fn new(boot: Boot, ahead_ms: u64) -> Continuity {
         Continuity {
             boot,
-            peer_addr,
             peer_boot_id: AtomicU64::new(0),
             peer_forgot_before_ms: AtomicI64::new(i64::MIN),
             own_forgot_before_ms: AtomicI64::new(i64::MIN),
@@ -153,10 +150,14 @@ impl Continuity {
         restarted
     }
 
-    /// What the peer may have forgotten (`i64::MIN`: nothing), to tell it in every answer:
-    /// an answer can be lost, so it is said again each time rather than once.
-    pub fn peer_forgot_before_ms(&self) -> i64 {
-        self.peer_forgot_before_ms.load(Ordering::Relaxed)
+    /// Our answer to a peer call, with `totals`. It tells the peer what it may have forgotten
+    /// every time: an answer can be lost, so it is said again rather than once.
+    pub fn answer(&self, totals: ShardSummary) -> PeerAnswer {
+        PeerAnswer {
+            boot: self.boot,
+            you_forgot_before_ms: self.peer_forgot_before_ms.load(Ordering::Relaxed),
+            totals,
+        }
     }
 
     /// The peer told us that our records before `before_ms` may be gone (we restarted since
@@ -172,17 +173,17 @@ impl Continuity {
         self.own_forgot_before_ms.store(i64::MIN, Ordering::Relaxed);
     }
 
-    /// Whether a summary from `from_ms` on can be complete.
-    pub fn check(&self, from_ms: i64) -> Result<(), Forgotten> {
+    /// Whether a summary from `from_ms` on, with the peer at `peer_addr`, can be complete.
+    pub fn check(&self, from_ms: i64, peer_addr: SocketAddr) -> Result<(), Forgotten> {
         let own = self.own_forgot_before_ms.load(Ordering::Relaxed);
         if from_ms < own {
             return Err(Forgotten { who: None, before_ms: own });
         }
         let peer = self.peer_forgot_before_ms.load(Ordering::Relaxed);
-        match self.peer_addr {
-            Some(addr) if from_ms < peer => Err(Forgotten { who: Some(addr), before_ms: peer }),
-            _ => Ok(()),
+        if from_ms < peer {
+            return Err(Forgotten { who: Some(peer_addr), before_ms: peer });
         }
+        Ok(())
     }
 }
 
@@ -266,8 +267,7 @@ struct AnswerJson {
 }
 
 fn parse_answer_json(body: &[u8]) -> Option<PeerAnswer> {
-    // sonic-rs trusts its input to be UTF-8: checked first, as for every body we parse.
-    let json: AnswerJson = sonic_rs::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    let json: AnswerJson = http::json_body(body)?;
     let totals = |[count, cents]: [u64; 2]| Totals { count, cents };
     Some(PeerAnswer {
         boot: Boot { id: json.boot, started_ms: json.started_ms },
@@ -376,26 +376,27 @@ mod tests {
     fn continuity_detects_restarts() {
         let peer_addr: SocketAddr = "127.0.0.1:9102".parse().unwrap();
         let us = Boot { id: 1, started_ms: 0 };
-        let c = Continuity::new(us, Some(peer_addr), 15_000);
+        let c = Continuity::new(us, 15_000);
+        let check = |from_ms| c.check(from_ms, peer_addr);
         let old = Boot { id: 7, started_ms: 1_000 };
         let new = Boot { id: 8, started_ms: 100_000 };
         assert!(!c.saw_peer(old), "first sight");
         assert!(!c.saw_peer(old));
-        assert_eq!(c.check(i64::MIN), Ok(()));
+        assert_eq!(check(i64::MIN), Ok(()));
         assert!(c.saw_peer(new), "the boot changed");
         let forgotten = Forgotten { who: Some(peer_addr), before_ms: 115_000 };
-        assert_eq!(c.check(i64::MIN), Err(forgotten));
-        assert_eq!(c.check(114_999), Err(forgotten));
-        assert_eq!(c.check(115_000), Ok(()));
+        assert_eq!(check(i64::MIN), Err(forgotten));
+        assert_eq!(check(114_999), Err(forgotten));
+        assert_eq!(check(115_000), Ok(()));
         assert!(forgotten.to_string().starts_with("peer 127.0.0.1:9102 restarted"), "{forgotten}");
-        assert_eq!(c.peer_forgot_before_ms(), 115_000, "said to the peer in every answer");
+        assert_eq!(c.answer(ShardSummary::default()).you_forgot_before_ms, 115_000, "said again");
         c.told_we_forgot(15_000);
-        assert_eq!(c.check(15_000), Err(forgotten), "the peer's loss still applies");
+        assert_eq!(check(15_000), Err(forgotten), "the peer's loss still applies");
         c.purged(Some(new));
-        assert_eq!(c.check(i64::MIN), Ok(()));
+        assert_eq!(check(i64::MIN), Ok(()));
         assert!(!c.saw_peer(new), "the purge saw this boot");
-        assert_eq!(c.peer_forgot_before_ms(), i64::MIN);
+        assert_eq!(c.answer(ShardSummary::default()).you_forgot_before_ms, i64::MIN);
         c.told_we_forgot(15_000);
-        assert_eq!(c.check(0), Err(Forgotten { who: None, before_ms: 15_000 }));
+        assert_eq!(check(0), Err(Forgotten { who: None, before_ms: 15_000 }));
     }
 }

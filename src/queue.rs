@@ -51,8 +51,8 @@ impl Queue {
 }
 
 /// Correlation ids one generation of [`SeenIds`] holds. A contest's ~90k payments split over
-/// two instances fit in one generation; the hash set behind it is allocated once at this size
-/// (~2.2 MB) so that it never rehashes on the hot path.
+/// two instances fit in one generation; both hash sets are allocated once at this size (~2.2 MB
+/// each, touched only as ids arrive) so that neither rehashes on the hot path.
 pub const IDS_PER_GENERATION_MAX: usize = 65_536;
 
 /// Correlation ids this core accepted since the last purge. Two generations of at most
@@ -76,7 +76,7 @@ impl SeenIds {
         assert!(per_generation_max > 0, "a generation must hold at least one id");
         SeenIds {
             current: HashSet::with_capacity(per_generation_max),
-            previous: HashSet::new(),
+            previous: HashSet::with_capacity(per_generation_max),
             per_generation_max,
         }
     }

@@ -16,7 +16,7 @@ use crate::{
     ledger::ShardSummary,
     metrics::{self, Intake},
     money, payment,
-    peer::{self, Boot, PeerAnswer},
+    peer::{self, Boot},
     summary::{self, SummaryError},
     timestamp,
     worker::Core,
@@ -44,8 +44,6 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let metrics = &core.metrics;
-                metrics.connections_accepted.set(metrics.connections_accepted.get() + 1);
                 // At the limit the stream is dropped here: the client sees the connection close.
                 let Some(registration) = Connections::register(&core, stream.as_raw_fd()) else {
                     continue;
@@ -88,10 +86,7 @@ async fn serve(
                 }
                 Parsed::Partial => break,
                 Parsed::Invalid(status, reason) => {
-                    core.metrics.response(status);
-                    scratch.clear();
-                    http::write_error_json(&mut scratch.bytes, reason);
-                    http::write_response(&mut wbuf, status, &scratch, false, &core.date.get());
+                    write_closing_error(&core, status, reason, &mut scratch, &mut wbuf);
                     open = false;
                 }
             }
@@ -118,16 +113,8 @@ async fn serve(
         match read {
             Ok(0) | Err(_) if registration.expired() && !rbuf.is_empty() => {
                 // The sweep shut the read side on a request that never completed: say so.
-                scratch.clear();
-                http::write_error_json(&mut scratch.bytes, "request not completed in time");
-                core.metrics.response(Status::RequestTimeout);
-                http::write_response(
-                    &mut wbuf,
-                    Status::RequestTimeout,
-                    &scratch,
-                    false,
-                    &core.date.get(),
-                );
+                let (status, reason) = (Status::RequestTimeout, "request not completed in time");
+                write_closing_error(&core, status, reason, &mut scratch, &mut wbuf);
                 let _ = stream.write_all(wbuf).await;
                 return;
             }
@@ -135,6 +122,21 @@ async fn serve(
             Ok(_) => {}
         }
     }
+}
+
+/// Appends an error response after which the connection closes (its framing is lost, or it
+/// took too long).
+fn write_closing_error(
+    core: &Core,
+    status: Status,
+    reason: &str,
+    scratch: &mut Body,
+    out: &mut Vec<u8>,
+) {
+    core.metrics.response(status);
+    scratch.clear();
+    http::write_error_json(&mut scratch.bytes, reason);
+    http::write_response(out, status, scratch, false, &core.date.get());
 }
 
 /// Routes one request and appends its response to `out`. Returns whether the connection stays
@@ -214,14 +216,8 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
             };
             match summary::instance_summary(core, range).await {
                 Ok(totals) => {
-                    let continuity = &core.continuity;
-                    continuity.saw_peer(caller);
-                    let answer = PeerAnswer {
-                        boot: continuity.boot,
-                        you_forgot_before_ms: continuity.peer_forgot_before_ms(),
-                        totals,
-                    };
-                    peer::write_answer_json(&mut body.bytes, &answer);
+                    core.continuity.saw_peer(caller);
+                    peer::write_answer_json(&mut body.bytes, &core.continuity.answer(totals));
                     Status::Ok
                 }
                 Err(e) => unavailable(body, &e),
@@ -242,11 +238,7 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
             match summary::purge_instance(core).await {
                 Ok(()) => {
                     core.continuity.purged(Some(caller));
-                    let answer = PeerAnswer {
-                        boot: core.continuity.boot,
-                        you_forgot_before_ms: i64::MIN,
-                        totals: ShardSummary::default(),
-                    };
+                    let answer = core.continuity.answer(ShardSummary::default());
                     peer::write_answer_json(&mut body.bytes, &answer);
                     Status::Ok
                 }

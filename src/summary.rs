@@ -88,7 +88,7 @@ pub async fn deployment_summary(
                 .map_err(SummaryError::Peer)?;
         continuity.saw_peer(theirs.boot);
         continuity.told_we_forgot(theirs.you_forgot_before_ms);
-        continuity.check(range.from_ms).map_err(SummaryError::Forgotten)?;
+        continuity.check(range.from_ms, peer_addr).map_err(SummaryError::Forgotten)?;
         total.merge(&theirs.totals);
     }
     Ok(total)

@@ -162,6 +162,7 @@ impl Core {
             ledger_entries: self.ledger.borrow().len() as u64,
             ids_remembered: self.seen.borrow().len() as u64,
             connections_open: self.connections.len() as u64,
+            connections_accepted: self.connections.accepted(),
             connections_refused: self.connections.refused(),
             connections_expired: self.connections.expired(),
             ..CoreSnapshot::default()
@@ -217,8 +218,7 @@ pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>
         Vec::new()
     };
     let mesh: Mesh = senders.into();
-    let continuity =
-        Arc::new(Continuity::new(Boot::new(), config.peer_addr, config.processor_timeout_ms));
+    let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
     let plan =
         Arc::new(Plan { config, driver, endpoints, mesh: Arc::clone(&mesh), continuity, cpus });
     eprintln!("payrelay: {config} io_driver_used={}", driver.name());
@@ -272,6 +272,26 @@ pub fn drain_all(mesh: &Mesh, deadline: Instant) -> DrainReport {
         }
     }
     report
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a descriptor, and
+/// a soft limit of 1024 (a common default outside compose's `ulimits`) would refuse clients
+/// long before memory or CPU run out. Returns the limit in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit struct through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads one rlimit struct through a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// How long start-up waits for a processor's name to resolve. Under compose the processors'

@@ -19,18 +19,6 @@ const CONCURRENT_CONNECTIONS: usize = 10_000;
 /// slow client (it would then wait forever), with room for a busy 2-core CI machine.
 const SERVED_WITHIN: Duration = Duration::from_millis(500);
 
-/// Raises this process's soft limit on open files to the hard one, as payrelay does for itself.
-fn raise_open_files_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read or write one rlimit struct through a valid pointer.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    limit.rlim_cur
-}
-
 /// `connections_open` of each instance (by pid), read on fresh connections until both answered.
 fn open_connections_by_instance(rig: &Rig) -> BTreeMap<u64, u64> {
     per_instance(rig, "payrelay_connections_open{core=\"all\"}")
@@ -112,7 +100,7 @@ fn slow_clients_do_not_delay_others() {
 /// and wait for the gauges to fall back.
 #[test]
 fn ten_thousand_concurrent_connections() {
-    let limit = raise_open_files_limit();
+    let limit = payrelay::worker::raise_open_files_limit().expect("open files limit");
     assert!(limit > CONCURRENT_CONNECTIONS as u64 + 1000, "open files limit {limit} is too low");
     let rig = Rig::start();
     let started = Instant::now();

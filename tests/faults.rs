@@ -8,8 +8,8 @@
 
 use std::{
     collections::HashSet,
-    io::{self, Read, Write},
-    net::{SocketAddr, TcpStream},
+    io,
+    net::SocketAddr,
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -20,15 +20,14 @@ use std::{
 
 mod common;
 
-use common::{DEADLINE, POLL, Rig, emulator_totals, parse_summary, payment_json, uuid, wait_until};
-use payrelay::http::{ParsedResponse, parse_response};
+use common::{
+    Client, DEADLINE, POLL, Reply, Rig, emulator_totals, parse_summary, uuid, wait_until,
+};
 use rinha_lab::{
     backend,
     emulator::{Emulator, Which},
 };
 
-/// Per-request timeout of the test's client; far above any answer payrelay should take.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The 503 body of a full queue, as payrelay writes it.
 const QUEUE_FULL_BODY: &str = r#"{"error":"payment queue is full; retry later"}"#;
 
@@ -45,69 +44,6 @@ enum Failure {
     Connect(io::ErrorKind),
     /// The connection broke (or timed out) with the request sent or being sent.
     Io(String),
-}
-
-/// A blocking keep-alive client speaking raw bytes, so tests control framing exactly.
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-impl Client {
-    fn try_connect(addr: SocketAddr) -> Result<Client, Failure> {
-        let stream = TcpStream::connect(addr).map_err(|e| Failure::Connect(e.kind()))?;
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Ok(Client { stream, buf: Vec::new() })
-    }
-
-    fn connect(addr: SocketAddr) -> Client {
-        Client::try_connect(addr).expect("connect")
-    }
-
-    /// Sends one request and reads its response.
-    fn try_request(&mut self, raw: &[u8]) -> Result<Reply, Failure> {
-        self.stream.write_all(raw).map_err(|e| Failure::Io(format!("write: {e}")))?;
-        loop {
-            if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
-                parse_response(&self.buf, false)
-            {
-                let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
-                self.buf.drain(..len);
-                return Ok(Reply { status, body });
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(Failure::Io("closed before a complete response".into())),
-                Err(e) => return Err(Failure::Io(format!("read: {e}"))),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    fn get(&mut self, path: &str) -> Reply {
-        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
-        self.try_request(raw.as_bytes()).expect("a response")
-    }
-
-    fn try_post_payment(&mut self, id: &str) -> Result<Reply, Failure> {
-        let body = payment_json(id, "19.90");
-        let raw = format!(
-            "POST /payments HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.try_request(raw.as_bytes())
-    }
-
-    fn post_payment(&mut self, id: &str) -> Reply {
-        self.try_post_payment(id).expect("a response")
-    }
 }
 
 fn stored_count(emulator: &Emulator) -> u64 {
@@ -182,15 +118,16 @@ impl Load {
                             client = None;
                             match Client::try_connect(api) {
                                 Ok(c) => client = Some(c),
-                                Err(failure) => {
-                                    posts.push(Post { id, sent, fresh, result: Err(failure) });
+                                Err(e) => {
+                                    let result = Err(Failure::Connect(e.kind()));
+                                    posts.push(Post { id, sent, fresh, result });
                                     continue;
                                 }
                             }
                         }
                         let conn = client.as_mut().expect("connected above");
                         used += 1;
-                        let result = conn.try_post_payment(&uuid(id));
+                        let result = conn.try_post_payment(&uuid(id)).map_err(Failure::Io);
                         match &result {
                             Ok(reply) if reply.status == 202 => {
                                 accepted.fetch_add(1, Ordering::Relaxed);

@@ -91,6 +91,7 @@ pub struct Client {
     buf: Vec<u8>,
 }
 
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
@@ -115,25 +116,36 @@ impl Client {
 
     /// Reads one response; `None` if the server closed the connection first.
     pub fn read(&mut self) -> Option<Reply> {
+        self.try_read().ok()
+    }
+
+    /// Reads one response, or says why there is none.
+    pub fn try_read(&mut self) -> Result<Reply, String> {
         loop {
             if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
                 parse_response(&self.buf, false)
             {
                 let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
                 self.buf.drain(..len);
-                return Some(Reply { status, body });
+                return Ok(Reply { status, body });
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return Err("closed before a complete response".into()),
+                Err(e) => return Err(format!("read: {e}")),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
     }
 
+    /// Sends one request and reads its response, or says why there is none.
+    pub fn try_request(&mut self, raw: &[u8]) -> Result<Reply, String> {
+        self.stream.write_all(raw).map_err(|e| format!("write: {e}"))?;
+        self.try_read()
+    }
+
     pub fn request(&mut self, raw: &[u8]) -> Reply {
-        self.send(raw);
-        self.read().expect("a response")
+        self.try_request(raw).expect("a response")
     }
 
     pub fn get(&mut self, path: &str) -> Reply {
@@ -146,6 +158,20 @@ impl Client {
             body.len()
         );
         self.request(raw.as_bytes())
+    }
+
+    /// `POST /payments` of a 19.90 payment with correlationId `id`.
+    pub fn try_post_payment(&mut self, id: &str) -> Result<Reply, String> {
+        let body = payment_json(id, "19.90");
+        let raw = format!(
+            "POST /payments HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.try_request(raw.as_bytes())
+    }
+
+    pub fn post_payment(&mut self, id: &str) -> Reply {
+        self.try_post_payment(id).expect("a response")
     }
 
     /// Whether the server has closed the connection (reads EOF).
