@@ -532,17 +532,24 @@ fn unique() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-/// Peak RSS and CPU time of a process.
-pub fn read_usage(pid: u32) -> Option<Usage> {
+/// A memory field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`, ...), MB; `None` once the
+/// process has exited.
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kb: f64 = status
+    let kb: f64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Peak RSS and CPU time of a process.
+pub fn read_usage(pid: u32) -> Option<Usage> {
+    let rss_mb_max = status_mb(pid, "VmHWM")?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name start at field 3 (state); utime and stime
     // are fields 14 and 15.
@@ -552,7 +559,7 @@ pub fn read_usage(pid: u32) -> Option<Usage> {
     // SAFETY: sysconf only reads a configuration value.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks_per_s = if ticks_per_s > 0 { ticks_per_s as f64 } else { 100.0 };
-    Some(Usage { rss_mb_max: hwm_kb / 1024.0, cpu_s: ticks / ticks_per_s })
+    Some(Usage { rss_mb_max, cpu_s: ticks / ticks_per_s })
 }
 
 /// Inodes of the TCP sockets (IPv4 and IPv6) listening on any of `ports`, from `/proc/net`.
@@ -595,16 +602,7 @@ pub fn socket_inodes(pid: u32) -> HashSet<u64> {
 
 /// Current resident memory (VmRSS) of a process, MB; `None` once it has exited.
 pub fn read_rss_mb(pid: u32) -> Option<f64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    status_mb(pid, "VmRSS")
 }
 
 /// A uniquely named cgroup (v1: one per controller; v2: one directory) with the contest's CPU
