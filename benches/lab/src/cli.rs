@@ -18,10 +18,12 @@ const USAGE: &str = "\
 usage:
   rinha-lab processors [--default-port 8001] [--fallback-port 8002] [--fee-default 0.05]
                        [--fee-fallback 0.15] [--health-window-ms 5000]
+                       [--framing kestrel|content-length]
   rinha-lab canned [--port 9999]
   rinha-lab contest --scenario FILE (--payrelay PATH | --target URL) [--json FILE]
                     [--default-port 8001] [--fallback-port 8002] [--api-port 9999]
                     [--env-file tuning/contest.env] [--no-envelope] [--quiet]
+                    [--framing kestrel|content-length]
   rinha-lab pair --payrelay PATH [--api-port 9999] [--default-port 8001]
                  [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]";
 
@@ -121,6 +123,7 @@ fn processors(args: &[String]) -> Result<(), String> {
         "--fee-default",
         "--fee-fallback",
         "--health-window-ms",
+        "--framing",
     ])?;
     let mut config = EmulatorConfig::new(
         args.parsed("--default-port", contest::DEFAULT_PORT)?,
@@ -129,11 +132,13 @@ fn processors(args: &[String]) -> Result<(), String> {
         args.parsed("--fee-fallback", 0.15)?,
     );
     config.health_window_ms = args.parsed("--health-window-ms", config.health_window_ms)?;
+    config.framing = args.parsed("--framing", config.framing)?;
     let emulator = emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?;
     println!(
-        "processors listening: default http://{} fallback http://{} (Ctrl-C to stop)",
+        "processors listening: default http://{} fallback http://{}, {} framing (Ctrl-C to stop)",
         emulator.addr(Which::Default),
-        emulator.addr(Which::Fallback)
+        emulator.addr(Which::Fallback),
+        config.framing.name()
     );
     loop {
         std::thread::park();
@@ -164,6 +169,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
         "--env-file",
         "--no-envelope",
         "--quiet",
+        "--framing",
     ])?;
     let scenario = args.get("--scenario").ok_or(format!("--scenario is required\n{USAGE}"))?;
     let mut options = ContestOptions::new(scenario);
@@ -178,6 +184,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
     }
     options.envelope = !args.flag("--no-envelope");
     options.verbose = !args.flag("--quiet");
+    options.framing = args.parsed("--framing", options.framing)?;
     contest::run(&options).map(|_| ())
 }
 

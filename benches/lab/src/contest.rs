@@ -13,6 +13,7 @@ use crate::{
     backend::{self, Backend, BackendSpec, READY_INTERVAL_OFFICIAL, READY_TRIES_OFFICIAL},
     client,
     emulator::{self, EmulatorConfig, Which},
+    framing::Framing,
     load::{self, LoadPlan, LoadReport},
     money,
     scenario::Scenario,
@@ -55,6 +56,8 @@ pub struct ContestOptions {
     pub envelope: bool,
     /// Print progress lines and the results table.
     pub verbose: bool,
+    /// How the emulated processors frame their answers (Kestrel's way unless comparing).
+    pub framing: Framing,
 }
 
 impl ContestOptions {
@@ -71,6 +74,7 @@ impl ContestOptions {
             env_file: Some(PathBuf::from("tuning/contest.env")),
             envelope: true,
             verbose: true,
+            framing: Framing::Kestrel,
         }
     }
 }
@@ -157,12 +161,13 @@ pub struct Results {
 /// Runs one contest. Everything it started is stopped before it returns, error or not.
 pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let scenario = Scenario::load(&options.scenario).map_err(|e| e.to_string())?;
-    let config = EmulatorConfig::new(
+    let mut config = EmulatorConfig::new(
         options.default_port,
         options.fallback_port,
         scenario.fee_default,
         scenario.fee_fallback,
     );
+    config.framing = options.framing;
     let processors =
         emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -174,11 +179,12 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let verbose = options.verbose;
     if verbose {
         eprintln!(
-            "processors: default {} fallback {} (fees {} / {})",
+            "processors: default {} fallback {} (fees {} / {}, {} framing)",
             processors.addr(Which::Default),
             processors.addr(Which::Fallback),
             scenario.fee_default,
-            scenario.fee_fallback
+            scenario.fee_fallback,
+            options.framing.name()
         );
     }
 

@@ -5,6 +5,9 @@
 //! (800 in progress, 500 queued, then 429), the configured delay, the failure switch (500 after
 //! the delay, nothing stored), then the insert (200, or 422 for a known correlationId).
 
+//!
+//! How the answers are framed on the wire (as Kestrel frames them, by default): [`crate::framing`].
+
 use std::{
     collections::HashMap,
     convert::Infallible,
@@ -19,12 +22,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::{
-    Method, Request, Response, StatusCode,
-    body::Incoming,
-    header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER},
-    server::conn::http1,
+    Method, Request, StatusCode, body::Incoming, header::RETRY_AFTER, server::conn::http1,
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
@@ -34,7 +34,10 @@ use tokio::{
     sync::{Semaphore, watch},
 };
 
-use crate::{money, time};
+use crate::{
+    framing::{Answer, Framing},
+    money, time,
+};
 
 /// Payments processed at once per processor, as the contest's concurrency limiter allows.
 pub const IN_PROGRESS_MAX: usize = 800;
@@ -94,6 +97,8 @@ pub struct EmulatorConfig {
     pub health_window_ms: u64,
     /// Threads of the emulator's own runtime.
     pub worker_threads: usize,
+    /// How answers are framed on the wire (Kestrel's way by default).
+    pub framing: Framing,
 }
 
 impl EmulatorConfig {
@@ -106,6 +111,7 @@ impl EmulatorConfig {
             fee_fallback,
             health_window_ms: HEALTH_WINDOW_MS_DEFAULT,
             worker_threads: WORKER_THREADS_DEFAULT,
+            framing: Framing::Kestrel,
         }
     }
 }
@@ -172,6 +178,7 @@ impl HealthWindow {
 #[derive(Debug)]
 struct Processor {
     fee: f64,
+    framing: Framing,
     state: Mutex<State>,
     health: Mutex<HealthWindow>,
     /// Payments admitted (in progress or queued); the 429 gate.
@@ -181,9 +188,10 @@ struct Processor {
 }
 
 impl Processor {
-    fn new(fee: f64, health_window: Duration) -> Processor {
+    fn new(fee: f64, framing: Framing, health_window: Duration) -> Processor {
         Processor {
             fee,
+            framing,
             state: Mutex::new(State {
                 delay_ms: 0,
                 failing: false,
@@ -264,8 +272,8 @@ pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
         .build()?;
     let window = Duration::from_millis(config.health_window_ms.max(1));
     let processors = [
-        Arc::new(Processor::new(config.fee_default, window)),
-        Arc::new(Processor::new(config.fee_fallback, window)),
+        Arc::new(Processor::new(config.fee_default, config.framing, window)),
+        Arc::new(Processor::new(config.fee_fallback, config.framing, window)),
     ];
     let (default_listener, fallback_listener) = {
         let _entered = runtime.enter();
@@ -371,8 +379,11 @@ async fn serve(
         let processor = processor.clone();
         let mut connection_shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let title_case = processor.framing.title_case_headers();
             let service = service_fn(move |request| handle(processor.clone(), request));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .title_case_headers(title_case)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 _ = connection_shutdown.changed() => {}
@@ -381,28 +392,52 @@ async fn serve(
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+/// The rate limiter's rejection text (`OnRejected` in the processor's source writes another,
+/// ruder one of the same length class).
+const TOO_MANY_REQUESTS_TEXT: &str = "Too many requests. Please try again later.";
 
-fn answer(status: StatusCode, body: Bytes, content_type: Option<&'static str>) -> Answer {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    if let Some(content_type) = content_type {
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    response
+/// The `429` of either rate limiter, with `Retry-After` as the processor sets it.
+fn too_many_requests(framing: Framing) -> Answer {
+    framing.text(StatusCode::TOO_MANY_REQUESTS, TOO_MANY_REQUESTS_TEXT, &[(RETRY_AFTER, "5")])
 }
 
-fn json_answer(status: StatusCode, value: &Value) -> Answer {
-    answer(status, Bytes::from(value.to_string()), Some("application/json"))
+/// What the real processor writes after the database refused a known correlationId: its
+/// `warning`, the exception's whole text, over a kilobyte, so `System.Text.Json` writes it in
+/// two chunks (see `framing`).
+fn duplicate(framing: Framing, correlation_id: uuid::Uuid) -> Answer {
+    let warning = format!(
+        "Payment could not be processed. CorrelationId already exists: {correlation_id}. Error \
+         details: {POSTGRES_DUPLICATE_KEY}"
+    );
+    let rest = format!("{}}}", Value::String(warning));
+    framing.json_chunks(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        vec![Bytes::from_static(b"{\"message\":"), Bytes::from(rest)],
+    )
 }
 
-fn text_answer(status: StatusCode, text: &'static str) -> Answer {
-    answer(status, Bytes::from_static(text.as_bytes()), Some("text/plain; charset=utf-8"))
-}
-
-fn empty(status: StatusCode) -> Answer {
-    answer(status, Bytes::new(), None)
-}
+/// The shape of Npgsql's `PostgresException.ToString()` for a unique violation, as the real
+/// processor embeds it in its 422 (abridged stack: the length is what matters here).
+const POSTGRES_DUPLICATE_KEY: &str = "Npgsql.PostgresException (0x80004005): 23505: duplicate \
+key value violates unique constraint \"payments_pkey\"\n\nDETAIL: Detail redacted as it may \
+contain sensitive data. Specify 'Include Error Detail' in the connection string to include \
+this information.\n   at Npgsql.Internal.NpgsqlConnector.ReadMessageLong(Boolean async, \
+DataRowLoadingMode dataRowLoadingMode, Boolean readingNotifications, Boolean isReadingPrependedMessage)\n   \
+at System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder`1.StateMachineBox`1.\
+System.Threading.Tasks.Sources.IValueTaskSource<TResult>.GetResult(Int16 token)\n   at \
+Npgsql.NpgsqlDataReader.NextResult(Boolean async, Boolean isConsuming, CancellationToken \
+cancellationToken)\n   at Npgsql.NpgsqlDataReader.NextResult(Boolean async, Boolean \
+isConsuming, CancellationToken cancellationToken)\n   at \
+Npgsql.NpgsqlCommand.ExecuteReader(Boolean async, CommandBehavior behavior, CancellationToken \
+cancellationToken)\n   at Npgsql.NpgsqlCommand.ExecuteReader(Boolean async, CommandBehavior \
+behavior, CancellationToken cancellationToken)\n   at \
+Npgsql.NpgsqlCommand.ExecuteNonQuery(Boolean async, CancellationToken cancellationToken)\n   \
+at Program.<>c.<<<Main>$>b__0_3>d.MoveNext() in /app/Endpoints.cs:line 74\n  Exception data:\n    \
+Severity: ERROR\n    SqlState: 23505\n    MessageText: duplicate key value violates unique \
+constraint \"payments_pkey\"\n    Detail: Detail redacted as it may contain sensitive data. \
+Specify 'Include Error Detail' in the connection string to include this information.\n    \
+SchemaName: public\n    TableName: payments\n    ConstraintName: payments_pkey\n    File: \
+nbtinsert.c\n    Line: 666\n    Routine: _bt_check_unique";
 
 async fn handle(
     processor: Arc<Processor>,
@@ -417,7 +452,7 @@ async fn handle(
             get_payment(&processor, &p["/payments/".len()..])
         }
         (_, p) if p.starts_with("/admin/") => admin(&processor, request).await,
-        _ => empty(StatusCode::NOT_FOUND),
+        _ => processor.framing.empty(StatusCode::NOT_FOUND),
     };
     Ok(response)
 }
@@ -439,19 +474,14 @@ async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answ
     // 1. Concurrency limit: in progress plus queued, then 429.
     if processor.admitted.fetch_add(1, Ordering::AcqRel) >= IN_PROGRESS_MAX + QUEUED_MAX {
         processor.admitted.fetch_sub(1, Ordering::AcqRel);
-        let mut response = text_answer(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests. Please try again later.",
-        );
-        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return too_many_requests(processor.framing);
     }
     let _admission = Admission(&processor.admitted);
     let Ok(_slot) = processor.in_progress.acquire().await else {
-        return empty(StatusCode::SERVICE_UNAVAILABLE);
+        return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);
     };
     let Some(body) = read_json(request).await else {
-        return text_answer(StatusCode::BAD_REQUEST, "invalid JSON body");
+        return processor.framing.bad_request("invalid JSON body");
     };
     let correlation_id = body
         .get("correlationId")
@@ -462,8 +492,7 @@ async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answ
     let (Some(correlation_id), Some(amount_cents), Some(requested_at_ms)) =
         (correlation_id, amount, requested_at)
     else {
-        return text_answer(
-            StatusCode::BAD_REQUEST,
+        return processor.framing.bad_request(
             "correlationId (uuid), amount (number) and requestedAt (ISO timestamp) are required",
         );
     };
@@ -475,13 +504,13 @@ async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answ
     // 3-4. The failure switch as it is after the delay, then the insert, under one lock.
     let mut state = processor.state();
     if state.failing {
-        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        return processor.framing.empty(StatusCode::INTERNAL_SERVER_ERROR);
     }
     if state.payments.contains_key(&correlation_id.as_u128()) {
-        return text_answer(StatusCode::UNPROCESSABLE_ENTITY, "CorrelationId already exists");
+        return duplicate(processor.framing, correlation_id);
     }
     state.payments.insert(correlation_id.as_u128(), Payment { amount_cents, requested_at_ms });
-    json_answer(StatusCode::OK, &json!({"message": "payment processed successfully"}))
+    processor.framing.json(StatusCode::OK, &json!({"message": "payment processed successfully"}))
 }
 
 async fn health(processor: &Processor) -> Answer {
@@ -490,16 +519,11 @@ async fn health(processor: &Processor) -> Answer {
         window.reserve(Instant::now())
     };
     let Some(at) = reserved else {
-        let mut response = text_answer(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests. Please try again later.",
-        );
-        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return too_many_requests(processor.framing);
     };
     tokio::time::sleep_until(at.into()).await;
     let state = processor.state();
-    json_answer(
+    processor.framing.json(
         StatusCode::OK,
         &json!({"failing": state.failing, "minResponseTime": state.delay_ms}),
     )
@@ -507,11 +531,11 @@ async fn health(processor: &Processor) -> Answer {
 
 fn get_payment(processor: &Processor, id: &str) -> Answer {
     let Ok(id) = uuid::Uuid::parse_str(id) else {
-        return empty(StatusCode::NOT_FOUND);
+        return processor.framing.empty(StatusCode::NOT_FOUND);
     };
     let state = processor.state();
     match state.payments.get(&id.as_u128()) {
-        Some(payment) => json_answer(
+        Some(payment) => processor.framing.json(
             StatusCode::OK,
             &json!({
                 "correlationId": id.to_string(),
@@ -519,7 +543,7 @@ fn get_payment(processor: &Processor, id: &str) -> Answer {
                 "requestedAt": time::format_iso_ms(payment.requested_at_ms),
             }),
         ),
-        None => empty(StatusCode::NOT_FOUND),
+        None => processor.framing.empty(StatusCode::NOT_FOUND),
     }
 }
 
@@ -571,18 +595,18 @@ async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
             == Some(state.token.as_str())
     };
     if !authorised {
-        return empty(StatusCode::UNAUTHORIZED);
+        return processor.framing.empty(StatusCode::UNAUTHORIZED);
     }
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match (method, path.as_str()) {
         (Method::GET, "/admin/payments-summary") => {
             let Ok((from, to)) = window_bounds(request.uri().query()) else {
-                return text_answer(StatusCode::BAD_REQUEST, "from/to must be ISO timestamps");
+                return processor.framing.bad_request("from/to must be ISO timestamps");
             };
             let summary = processor.summary(from, to);
             let total_amount = money::cents_to_f64(summary.total_cents);
-            json_answer(
+            processor.framing.json(
                 StatusCode::OK,
                 &json!({
                     "totalRequests": summary.total_requests,
@@ -598,9 +622,9 @@ async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
             match token {
                 Some(token) if !token.is_empty() => {
                     processor.state().token = token;
-                    empty(StatusCode::NO_CONTENT)
+                    processor.framing.empty(StatusCode::NO_CONTENT)
                 }
-                _ => text_answer(StatusCode::BAD_REQUEST, "body must be {\"token\": \"...\"}"),
+                _ => processor.framing.bad_request("body must be {\"token\": \"...\"}"),
             }
         }
         (Method::PUT, "/admin/configurations/delay") => {
@@ -608,12 +632,12 @@ async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
             match delay {
                 Some(delay) if delay <= DELAY_MS_MAX => {
                     let was = std::mem::replace(&mut processor.state().delay_ms, delay);
-                    json_answer(
+                    processor.framing.json(
                         StatusCode::OK,
                         &json!({"config": "delay", "was": was, "is": delay}),
                     )
                 }
-                _ => text_answer(StatusCode::BAD_REQUEST, "body must be {\"delay\": <ms>}"),
+                _ => processor.framing.bad_request("body must be {\"delay\": <ms>}"),
             }
         }
         (Method::PUT, "/admin/configurations/failure") => {
@@ -621,19 +645,19 @@ async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
             match failure {
                 Some(failure) => {
                     let was = std::mem::replace(&mut processor.state().failing, failure);
-                    json_answer(
+                    processor.framing.json(
                         StatusCode::OK,
                         &json!({"config": "failure", "was": was, "is": failure}),
                     )
                 }
-                None => text_answer(StatusCode::BAD_REQUEST, "body must be {\"failure\": <bool>}"),
+                None => processor.framing.bad_request("body must be {\"failure\": <bool>}"),
             }
         }
         (Method::POST, "/admin/purge-payments") => {
             processor.state().payments.clear();
-            json_answer(StatusCode::OK, &json!({"message": "All payments purged."}))
+            processor.framing.json(StatusCode::OK, &json!({"message": "All payments purged."}))
         }
-        _ => empty(StatusCode::NOT_FOUND),
+        _ => processor.framing.empty(StatusCode::NOT_FOUND),
     }
 }
 

@@ -5,7 +5,8 @@
 //! The modules follow one contest run, in order:
 //!
 //! - [`scenario`]: the TOML test plan (load shape, fees, fault timeline), validated once.
-//! - [`emulator`]: the two payment processors, in process, with their limits and admin API.
+//! - [`emulator`]: the two payment processors, in process, with their limits and admin API;
+//!   [`framing`]: their answers on the wire, as the real ones (Kestrel) frame them.
 //! - [`backend`]: starting two payrelay instances on one port, inside a CPU/memory envelope.
 //! - [`load`]: the k6-equivalent test: setup, ramping virtual users, consistency checks, fault
 //!   stages, teardown.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod client;
 pub mod contest;
 pub mod emulator;
+pub mod framing;
 pub mod load;
 pub mod money;
 pub mod scenario;

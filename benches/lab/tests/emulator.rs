@@ -1,7 +1,8 @@
 //! The processor emulator, rule by rule, over real loopback sockets on ephemeral ports.
 
 use std::{
-    net::SocketAddr,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
@@ -10,6 +11,7 @@ use hyper::Method;
 use rinha_lab::{
     client::{Conn, Reply},
     emulator::{self, Emulator, EmulatorConfig, IN_PROGRESS_MAX, QUEUED_MAX, Which},
+    framing::Framing,
     time,
 };
 use serde_json::{Value, json};
@@ -237,7 +239,8 @@ async fn health_window_one_per_window_two_queued() {
 }
 
 /// Goal: the concurrency limit: 800 payments in progress plus 500 queued are accepted, the rest
-/// get 429 at once with `Retry-After: 5` and a text body; the admitted ones all complete.
+/// get 429 at once with `Retry-After: 5` and a chunked text body without a type, as Kestrel
+/// writes it; the admitted ones all complete.
 /// Method: a 1.5 s delay and 1,400 simultaneous POSTs, each on its own connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limit_800_plus_500_then_429() {
@@ -266,8 +269,10 @@ async fn concurrency_limit_800_plus_500_then_429() {
                 assert!(elapsed < Duration::from_millis(1500), "429 after {elapsed:?}");
                 assert!(!reply.body.is_empty());
                 assert_eq!(reply.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"5"[..]));
-                let content_type = reply.headers.get("content-type").map(|v| v.as_bytes());
-                assert!(content_type.is_some_and(|t| t.starts_with(b"text/plain")));
+                // `Response.WriteAsync` in the processor's `OnRejected` sets no Content-Type.
+                assert!(reply.headers.get("content-type").is_none());
+                let encoding = reply.headers.get("transfer-encoding").map(|v| v.as_bytes());
+                assert_eq!(encoding, Some(&b"chunked"[..]));
             }
             other => panic!("unexpected status {other}"),
         }
@@ -285,4 +290,85 @@ async fn drop_stops_the_processors() {
     let addr = emulator.addr(Which::Default);
     drop(emulator);
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// One request on a fresh connection, and the raw bytes of its answer, read until the body's
+/// framing says it ended (the terminating chunk, or `Content-Length` bytes).
+fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let Some(head_end) = text.find("\r\n\r\n") else { continue };
+        let head = text[..head_end].to_ascii_lowercase();
+        if head.contains("transfer-encoding: chunked") {
+            if text.ends_with("\r\n0\r\n\r\n") {
+                return text;
+            }
+        } else {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse::<usize>().expect("length"));
+            if text.len() >= head_end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+fn post_request(id: &str) -> String {
+    let body = payment(id, 19.9, AT).to_string();
+    format!(
+        "POST /payments HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Goal: by default the processors frame every answer as the real ones (Kestrel) do: JSON
+/// bodies chunked with Kestrel's headers in its order, the 422 in two chunks (`{"message":`
+/// then the long rest), status-only answers (500, 401, 404) with `Content-Length: 0`; and
+/// `Framing::ContentLength` brings back sized bodies. Method: raw requests, raw answers.
+#[test]
+fn kestrel_framing_on_the_wire() {
+    let emulator = start();
+    let addr = emulator.addr(Which::Default);
+    let ok = raw_exchange(addr, &post_request(ID));
+    let kestrel_json = "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nDate: ";
+    assert!(ok.starts_with(kestrel_json), "{ok}");
+    assert!(ok.contains("\r\nServer: Kestrel\r\nTransfer-Encoding: chunked\r\n\r\n"), "{ok}");
+    assert!(!ok.to_ascii_lowercase().contains("content-length"), "{ok}");
+    assert!(ok.contains("\r\n{\"message\":\"payment processed successfully\"}\r\n0\r\n\r\n"), "{ok}");
+
+    let duplicate = raw_exchange(addr, &post_request(ID));
+    assert!(duplicate.starts_with("HTTP/1.1 422 Unprocessable Entity\r\n"), "{duplicate}");
+    assert!(duplicate.contains("\r\n\r\nB\r\n{\"message\":\r\n"), "first chunk: {duplicate}");
+    assert!(duplicate.len() > 1500, "the database error's text: {} bytes", duplicate.len());
+
+    let health = raw_exchange(addr, "GET /payments/service-health HTTP/1.1\r\nHost: p\r\n\r\n");
+    assert!(health.starts_with(kestrel_json), "{health}");
+    assert!(health.contains("{\"failing\":false,\"minResponseTime\":0}"), "{health}");
+
+    emulator.set_failing(Which::Default, true);
+    let failed = raw_exchange(addr, &post_request("5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"));
+    assert!(failed.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{failed}");
+    assert!(failed.contains("Content-Length: 0\r\n") && failed.ends_with("\r\n\r\n"), "{failed}");
+    assert!(!failed.contains("Transfer-Encoding") && failed.contains("Server: Kestrel"), "{failed}");
+    let unauthorised = raw_exchange(addr, "GET /admin/payments-summary HTTP/1.1\r\nHost: p\r\n\r\n");
+    assert!(unauthorised.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{unauthorised}");
+    assert!(unauthorised.contains("Content-Length: 0\r\n"), "{unauthorised}");
+
+    let mut config = EmulatorConfig::new(0, 0, 0.05, 0.15);
+    config.framing = Framing::ContentLength;
+    let sized = emulator::start(config).expect("emulator starts");
+    let ok = raw_exchange(sized.addr(Which::Default), &post_request(ID));
+    assert!(ok.to_ascii_lowercase().contains("content-length: 44\r\n"), "{ok}");
+    assert!(!ok.to_ascii_lowercase().contains("transfer-encoding"), "{ok}");
 }
