@@ -21,6 +21,10 @@ use crate::{
     stats, time,
 };
 
+/// How much sooner than the checker's window end a landing counts as late: the checker's three
+/// queries are not evaluated at one instant, so a payment stored just under `window_end_s`
+/// after its `requestedAt` can already be caught between them.
+pub const LATE_SLACK_MS: i64 = 100;
 /// Seconds between progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Threads of the load generator's runtime. Two keep one slow task from delaying
@@ -140,6 +144,12 @@ pub struct Results {
     pub summary_failures: u64,
     /// Admin calls that failed.
     pub admin_failures: u64,
+    /// Payments stored later than `window_end_s` − [`LATE_SLACK_MS`] after their
+    /// `requestedAt`: those a check could find in a processor's book and not in ours. Chance
+    /// decides whether a check meets one; this counts them all.
+    pub late_landings: u64,
+    /// The largest lateness among them, ms (0 when none).
+    pub late_landing_max_ms: i64,
     /// Instance A peak RSS, MB (null with `--target`).
     pub backend_a_rss_mb_max: Option<f64>,
     /// Instance A CPU seconds.
@@ -270,9 +280,13 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         }
     }
     drop(backend);
-    drop(processors);
 
+    let late_ms = (scenario.window_end_s * 1000.0) as i64 - LATE_SLACK_MS;
+    let (late_landings, late_landing_max_ms) = processors.late_landings(late_ms);
     let mut results = results(&scenario, &report, target, envelope_applied);
+    results.late_landings = late_landings;
+    results.late_landing_max_ms = late_landing_max_ms;
+    drop(processors);
     for (name, usage) in usage {
         let (rss, cpu) = match name {
             "a" => (&mut results.backend_a_rss_mb_max, &mut results.backend_a_cpu_s),
@@ -362,6 +376,8 @@ pub fn results(
         summary_p99_ms: ms(&mut summaries, 0.99),
         summary_failures: report.summary_failures,
         admin_failures: report.admin_failures,
+        late_landings: 0,
+        late_landing_max_ms: 0,
         backend_a_rss_mb_max: None,
         backend_a_cpu_s: None,
         backend_b_rss_mb_max: None,
@@ -431,6 +447,8 @@ const FIELD_ORDER: &[&str] = &[
     "summary_p99_ms",
     "summary_failures",
     "admin_failures",
+    "late_landings",
+    "late_landing_max_ms",
     "backend_a_rss_mb_max",
     "backend_a_cpu_s",
     "backend_b_rss_mb_max",

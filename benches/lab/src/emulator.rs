@@ -9,7 +9,7 @@
 //! How the answers are framed on the wire (as Kestrel frames them, by default): [`crate::framing`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     io,
     net::SocketAddr,
@@ -121,6 +121,8 @@ impl EmulatorConfig {
 struct Payment {
     amount_cents: i64,
     requested_at_ms: i64,
+    /// When it was inserted, ms since the epoch (for [`Emulator::late_landings`]).
+    stored_at_ms: i64,
 }
 
 /// A processor's admin summary.
@@ -143,35 +145,106 @@ struct State {
     payments: HashMap<u128, Payment>,
 }
 
-/// The health endpoint's fixed window: one call per window for every caller together, and up
-/// to [`HEALTH_QUEUED_MAX`] calls waiting for the next windows.
+/// The health endpoint's rate limiter, as ASP.NET Core's `FixedWindowRateLimiter` with
+/// `PermitLimit = 1`, `QueueLimit = 2`, `OldestFirst`: one call per window for every caller
+/// together; up to [`HEALTH_QUEUED_MAX`] calls wait, in order, for the permits of the next
+/// windows; beyond that, `429`. A waiting call whose client gives up leaves the queue (the
+/// middleware waits with the request's abort token), so it holds no later window.
 #[derive(Debug)]
 struct HealthWindow {
     origin: Instant,
     window: Duration,
-    /// First window whose permit is still free.
-    next_free: u64,
+    /// The window whose permit was last taken.
+    taken: Option<u64>,
+    /// Waiting calls, oldest first.
+    queue: VecDeque<u64>,
+    next_id: u64,
+}
+
+/// What a call to the health endpoint gets from [`HealthWindow::arrive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealthTurn {
+    /// This window's permit.
+    Now,
+    /// A place in the queue.
+    Queued(u64),
+    /// `429`.
+    Refused,
 }
 
 impl HealthWindow {
-    /// Reserves a permit: `Some(when to answer)` or `None` for 429.
-    fn reserve(&mut self, now: Instant) -> Option<Instant> {
-        let window_ns = self.window.as_nanos().max(1);
-        let current = (now.saturating_duration_since(self.origin).as_nanos() / window_ns) as u64;
-        if self.next_free <= current {
-            // One permit per window: this call takes the current one.
-            self.next_free = current + 1;
-            return Some(now);
+    fn new(window: Duration) -> HealthWindow {
+        HealthWindow {
+            origin: Instant::now(),
+            window,
+            taken: None,
+            queue: VecDeque::new(),
+            next_id: 0,
         }
-        let waiting = self.next_free - (current + 1);
-        if waiting >= HEALTH_QUEUED_MAX {
-            return None;
-        }
-        let slot = self.next_free;
-        self.next_free += 1;
-        let offset = self.window.as_nanos() * u128::from(slot);
-        Some(self.origin + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX)))
     }
+
+    fn index(&self, at: Instant) -> u64 {
+        let window_ns = self.window.as_nanos().max(1);
+        (at.saturating_duration_since(self.origin).as_nanos() / window_ns) as u64
+    }
+
+    /// The start of the window after the one `at` is in.
+    fn next_window(&self, at: Instant) -> Instant {
+        let next = u128::from(self.index(at) + 1) * self.window.as_nanos();
+        self.origin + Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+    }
+
+    /// A call arrives.
+    fn arrive(&mut self, now: Instant) -> HealthTurn {
+        let current = self.index(now);
+        if self.queue.is_empty() && self.taken != Some(current) {
+            self.taken = Some(current);
+            return HealthTurn::Now;
+        }
+        if self.queue.len() as u64 >= HEALTH_QUEUED_MAX {
+            return HealthTurn::Refused;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.queue.push_back(id);
+        HealthTurn::Queued(id)
+    }
+
+    /// Whether waiting call `id` gets a permit now: it is the oldest, and this window's permit
+    /// is free.
+    fn take_turn(&mut self, id: u64, now: Instant) -> bool {
+        let current = self.index(now);
+        if self.queue.front() == Some(&id) && self.taken != Some(current) {
+            self.queue.pop_front();
+            self.taken = Some(current);
+            return true;
+        }
+        false
+    }
+
+    /// Waiting call `id` gave up.
+    fn leave(&mut self, id: u64) {
+        self.queue.retain(|&waiting| waiting != id);
+    }
+}
+
+/// A queued health call; leaves the queue if dropped (the client went away) before its turn.
+struct HealthWaiter<'a> {
+    processor: &'a Processor,
+    id: Option<u64>,
+}
+
+impl Drop for HealthWaiter<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            processor_health(self.processor).leave(id);
+        }
+    }
+}
+
+fn processor_health(processor: &Processor) -> MutexGuard<'_, HealthWindow> {
+    // As for `state`: every update is one assignment or one queue operation.
+    processor.health.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One emulated processor, shared by its connection tasks and the [`Emulator`] handle.
@@ -185,6 +258,10 @@ struct Processor {
     admitted: AtomicUsize,
     /// Slots for payments in progress.
     in_progress: Semaphore,
+    /// Calls to the health endpoint, answered or refused.
+    health_calls: AtomicUsize,
+    /// Bumped to make every open connection close (see [`Emulator::close_connections`]).
+    kick: watch::Sender<u64>,
 }
 
 impl Processor {
@@ -198,13 +275,11 @@ impl Processor {
                 token: TOKEN_DEFAULT.to_owned(),
                 payments: HashMap::new(),
             }),
-            health: Mutex::new(HealthWindow {
-                origin: Instant::now(),
-                window: health_window,
-                next_free: 0,
-            }),
+            health: Mutex::new(HealthWindow::new(health_window)),
             admitted: AtomicUsize::new(0),
             in_progress: Semaphore::new(IN_PROGRESS_MAX),
+            health_calls: AtomicUsize::new(0),
+            kick: watch::channel(0).0,
         }
     }
 
@@ -343,6 +418,35 @@ impl Emulator {
         self.processors[which.index()].state().payments.contains_key(&id.as_u128())
     }
 
+    /// Payments stored at least `lateness_ms` after their `requestedAt`, and the largest such
+    /// lateness (ms; 0 when none): each of them was in this processor's book, with a
+    /// `requestedAt` already inside the consistency checker's window, the moment it was stored,
+    /// so a check evaluated then could see it here and not yet in the backend's book.
+    pub fn late_landings(&self, lateness_ms: i64) -> (u64, i64) {
+        let mut late = (0, 0);
+        for processor in &self.processors {
+            for payment in processor.state().payments.values() {
+                let lateness = payment.stored_at_ms - payment.requested_at_ms;
+                if lateness >= lateness_ms {
+                    late = (late.0 + 1, late.1.max(lateness));
+                }
+            }
+        }
+        late
+    }
+
+    /// Calls its health endpoint has had since start, answered or refused.
+    pub fn health_calls(&self, which: Which) -> usize {
+        self.processors[which.index()].health_calls.load(Ordering::Relaxed)
+    }
+
+    /// Closes every connection open to a processor now, as a restart or an idle timeout on the
+    /// processor's side would: a client's pooled keep-alive connections are dead from here on
+    /// (the next write or read on them finds it). New connections are served as usual.
+    pub fn close_connections(&self, which: Which) {
+        self.processors[which.index()].kick.send_modify(|n| *n += 1);
+    }
+
     /// A probe of the stored counts that outlives borrows of the emulator.
     pub fn recorded_probe(&self) -> RecordedProbe {
         RecordedProbe { processors: self.processors.clone() }
@@ -378,6 +482,7 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let processor = processor.clone();
         let mut connection_shutdown = shutdown.clone();
+        let mut kicked = processor.kick.subscribe();
         tokio::spawn(async move {
             let title_case = processor.framing.title_case_headers();
             let service = service_fn(move |request| handle(processor.clone(), request));
@@ -387,6 +492,7 @@ async fn serve(
             tokio::select! {
                 _ = connection => {}
                 _ = connection_shutdown.changed() => {}
+                _ = kicked.changed() => {}
             }
         });
     }
@@ -509,24 +615,34 @@ async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answ
     if state.payments.contains_key(&correlation_id.as_u128()) {
         return duplicate(processor.framing, correlation_id);
     }
-    state.payments.insert(correlation_id.as_u128(), Payment { amount_cents, requested_at_ms });
+    let stored_at_ms = time::now_ms();
+    let payment = Payment { amount_cents, requested_at_ms, stored_at_ms };
+    state.payments.insert(correlation_id.as_u128(), payment);
     processor.framing.json(StatusCode::OK, &json!({"message": "payment processed successfully"}))
 }
 
 async fn health(processor: &Processor) -> Answer {
-    let reserved = {
-        let mut window = processor.health.lock().unwrap_or_else(|p| p.into_inner());
-        window.reserve(Instant::now())
-    };
-    let Some(at) = reserved else {
-        return too_many_requests(processor.framing);
-    };
-    tokio::time::sleep_until(at.into()).await;
+    processor.health_calls.fetch_add(1, Ordering::Relaxed);
+    let turn = processor_health(processor).arrive(Instant::now());
+    match turn {
+        HealthTurn::Now => {}
+        HealthTurn::Refused => return too_many_requests(processor.framing),
+        HealthTurn::Queued(id) => {
+            let mut waiter = HealthWaiter { processor, id: Some(id) };
+            loop {
+                let next = processor_health(processor).next_window(Instant::now());
+                tokio::time::sleep_until(next.into()).await;
+                if processor_health(processor).take_turn(id, Instant::now()) {
+                    waiter.id = None;
+                    break;
+                }
+            }
+        }
+    }
     let state = processor.state();
-    processor.framing.json(
-        StatusCode::OK,
-        &json!({"failing": state.failing, "minResponseTime": state.delay_ms}),
-    )
+    processor
+        .framing
+        .json(StatusCode::OK, &json!({"failing": state.failing, "minResponseTime": state.delay_ms}))
 }
 
 fn get_payment(processor: &Processor, id: &str) -> Answer {
@@ -632,10 +748,9 @@ async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
             match delay {
                 Some(delay) if delay <= DELAY_MS_MAX => {
                     let was = std::mem::replace(&mut processor.state().delay_ms, delay);
-                    processor.framing.json(
-                        StatusCode::OK,
-                        &json!({"config": "delay", "was": was, "is": delay}),
-                    )
+                    processor
+                        .framing
+                        .json(StatusCode::OK, &json!({"config": "delay", "was": was, "is": delay}))
                 }
                 _ => processor.framing.bad_request("body must be {\"delay\": <ms>}"),
             }
@@ -665,25 +780,29 @@ async fn admin(processor: &Processor, request: Request<Incoming>) -> Answer {
 mod tests {
     use super::*;
 
-    /// Goal: the health window lets one call through per window, queues two into the next
-    /// windows and refuses the rest, and frees up again as windows pass. Method: drive
-    /// `reserve` with synthetic instants.
+    /// Goal: the health limiter lets one call through per window, queues two for the next
+    /// windows in order, refuses the rest, and a queued call that leaves frees its place and its
+    /// window for the one behind it. Method: drive the limiter with synthetic instants.
     #[test]
-    fn health_window_queues_two() {
-        let origin = Instant::now();
+    fn health_window_queues_two_and_forgets_who_leaves() {
         let window = Duration::from_secs(5);
-        let mut health = HealthWindow { origin, window, next_free: 0 };
-        assert_eq!(health.reserve(origin), Some(origin));
-        assert_eq!(health.reserve(origin), Some(origin + window));
-        assert_eq!(health.reserve(origin), Some(origin + 2 * window));
-        assert_eq!(health.reserve(origin), None);
-        // One window later the first queued call has been served: one queue place is free.
-        let later = origin + window + Duration::from_millis(1);
-        assert_eq!(health.reserve(later), Some(origin + 3 * window));
-        assert_eq!(health.reserve(later), None);
-        // Long after, the window is idle again and answers at once.
+        let mut health = HealthWindow::new(window);
+        let origin = health.origin;
+        assert_eq!(health.arrive(origin), HealthTurn::Now);
+        assert_eq!(health.arrive(origin), HealthTurn::Queued(0));
+        assert_eq!(health.arrive(origin), HealthTurn::Queued(1));
+        assert_eq!(health.arrive(origin), HealthTurn::Refused);
+        assert!(!health.take_turn(0, origin), "this window's permit is gone");
+        let second = origin + window;
+        assert!(!health.take_turn(1, second), "not the oldest");
+        assert!(health.take_turn(0, second));
+        assert!(!health.take_turn(1, second), "one permit per window");
+        health.leave(1);
+        assert_eq!(health.arrive(second), HealthTurn::Queued(2), "the leaver's place is free");
+        assert!(health.take_turn(2, origin + 2 * window), "and its window");
         let idle = origin + 10 * window;
-        assert_eq!(health.reserve(idle), Some(idle));
+        assert_eq!(health.arrive(idle), HealthTurn::Now);
+        assert_eq!(health.next_window(idle), origin + 11 * window);
     }
 
     /// Goal: `from`/`to` parse as the contest sends them, URL-encoded or not, and garbage is

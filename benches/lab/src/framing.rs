@@ -104,7 +104,9 @@ impl Framing {
         match self {
             // `Response.WriteAsync` sets no Content-Type.
             Framing::Kestrel => kestrel(status, None, headers, body),
-            Framing::ContentLength => sized(status, Some("text/plain; charset=utf-8"), headers, body),
+            Framing::ContentLength => {
+                sized(status, Some("text/plain; charset=utf-8"), headers, body)
+            }
         }
     }
 

@@ -345,7 +345,10 @@ fn kestrel_framing_on_the_wire() {
     assert!(ok.starts_with(kestrel_json), "{ok}");
     assert!(ok.contains("\r\nServer: Kestrel\r\nTransfer-Encoding: chunked\r\n\r\n"), "{ok}");
     assert!(!ok.to_ascii_lowercase().contains("content-length"), "{ok}");
-    assert!(ok.contains("\r\n{\"message\":\"payment processed successfully\"}\r\n0\r\n\r\n"), "{ok}");
+    assert!(
+        ok.contains("\r\n{\"message\":\"payment processed successfully\"}\r\n0\r\n\r\n"),
+        "{ok}"
+    );
 
     let duplicate = raw_exchange(addr, &post_request(ID));
     assert!(duplicate.starts_with("HTTP/1.1 422 Unprocessable Entity\r\n"), "{duplicate}");
@@ -360,8 +363,12 @@ fn kestrel_framing_on_the_wire() {
     let failed = raw_exchange(addr, &post_request("5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"));
     assert!(failed.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{failed}");
     assert!(failed.contains("Content-Length: 0\r\n") && failed.ends_with("\r\n\r\n"), "{failed}");
-    assert!(!failed.contains("Transfer-Encoding") && failed.contains("Server: Kestrel"), "{failed}");
-    let unauthorised = raw_exchange(addr, "GET /admin/payments-summary HTTP/1.1\r\nHost: p\r\n\r\n");
+    assert!(
+        !failed.contains("Transfer-Encoding") && failed.contains("Server: Kestrel"),
+        "{failed}"
+    );
+    let unauthorised =
+        raw_exchange(addr, "GET /admin/payments-summary HTTP/1.1\r\nHost: p\r\n\r\n");
     assert!(unauthorised.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{unauthorised}");
     assert!(unauthorised.contains("Content-Length: 0\r\n"), "{unauthorised}");
 
@@ -371,4 +378,37 @@ fn kestrel_framing_on_the_wire() {
     let ok = raw_exchange(sized.addr(Which::Default), &post_request(ID));
     assert!(ok.to_ascii_lowercase().contains("content-length: 44\r\n"), "{ok}");
     assert!(!ok.to_ascii_lowercase().contains("transfer-encoding"), "{ok}");
+}
+
+/// Goal: a health call waiting in the limiter's queue whose client gives up leaves the queue,
+/// as ASP.NET Core's limiter drops a waiter whose request is aborted: the call after it takes
+/// its place instead of a 429. Method: a 10 s window; one call takes the permit, a second
+/// waits and is abandoned (its connection closed), then two more arrive: both must wait, not
+/// be refused.
+#[test]
+fn an_abandoned_health_call_leaves_the_queue() {
+    let mut config = EmulatorConfig::new(0, 0, 0.05, 0.15);
+    config.health_window_ms = 10_000;
+    let emulator = emulator::start(config).expect("emulator starts");
+    let addr = emulator.addr(Which::Default);
+    let health = "GET /payments/service-health HTTP/1.1\r\nHost: p\r\n\r\n";
+    assert!(raw_exchange(addr, health).starts_with("HTTP/1.1 200 OK"));
+    let mut abandoned = TcpStream::connect(addr).expect("connect");
+    abandoned.write_all(health.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    drop(abandoned);
+    std::thread::sleep(Duration::from_millis(200));
+    let waiting: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.write_all(health.as_bytes()).expect("write");
+            stream
+        })
+        .collect();
+    for mut stream in waiting {
+        stream.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let mut buf = [0u8; 64];
+        let read = stream.read(&mut buf);
+        assert!(read.is_err(), "a waiting call answers only in a later window: {read:?}");
+    }
 }
