@@ -38,6 +38,14 @@ pub const PROCESSOR_TIMEOUT_MS_DEFAULT: u64 = 15_000;
 /// ledger learns of only on a later retry: a window in which the books disagree. So the
 /// margin covers the largest jump in delay the contest makes (0 → 5000 ms) with room to spare.
 pub const PROCESSOR_TIMEOUT_MARGIN_MS_DEFAULT: u64 = 6_000;
+/// How far past its expected answer an attempt must be before its processor is presumed
+/// slower than planned (see `dispatch`, *Delay jumps*). Above the jitter of a healthy answer
+/// (a CFS-throttled core stalls ~25 ms per 100 ms period), and small, because the payments sent
+/// before the jump shows are the ones whose books can differ.
+pub const OVERDUE_MARGIN_MS_DEFAULT: u64 = 150;
+/// The delay planned for a processor while one of its attempts is overdue, until news of its
+/// real delay: the largest the contest sets, so no payment sent meanwhile lands late.
+pub const OVERDUE_PLAN_DELAY_MS_DEFAULT: u64 = 5_000;
 /// Fee of the default processor, in parts per million (the published rules: 5%).
 pub const FEE_DEFAULT_PPM_DEFAULT: u64 = 50_000;
 /// Fee of the fallback processor, in parts per million (the published rules: 15%).
@@ -59,8 +67,10 @@ pub const BREAKER_PROBE_INTERVAL_MS_DEFAULT: u64 = 200;
 pub const DRAIN_DEADLINE_MS_DEFAULT: u64 = 10_000;
 /// Pause after both processors refused a payment, before trying again.
 pub const RETRY_BACKOFF_MS_DEFAULT: u64 = 100;
-/// Deadline for one call to the peer instance over the private link (loopback).
-pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+/// Deadline for one call to the peer instance over the private link (loopback, answered in
+/// well under a millisecond). Half of `peer::PEER_CALLS_BUDGET`, so that a summary whose first
+/// call fails still has time for its retry within the contest client's 1.5 s.
+pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 500;
 /// Largest request head (request line plus headers). The contest's are ~150 bytes.
 pub const REQUEST_HEAD_BYTES_MAX_DEFAULT: usize = 8 * 1024;
 /// Largest request body. A payment is ~70 bytes.
@@ -132,6 +142,10 @@ pub struct Config {
     pub processor_timeout_ms: u64,
     /// Per-attempt deadline above the planned delay.
     pub processor_timeout_margin_ms: u64,
+    /// How late past its expected answer an attempt makes its processor overdue.
+    pub overdue_margin_ms: u64,
+    /// Delay planned for an overdue processor until its real delay is known.
+    pub overdue_plan_delay_ms: u64,
     /// Default processor's fee, parts per million.
     pub fee_default_ppm: u64,
     /// Fallback processor's fee, parts per million.
@@ -182,6 +196,8 @@ pub const ENV_VARS: &[&str] = &[
     "PROCESSOR_INFLIGHT_MAX",
     "PROCESSOR_TIMEOUT_MS",
     "PROCESSOR_TIMEOUT_MARGIN_MS",
+    "OVERDUE_MARGIN_MS",
+    "OVERDUE_PLAN_DELAY_MS",
     "FEE_DEFAULT",
     "FEE_FALLBACK",
     "LAG_HORIZON_MS",
@@ -264,6 +280,18 @@ impl Config {
             processor_timeout_margin_ms: env.number(
                 "PROCESSOR_TIMEOUT_MARGIN_MS",
                 PROCESSOR_TIMEOUT_MARGIN_MS_DEFAULT,
+                0,
+                600_000,
+            )?,
+            overdue_margin_ms: env.number(
+                "OVERDUE_MARGIN_MS",
+                OVERDUE_MARGIN_MS_DEFAULT,
+                1,
+                600_000,
+            )?,
+            overdue_plan_delay_ms: env.number(
+                "OVERDUE_PLAN_DELAY_MS",
+                OVERDUE_PLAN_DELAY_MS_DEFAULT,
                 0,
                 600_000,
             )?,
@@ -362,6 +390,11 @@ impl Config {
     /// Deadline of one peer call.
     pub fn peer_timeout(&self) -> Duration {
         Duration::from_millis(self.peer_timeout_ms)
+    }
+
+    /// See `OVERDUE_MARGIN_MS`.
+    pub fn overdue_margin(&self) -> Duration {
+        Duration::from_millis(self.overdue_margin_ms)
     }
 }
 

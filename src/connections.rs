@@ -1,5 +1,7 @@
 //! Connections: the registry of one core's open client connections, for its two limits: at
-//! most `CONNECTIONS_MAX` open, and none idle or stalled longer than
+//! most `CONNECTIONS_MAX` open on the public port (and [`PEER_CONNECTIONS_MAX`] on the peer
+//! link, counted apart, so that a flood of public connections never refuses the peer's calls
+//! and with them every summary), and none idle or stalled longer than
 //! `CONNECTION_IDLE_TIMEOUT_MS`.
 //!
 //! The idle limit costs the hot path no timer and no clock read. Each connection stamps its
@@ -21,6 +23,21 @@ use slab::Slab;
 
 use crate::worker::Core;
 
+/// Open connections on the peer link. The peer opens one connection per call, and its calls
+/// are a few a second (a summary per check, health reports, metrics scrapes, a purge per test):
+/// 64 leaves room for a burst of parallel summaries and no more.
+pub const PEER_CONNECTIONS_MAX: usize = 64;
+
+/// Which listener a connection came from: which routes it is served, and which cap it counts
+/// against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// The public API on port 9999.
+    Api,
+    /// The private link to the peer instance.
+    Peer,
+}
+
 /// Longest pause between two sweeps: the idle timeout's resolution.
 const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(1);
 
@@ -41,6 +58,8 @@ enum Expiry {
 /// One open connection.
 #[derive(Debug)]
 struct Slot {
+    /// Its listener.
+    surface: Surface,
     /// Its socket. Valid while the slot exists: the slot and the stream are dropped in the same
     /// synchronous step (the connection's task returning), and the sweep runs on the same
     /// thread, so it never sees a closed or reused descriptor.
@@ -60,6 +79,8 @@ pub struct Connections {
     now_ms: Cell<u64>,
     /// The core's start, the zero of `now_ms`.
     started: Instant,
+    /// Connections open per surface ([`Surface::Api`], [`Surface::Peer`]).
+    open: [Cell<usize>; 2],
     /// `CONNECTIONS_MAX`.
     len_max: usize,
     /// `CONNECTION_IDLE_TIMEOUT_MS`.
@@ -85,6 +106,7 @@ impl Connections {
         assert!(len_max > 0 && idle_timeout_ms > 0);
         Connections {
             slots: RefCell::new(Slab::new()),
+            open: [Cell::new(0), Cell::new(0)],
             now_ms: Cell::new(0),
             started: Instant::now(),
             len_max,
@@ -95,19 +117,24 @@ impl Connections {
         }
     }
 
-    /// Registers a connection just accepted on `core`, or refuses it (`None`) when
-    /// `CONNECTIONS_MAX` are open.
-    pub fn register(core: &Rc<Core>, fd: RawFd) -> Option<Registration> {
+    /// Registers a connection just accepted on `core`'s `surface`, or refuses it (`None`) when
+    /// that surface's cap is reached (`CONNECTIONS_MAX`, [`PEER_CONNECTIONS_MAX`]).
+    pub fn register(core: &Rc<Core>, fd: RawFd, surface: Surface) -> Option<Registration> {
         let this = &core.connections;
         this.accepted.set(this.accepted.get() + 1);
-        let mut slots = this.slots.borrow_mut();
-        if slots.len() >= this.len_max {
+        let open = &this.open[surface as usize];
+        let cap = match surface {
+            Surface::Api => this.len_max,
+            Surface::Peer => PEER_CONNECTIONS_MAX,
+        };
+        if open.get() >= cap {
             this.refused.set(this.refused.get() + 1);
             return None;
         }
-        let slot =
-            Slot { fd, active_ms: Cell::new(this.now_ms.get()), expiry: Cell::new(Expiry::Live) };
-        let key = slots.insert(slot);
+        open.set(open.get() + 1);
+        let active_ms = Cell::new(this.now_ms.get());
+        let slot = Slot { surface, fd, active_ms, expiry: Cell::new(Expiry::Live) };
+        let key = this.slots.borrow_mut().insert(slot);
         Some(Registration { core: Rc::clone(core), key })
     }
 
@@ -189,7 +216,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.core.connections.slots.borrow_mut().remove(self.key);
+        let connections = &self.core.connections;
+        let slot = connections.slots.borrow_mut().remove(self.key);
+        let open = &connections.open[slot.surface as usize];
+        open.set(open.get() - 1);
     }
 }
 

@@ -3,12 +3,15 @@
 //!
 //! `GET /payments/service-health` allows one call per 5 s per processor for everyone, so the
 //! deployment polls each processor from exactly one place: core 0 of one instance. With a peer,
-//! the instance whose private address sorts first polls the default and the other polls the
-//! fallback; each sends what it saw to every local core ([`crate::worker::CoreMsg::Health`])
-//! and to the peer (`POST /internal/health`), which does the same for its cores. An instance
-//! that hears nothing about a processor for [`TAKEOVER_AFTER_POLLS`] intervals polls it
-//! itself, until the peer's reports resume: a dead or restarting peer costs at most a few
-//! seconds of stale health, and an overlap costs one `429`.
+//! the instance whose boot id (`peer::Boot`, exchanged on every peer call) is lower polls the
+//! default and the other polls the fallback: both compare the same two numbers, whatever
+//! addresses they bind or dial. Each sends what it saw to every local core
+//! ([`crate::worker::CoreMsg::Health`]) and to the peer (`POST /internal/health`, carrying its
+//! boot), which does the same for its cores. Until the peer's boot is known (at start, before
+//! the first exchange) an instance polls both. An instance that hears nothing from the peer
+//! about a processor for [`TAKEOVER_AFTER_POLLS`] intervals ([`PeerNews`]; its own polls do not
+//! count) polls it itself, every interval, until the peer's reports resume: a dead or
+//! restarting peer costs at most a few seconds of stale health, and an overlap costs one `429`.
 //!
 //! Between polls each core's breaker reacts to what its own attempts see, with hysteresis:
 //! it opens after `BREAKER_OPEN_AFTER_FAILURES` refusals in a row (or when the poll says
@@ -170,13 +173,38 @@ impl ProcessorHealth {
     }
 }
 
-/// Which processors this instance polls, given both private addresses.
-pub fn polled_here(own: Option<SocketAddr>, peer: Option<SocketAddr>) -> [bool; 2] {
-    match (own, peer) {
-        (Some(own), Some(peer)) if own < peer => [true, false],
-        (Some(_), Some(_)) => [false, true],
-        // Alone (or no address to agree on): poll both.
+/// Which processors this instance polls: `peer_boot` is the peer's boot id once known, `None`
+/// before (or without a peer, `has_peer` false).
+pub fn polled_here(has_peer: bool, own_boot: u64, peer_boot: Option<u64>) -> [bool; 2] {
+    match peer_boot {
+        Some(peer_boot) if has_peer && own_boot < peer_boot => [true, false],
+        Some(peer_boot) if has_peer && own_boot > peer_boot => [false, true],
+        // Alone, or no boot to compare yet (or, impossibly, the same one): poll both.
         _ => [true, true],
+    }
+}
+
+/// When the peer last reported on each processor. Kept apart from this instance's own polls,
+/// which must not hide the peer's silence. Lives on core 0, with the peer link and the poller.
+#[derive(Debug)]
+pub struct PeerNews {
+    heard_at: [Cell<Instant>; 2],
+}
+
+impl PeerNews {
+    /// As if both had just been heard of: an instance does not take over at start.
+    pub fn new(now: Instant) -> PeerNews {
+        PeerNews { heard_at: [Cell::new(now), Cell::new(now)] }
+    }
+
+    /// The peer reported on `processor`.
+    pub fn heard(&self, processor: Processor, now: Instant) {
+        self.heard_at[processor.index()].set(now);
+    }
+
+    /// How long the peer has said nothing about `processor`.
+    pub fn silent_for(&self, processor: Processor, now: Instant) -> Duration {
+        now.saturating_duration_since(self.heard_at[processor.index()].get())
     }
 }
 
@@ -284,14 +312,29 @@ mod tests {
         assert_eq!(h.delay_ms(), 2000, "a rise is known from the poll first");
     }
 
-    /// Goal: with a peer, each instance polls exactly one processor, and they differ.
+    /// Goal: with a peer whose boot is known, each instance polls exactly one processor, and
+    /// the two agree whatever their addresses (the old rule compared a bind address with a
+    /// dial address: 0.0.0.0 against 127.0.0.1 made both poll the default); before the peer's
+    /// boot is known, and alone, both are polled.
     #[test]
     fn polling_is_split() {
-        let a: SocketAddr = "127.0.0.1:9101".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:9102".parse().unwrap();
-        assert_eq!(polled_here(Some(a), Some(b)), [true, false]);
-        assert_eq!(polled_here(Some(b), Some(a)), [false, true]);
-        assert_eq!(polled_here(None, None), [true, true]);
+        let (a, b) = (7, 9);
+        assert_eq!(polled_here(true, a, Some(b)), [true, false]);
+        assert_eq!(polled_here(true, b, Some(a)), [false, true]);
+        assert_eq!(polled_here(true, a, None), [true, true]);
+        assert_eq!(polled_here(false, a, Some(b)), [true, true]);
+    }
+
+    /// Goal: the peer's silence is measured from its last report only.
+    #[test]
+    fn peer_news() {
+        let t0 = Instant::now();
+        let news = PeerNews::new(t0);
+        let later = t0 + Duration::from_secs(15);
+        assert_eq!(news.silent_for(Processor::Default, later), Duration::from_secs(15));
+        news.heard(Processor::Default, later);
+        assert_eq!(news.silent_for(Processor::Default, later), Duration::ZERO);
+        assert_eq!(news.silent_for(Processor::Fallback, later), Duration::from_secs(15));
     }
 
     /// Goal: reports cross the peer link unchanged.

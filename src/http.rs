@@ -35,7 +35,7 @@ pub struct CallError {
 }
 
 /// One request on a fresh connection, for rare calls (peer link, health polls): the status
-/// and body of the answer, within `timeout`.
+/// and the decoded body of the answer, within `timeout`.
 pub async fn call_once(
     addr: std::net::SocketAddr,
     request: Vec<u8>,
@@ -47,25 +47,19 @@ pub async fn call_once(
         let mut conn = monoio::net::TcpStream::connect_addr(addr)
             .await
             .map_err(|e| err("unreachable", Some(e.kind())))?;
-        let (written, mut buf) = conn.write_all(request).await;
+        let (written, buf) = conn.write_all(request).await;
         written.map_err(|e| err("dropped the request", Some(e.kind())))?;
-        buf.clear();
-        let mut eof = false;
-        loop {
-            match parse_response(&buf, eof) {
-                ParsedResponse::Complete { status, body: (start, end), .. } => {
-                    return Ok((status, buf[start..end].to_vec()));
-                }
-                ParsedResponse::Partial if !eof && buf.len() < CALL_RESPONSE_BYTES_MAX => {}
-                _ => return Err(err("sent an unreadable response", None)),
+        let (read, mut buf) = read_response(&mut conn, buf, CALL_RESPONSE_BYTES_MAX).await;
+        match read {
+            Ok(response) => {
+                buf.truncate(response.body.end);
+                buf.drain(..response.body.start);
+                Ok((response.status, buf))
             }
-            let (read, next) = read_more(&mut conn, buf, 1024).await;
-            buf = next;
-            match read {
-                Ok(0) => eof = true,
-                Ok(_) => {}
-                Err(e) => return Err(err("dropped the connection", Some(e.kind()))),
+            Err(ReadError::ClosedBeforeAnswer(kind) | ReadError::Lost(kind)) => {
+                Err(err("dropped the connection", Some(kind)))
             }
+            Err(ReadError::Unreadable) => Err(err("sent an unreadable response", None)),
         }
     };
     match monoio::time::timeout(timeout, exchange).await {
@@ -226,32 +220,20 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parsed::Invalid(Status::BadRequest, "malformed request");
     };
-    let mut content_len: Option<usize> = None;
-    let mut keep_alive = version == 1;
-    let mut close = false;
-    for header in req.headers.iter() {
-        let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let Some(len) = parse_usize(header.value) else {
-                return Parsed::Invalid(Status::BadRequest, "invalid content-length");
-            };
-            if content_len.is_some_and(|prev| prev != len) {
-                return Parsed::Invalid(Status::BadRequest, "conflicting content-length");
-            }
-            content_len = Some(len);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            return Parsed::Invalid(Status::NotImplemented, "transfer-encoding is not supported");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            if has_token(header.value, b"close") {
-                close = true;
-            } else if has_token(header.value, b"keep-alive") {
-                keep_alive = true;
-            }
+    let facts = match HeaderFacts::scan(req.headers) {
+        Ok(facts) => facts,
+        Err(HeaderError::InvalidLength) => {
+            return Parsed::Invalid(Status::BadRequest, "invalid content-length");
         }
+        Err(HeaderError::ConflictingLength) => {
+            return Parsed::Invalid(Status::BadRequest, "conflicting content-length");
+        }
+    };
+    if facts.encoded {
+        return Parsed::Invalid(Status::NotImplemented, "transfer-encoding is not supported");
     }
-    // `close` wins over `keep-alive` wherever it appears (RFC 9112 §9.6).
-    let keep_alive = keep_alive && !close;
-    let body_len = content_len.unwrap_or(0);
+    let keep_alive = facts.keep_alive(version);
+    let body_len = facts.content_len.unwrap_or(0);
     if body_len > limits.body_bytes_max {
         return Parsed::Invalid(Status::PayloadTooLarge, "request body too large");
     }
@@ -270,6 +252,62 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: Limits) -> Parsed<'b> {
     };
     let request = Request { method, path, query, body: &buf[head_len..end], keep_alive };
     Parsed::Complete(request, end)
+}
+
+/// What a message's headers say about its body and its connection: the one header scan behind
+/// both [`parse_request`] and [`parse_response`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct HeaderFacts {
+    /// `Content-Length`, when given (every copy agreeing).
+    content_len: Option<usize>,
+    /// A `Transfer-Encoding` header is present.
+    encoded: bool,
+    /// ... and its last coding is `chunked` (RFC 9112 §6.3: only then is the body chunked).
+    chunked: bool,
+    /// `Connection: close` appears.
+    close: bool,
+    /// `Connection: keep-alive` appears (HTTP/1.0's opt-in).
+    keep_alive_token: bool,
+}
+
+/// Headers that make a message's framing unknowable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeaderError {
+    /// A `Content-Length` that is not a decimal number.
+    InvalidLength,
+    /// `Content-Length`s that disagree (RFC 9112 §6.3: unrecoverable).
+    ConflictingLength,
+}
+
+impl HeaderFacts {
+    fn scan(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, HeaderError> {
+        let mut facts = HeaderFacts::default();
+        for header in headers {
+            let name = header.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let len = parse_usize(header.value).ok_or(HeaderError::InvalidLength)?;
+                if facts.content_len.is_some_and(|prev| prev != len) {
+                    return Err(HeaderError::ConflictingLength);
+                }
+                facts.content_len = Some(len);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                facts.encoded = true;
+                // Codings accumulate across headers; the last one decides.
+                let last = header.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+                facts.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                facts.close |= has_token(header.value, b"close");
+                facts.keep_alive_token |= has_token(header.value, b"keep-alive");
+            }
+        }
+        Ok(facts)
+    }
+
+    /// Whether the connection persists after this message: HTTP/1.1 by default, HTTP/1.0 when
+    /// asked, and never with `close`, which wins wherever it appears (RFC 9112 §9.6).
+    fn keep_alive(&self, version: u8) -> bool {
+        (version == 1 || self.keep_alive_token) && !self.close
+    }
 }
 
 /// Media type of the JSON bodies every route but `/metrics` answers with.
@@ -332,7 +370,16 @@ pub fn write_error_json(out: &mut Vec<u8>, reason: &str) {
     out.extend_from_slice(b"\"}");
 }
 
-/// A response read by our client (processor or peer calls).
+/// How a response read by our client frames its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// The bytes as they are (`Content-Length`, the connection's end, or no body).
+    Plain,
+    /// Chunked: the span holds the chunks with their framing, to be decoded.
+    Chunked,
+}
+
+/// What the buffer holds of a response read by our client (processor or peer calls).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParsedResponse {
     /// A whole response: its status, where its body lies in the buffer, total bytes taken,
@@ -340,8 +387,10 @@ pub enum ParsedResponse {
     Complete {
         /// Status code.
         status: u16,
-        /// Body start..end in the buffer (for chunked bodies, the raw chunked bytes).
+        /// Body start..end in the buffer, framing included when chunked.
         body: (usize, usize),
+        /// How to read the body's span.
+        framing: BodyFraming,
         /// Bytes of the buffer this response took.
         len: usize,
         /// Whether the connection may be reused.
@@ -353,9 +402,9 @@ pub enum ParsedResponse {
     Invalid,
 }
 
-/// Parses the first response in `buf`. Bodies are framed by `Content-Length`, by chunked
-/// encoding (ASP.NET, which the real processors run on, streams JSON chunked), or by the
-/// connection's end (`eof`) when neither is given.
+/// Frames the first response in `buf`. Bodies are framed by `Content-Length`, by chunked
+/// encoding (the real processors run on Kestrel, which sends every JSON body chunked), or by
+/// the connection's end (`eof`) when neither is given. [`take_response`] also decodes.
 pub fn parse_response(buf: &[u8], eof: bool) -> ParsedResponse {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut res = httparse::Response::new(&mut headers);
@@ -368,40 +417,31 @@ pub fn parse_response(buf: &[u8], eof: bool) -> ParsedResponse {
     let (Some(status), Some(version)) = (res.code, res.version) else {
         return ParsedResponse::Invalid;
     };
-    let mut keep_alive = version == 1;
-    let mut close = false;
-    let mut content_len = None;
-    let mut chunked = false;
-    for header in res.headers.iter() {
-        let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            match parse_usize(header.value) {
-                Some(len) => content_len = Some(len),
-                None => return ParsedResponse::Invalid,
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            chunked = has_token(header.value, b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            if has_token(header.value, b"close") {
-                close = true;
-            } else if has_token(header.value, b"keep-alive") {
-                keep_alive = true;
-            }
-        }
-    }
-    // As for requests: `close` wins.
-    let mut keep_alive = keep_alive && !close;
+    let Ok(facts) = HeaderFacts::scan(res.headers) else {
+        return ParsedResponse::Invalid;
+    };
+    let mut keep_alive = facts.keep_alive(version);
     let no_body = (100..200).contains(&status) || status == 204 || status == 304;
+    let mut framing = BodyFraming::Plain;
     let end = if no_body {
         head_len
-    } else if chunked {
-        match chunked_end(&buf[head_len..]) {
+    } else if facts.encoded {
+        // Only a chunked body can be framed; another final coding would be read to the end,
+        // and no peer of ours sends one.
+        if !facts.chunked {
+            return ParsedResponse::Invalid;
+        }
+        // With a Content-Length beside it the message is suspect (RFC 9112 §6.3): read the
+        // chunks, then do not reuse the connection.
+        keep_alive &= facts.content_len.is_none();
+        framing = BodyFraming::Chunked;
+        match chunked_len(&buf[head_len..]) {
             Ok(Some(n)) => head_len + n,
             Ok(None) if eof => return ParsedResponse::Invalid,
             Ok(None) => return ParsedResponse::Partial,
-            Err(()) => return ParsedResponse::Invalid,
+            Err(BadFraming) => return ParsedResponse::Invalid,
         }
-    } else if let Some(len) = content_len {
+    } else if let Some(len) = facts.content_len {
         match head_len.checked_add(len) {
             Some(end) if end <= buf.len() => end,
             Some(_) if !eof => return ParsedResponse::Partial,
@@ -413,21 +453,42 @@ pub fn parse_response(buf: &[u8], eof: bool) -> ParsedResponse {
     } else {
         return ParsedResponse::Partial;
     };
-    ParsedResponse::Complete { status, body: (head_len, end), len: end, keep_alive }
+    ParsedResponse::Complete { status, body: (head_len, end), framing, len: end, keep_alive }
 }
 
-/// Length of a complete chunked body at the start of `buf`, `None` if incomplete.
-fn chunked_end(buf: &[u8]) -> Result<Option<usize>, ()> {
+/// A response (or a chunked body) whose framing we cannot follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadFraming;
+
+/// One chunk-size line at the start of `buf`: `Some((line length, chunk size))`, or `None` if
+/// the line is not all there yet. The size must start with a hex digit (httparse alone reads
+/// an empty size as 0, the last chunk); extensions (`;name=value`) are skipped.
+fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, usize)>, BadFraming> {
+    match buf.first() {
+        None => return Ok(None),
+        Some(b) if !b.is_ascii_hexdigit() => return Err(BadFraming),
+        Some(_) => {}
+    }
+    match httparse::parse_chunk_size(buf) {
+        Ok(httparse::Status::Complete((line, size))) => {
+            Ok(Some((line, usize::try_from(size).map_err(|_| BadFraming)?)))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(BadFraming),
+    }
+}
+
+/// Length of a complete chunked body (chunks, last chunk, trailers, final empty line) at the
+/// start of `buf`, `None` if incomplete.
+fn chunked_len(buf: &[u8]) -> Result<Option<usize>, BadFraming> {
     let mut pos = 0;
     loop {
-        let (size_len, size) = match httparse::parse_chunk_size(&buf[pos..]) {
-            Ok(httparse::Status::Complete(v)) => v,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(()),
+        let Some((line, size)) = chunk_size_line(&buf[pos..])? else {
+            return Ok(None);
         };
-        pos += size_len;
+        pos += line;
         if size == 0 {
-            // Trailers, if any, end with an empty line; usually it is just "\r\n".
+            // Trailer lines, if any, then an empty line; usually just "\r\n".
             loop {
                 let rest = &buf[pos..];
                 let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
@@ -439,15 +500,114 @@ fn chunked_end(buf: &[u8]) -> Result<Option<usize>, ()> {
                 }
             }
         }
-        let size = usize::try_from(size).map_err(|_| ())?;
-        let next = pos.checked_add(size).and_then(|p| p.checked_add(2)).ok_or(())?;
+        let next = pos.checked_add(size).and_then(|p| p.checked_add(2)).ok_or(BadFraming)?;
         if next > buf.len() {
             return Ok(None);
         }
         if &buf[next - 2..next] != b"\r\n" {
-            return Err(());
+            return Err(BadFraming);
         }
         pos = next;
+    }
+}
+
+/// Decodes, in place, a chunked body that [`parse_response`] framed: the data of every chunk
+/// moves to the start of `span`, in order, and its length is returned. The data only ever moves
+/// towards the start, so one pass suffices and nothing is allocated.
+fn dechunk_in_place(span: &mut [u8]) -> usize {
+    let (mut read, mut written) = (0, 0);
+    // `parse_response` checked every line of this span: the sizes below cannot fail.
+    while let Ok(Some((line, size))) = chunk_size_line(&span[read..]) {
+        read += line;
+        if size == 0 {
+            break;
+        }
+        span.copy_within(read..read + size, written);
+        written += size;
+        read += size + 2;
+    }
+    written
+}
+
+/// A whole response at the start of a buffer, its body decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Where the decoded body lies in the buffer.
+    pub body: std::ops::Range<usize>,
+    /// Bytes of the buffer the response took (what follows belongs to the next one).
+    pub len: usize,
+    /// Whether the connection may carry another request.
+    pub keep_alive: bool,
+}
+
+/// Frames the first response in `buf` ([`parse_response`]) and, once it is whole, decodes a
+/// chunked body in place. `Ok(None)`: read more.
+pub fn take_response(buf: &mut [u8], eof: bool) -> Result<Option<Response>, BadFraming> {
+    match parse_response(buf, eof) {
+        ParsedResponse::Complete { status, body: (start, end), framing, len, keep_alive } => {
+            let body_len = match framing {
+                BodyFraming::Plain => end - start,
+                BodyFraming::Chunked => dechunk_in_place(&mut buf[start..end]),
+            };
+            Ok(Some(Response { status, body: start..start + body_len, len, keep_alive }))
+        }
+        ParsedResponse::Partial => Ok(None),
+        ParsedResponse::Invalid => Err(BadFraming),
+    }
+}
+
+/// Why no response could be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The connection ended or broke before the first byte of an answer: on a reused
+    /// keep-alive connection, the server had closed it while it sat idle.
+    ClosedBeforeAnswer(std::io::ErrorKind),
+    /// The connection ended or broke partway through the answer.
+    Lost(std::io::ErrorKind),
+    /// Not an HTTP response we can frame, or longer than the caller's limit.
+    Unreadable,
+}
+
+/// The one reader of every answer our client gets (processors and peer): reads from `stream`
+/// into `buf` (emptied first) until a whole response is there, at most `bytes_max` bytes, and
+/// decodes its body. Hands `buf` back either way, for reuse.
+pub async fn read_response(
+    stream: &mut monoio::net::TcpStream,
+    mut buf: Vec<u8>,
+    bytes_max: usize,
+) -> (Result<Response, ReadError>, Vec<u8>) {
+    /// Room made before each read: a processor's answer is ~200 bytes, its 422 ~2 KB.
+    const GROW_BYTES: usize = 1024;
+    buf.clear();
+    let mut eof = false;
+    loop {
+        let error = match take_response(&mut buf, eof) {
+            Ok(Some(response)) => return (Ok(response), buf),
+            Ok(None) if !eof && buf.len() < bytes_max => None,
+            Ok(None) | Err(BadFraming) if !eof => Some(ReadError::Unreadable),
+            // The connection ended without a whole response: before it, partway through it,
+            // or after bytes that were never a response.
+            _ if buf.is_empty() => {
+                Some(ReadError::ClosedBeforeAnswer(std::io::ErrorKind::UnexpectedEof))
+            }
+            _ if parse_response(&buf, false) == ParsedResponse::Partial => {
+                Some(ReadError::Lost(std::io::ErrorKind::UnexpectedEof))
+            }
+            _ => Some(ReadError::Unreadable),
+        };
+        if let Some(error) = error {
+            return (Err(error), buf);
+        }
+        let (read, more) = read_more(stream, buf, GROW_BYTES).await;
+        buf = more;
+        match read {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(e) if buf.is_empty() => return (Err(ReadError::ClosedBeforeAnswer(e.kind())), buf),
+            Err(e) => return (Err(ReadError::Lost(e.kind())), buf),
+        }
     }
 }
 
@@ -657,22 +817,16 @@ mod tests {
         let first = parse_response(cl, false);
         assert_eq!(
             first,
-            ParsedResponse::Complete { status: 200, body: (38, 40), len: 40, keep_alive: true }
+            ParsedResponse::Complete {
+                status: 200,
+                body: (38, 40),
+                framing: BodyFraming::Plain,
+                len: 40,
+                keep_alive: true
+            }
         );
         for cut in 0..40 {
             assert_eq!(parse_response(&cl[..cut], false), ParsedResponse::Partial, "cut {cut}");
-        }
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
-        assert!(
-            matches!(parse_response(chunked, false), ParsedResponse::Complete { status: 200, len, .. } if len == chunked.len())
-        );
-        for cut in 0..chunked.len() {
-            assert_eq!(
-                parse_response(&chunked[..cut], false),
-                ParsedResponse::Partial,
-                "cut {cut}"
-            );
         }
         let no_len = b"HTTP/1.1 200 OK\r\n\r\nabc";
         assert_eq!(parse_response(no_len, false), ParsedResponse::Partial);
@@ -692,6 +846,133 @@ mod tests {
             ),
             ParsedResponse::Complete { keep_alive: false, .. }
         ));
+    }
+
+    /// The real processor's answers, byte for byte as Kestrel frames them (the lab's
+    /// `framing` module says where each detail comes from).
+    const KESTREL_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nDate: Tue, 15 Jul 2025 12:34:56 GMT\r\nServer: Kestrel\r\nTransfer-Encoding: chunked\r\n\r\n2c\r\n{\"message\":\"payment processed successfully\"}\r\n0\r\n\r\n";
+    const KESTREL_HEALTH: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nDate: Tue, 15 Jul 2025 12:34:56 GMT\r\nServer: Kestrel\r\nTransfer-Encoding: chunked\r\n\r\n25\r\n{\"failing\":false,\"minResponseTime\":0}\r\n0\r\n\r\n";
+    const KESTREL_422: &[u8] = b"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json; charset=utf-8\r\nDate: Tue, 15 Jul 2025 12:34:56 GMT\r\nServer: Kestrel\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n{\"message\":\r\n6\r\n\"dup\"}\r\n0\r\n\r\n";
+    const KESTREL_429: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nDate: Tue, 15 Jul 2025 12:34:56 GMT\r\nServer: Kestrel\r\nRetry-After: 5\r\nTransfer-Encoding: chunked\r\n\r\n22\r\nCalm down, bitch. Try again later.\r\n0\r\n\r\n";
+
+    /// A response read back: status, decoded body, bytes taken, keep-alive.
+    type Taken = (u16, Vec<u8>, usize, bool);
+
+    fn take(raw: &[u8], eof: bool) -> Result<Option<Taken>, BadFraming> {
+        let mut buf = raw.to_vec();
+        let taken = take_response(&mut buf, eof)?;
+        Ok(taken.map(|r| (r.status, buf[r.body].to_vec(), r.len, r.keep_alive)))
+    }
+
+    /// Goal: Kestrel's chunked answers decode to their JSON (one chunk, two chunks), the 429's
+    /// text too, and every prefix of each is Partial: an answer split across reads at any byte
+    /// is never misread. What follows a response is left alone. Method: the literal answers,
+    /// cut at every byte.
+    #[test]
+    fn decodes_kestrel_chunked_answers() {
+        let cases: [(&[u8], u16, &[u8]); 4] = [
+            (KESTREL_OK, 200, b"{\"message\":\"payment processed successfully\"}"),
+            (KESTREL_HEALTH, 200, b"{\"failing\":false,\"minResponseTime\":0}"),
+            (KESTREL_422, 422, b"{\"message\":\"dup\"}"),
+            (KESTREL_429, 429, b"Calm down, bitch. Try again later."),
+        ];
+        for (raw, status, body) in cases {
+            let (got_status, got_body, len, keep_alive) = take(raw, false).unwrap().unwrap();
+            assert_eq!(
+                (got_status, &got_body[..], len, keep_alive),
+                (status, body, raw.len(), true)
+            );
+            for cut in 0..raw.len() {
+                assert_eq!(take(&raw[..cut], false), Ok(None), "cut at {cut}");
+            }
+            let pipelined = [raw, KESTREL_OK].concat();
+            let mut buf = pipelined.clone();
+            let first = take_response(&mut buf, false).unwrap().unwrap();
+            assert_eq!(&buf[first.len..], KESTREL_OK, "the next response is untouched");
+        }
+    }
+
+    /// Goal: chunk extensions and trailers are skipped, upper- and lower-case sizes read, an
+    /// empty or non-hex size and a chunk without its CRLF refused, a chunked body with a
+    /// Content-Length beside it read but its connection not reused, conflicting lengths and
+    /// codings other than chunked refused. Method: literal responses.
+    #[test]
+    fn chunked_edge_cases() {
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let with = |chunks: &str| format!("{head}{chunks}").into_bytes();
+        let body = |chunks: &str| take(&with(chunks), false).map(|r| r.map(|r| r.1));
+        assert_eq!(body("3;a=b\r\nabc\r\n0\r\n\r\n"), Ok(Some(b"abc".to_vec())));
+        assert_eq!(
+            body("A\r\n0123456789\r\na\r\nabcdefghij\r\n0\r\n\r\n").unwrap().unwrap().len(),
+            20
+        );
+        assert_eq!(
+            body("3\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n"),
+            Ok(Some(b"abc".to_vec()))
+        );
+        assert_eq!(body("3\r\nabc\r\n0\r\nX-Trailer: 1\r\n"), Ok(None), "trailers not ended");
+        assert_eq!(body("\r\n\r\n"), Err(BadFraming), "an empty size is not the last chunk");
+        assert_eq!(body("zz\r\nabc\r\n0\r\n\r\n"), Err(BadFraming));
+        assert_eq!(body("3\r\nabcd\r\n0\r\n\r\n"), Err(BadFraming));
+        assert_eq!(body("ffffffffffffffffff\r\n"), Err(BadFraming));
+        let both = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(take(both, false), Ok(Some((200, b"abc".to_vec(), both.len(), false))));
+        let conflicting = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd";
+        assert_eq!(take(conflicting, false), Err(BadFraming));
+        let agreeing = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(take(agreeing, false), Ok(Some((200, b"abc".to_vec(), agreeing.len(), true))));
+        let gzip = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+        assert_eq!(take(gzip, false), Err(BadFraming));
+        let chunked_last = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert!(matches!(take(chunked_last, false), Ok(Some((200, _, _, true)))));
+    }
+
+    /// Goal: the one reader gets a chunked answer written one byte at a time (every byte its
+    /// own read), keeps a pipelined remainder in the buffer, tells a connection closed before
+    /// any answer from one lost partway, and stops at its size limit. Method: a loopback
+    /// listener writing the answers with a flush per byte, under both drivers.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn reads_answers_split_at_every_byte() {
+        use monoio::io::AsyncWriteRentExt;
+        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = monoio::spawn(async move {
+            for script in [
+                &[KESTREL_422, KESTREL_OK][..],
+                &[],
+                &KESTREL_OK[..40].chunks(40).collect::<Vec<_>>(),
+                &[KESTREL_OK],
+            ] {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                conn.set_nodelay(true).unwrap();
+                for answer in script {
+                    for byte in answer.iter() {
+                        let (written, _) = conn.write_all(vec![*byte]).await;
+                        written.unwrap();
+                        monoio::time::sleep(std::time::Duration::from_micros(50)).await;
+                    }
+                }
+            }
+        });
+        let connect = || monoio::net::TcpStream::connect_addr(addr);
+        let mut conn = connect().await.unwrap();
+        let (first, buf) = read_response(&mut conn, Vec::new(), 64 * 1024).await;
+        let first = first.unwrap();
+        assert_eq!((first.status, &buf[first.body.clone()]), (422, &b"{\"message\":\"dup\"}"[..]));
+        let (second, buf) = read_response(&mut conn, buf, 64 * 1024).await;
+        let second = second.unwrap();
+        assert_eq!(&buf[second.body], b"{\"message\":\"payment processed successfully\"}");
+        drop(conn);
+        let mut conn = connect().await.unwrap();
+        let (closed, buf) = read_response(&mut conn, buf, 64 * 1024).await;
+        assert!(matches!(closed, Err(ReadError::ClosedBeforeAnswer(_))), "{closed:?}");
+        let mut conn = connect().await.unwrap();
+        let (lost, buf) = read_response(&mut conn, buf, 64 * 1024).await;
+        assert!(matches!(lost, Err(ReadError::Lost(_))), "{lost:?}");
+        let mut conn = connect().await.unwrap();
+        let (too_big, _) = read_response(&mut conn, buf, 64).await;
+        assert_eq!(too_big, Err(ReadError::Unreadable));
+        server.await;
     }
 
     /// Goal: query parameters are found by exact name and percent-decoded when needed.

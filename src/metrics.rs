@@ -250,6 +250,8 @@ pub struct CoreSnapshot {
     pub breaker_open: [bool; 2],
     /// The delay this core plans with, per processor, ms.
     pub delay_ms: [u64; 2],
+    /// Times each processor turned overdue (an attempt late past its planned delay).
+    pub overdue: [u64; 2],
     /// Where this core would send a payment now.
     pub route: Option<Route>,
     /// Payments in this core's ledger shard (since the last purge).
@@ -435,7 +437,7 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         cores,
         "payrelay_processor_delay_ms",
         "gauge",
-        "The delay each core plans with (newest of polled and observed), ms.",
+        "The delay each core plans with (newest of polled and observed; OVERDUE_PLAN_DELAY_MS while an attempt is overdue), ms.",
     );
     for p in Processor::ALL {
         for c in cores {
@@ -449,6 +451,14 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
             );
         }
     }
+    Family::new(
+        out,
+        cores,
+        "payrelay_overdue_total",
+        "counter",
+        "Times an attempt was OVERDUE_MARGIN_MS past its planned delay: a delay jump, or a stalled core.",
+    )
+    .per_processor(|c, p| c.overdue[p]);
     let mut route = Family::new(
         out,
         cores,

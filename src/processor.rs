@@ -3,7 +3,7 @@
 
 use std::{
     cell::{Cell, RefCell},
-    fmt, io,
+    io,
     net::{SocketAddr, ToSocketAddrs},
     time::Duration,
 };
@@ -11,7 +11,7 @@ use std::{
 use monoio::{io::AsyncWriteRentExt, net::TcpStream};
 
 use crate::{
-    http::{self, ParsedResponse},
+    http::{self, ReadError},
     ledger::Processor,
     money,
     payment::Payment,
@@ -74,20 +74,34 @@ pub enum AttemptError {
     Protocol,
 }
 
-impl fmt::Display for AttemptError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttemptError::Connect(kind) => write!(f, "connect: {kind}"),
-            AttemptError::Write(kind) => write!(f, "write: {kind}"),
-            AttemptError::Timeout { sent } => write!(f, "timeout (request sent: {sent})"),
-            AttemptError::Lost(kind) => write!(f, "connection lost: {kind}"),
-            AttemptError::Protocol => write!(f, "unparseable response"),
-        }
-    }
+/// The result of one attempt: a status code, or how it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The processor's status, or how the attempt failed.
+    pub result: Result<u16, AttemptError>,
+    /// A pooled connection died under this attempt after the whole request was written, and
+    /// the request went again on a fresh one. The processor almost surely never read it (it had
+    /// closed the idle connection), but it cannot be proven: the payment may be stored there.
+    pub maybe_stored_before: bool,
 }
 
-/// The result of one attempt: a status code, or how it failed.
-pub type Attempt = Result<u16, AttemptError>;
+/// Where a connection came from: a stale pooled one is retried once on a fresh one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Pooled,
+    Fresh,
+}
+
+/// How one try on one connection ended, before the retry rule applies.
+enum Try {
+    Answered(u16),
+    /// The pooled connection was dead: nothing came back. `sent`: the whole request was
+    /// written before that showed.
+    Stale {
+        sent: bool,
+    },
+    Failed(AttemptError),
+}
 
 /// One core's client for one processor. Owned by its core; connections never cross cores.
 pub struct ProcessorClient {
@@ -120,7 +134,9 @@ impl ProcessorClient {
     }
 
     /// Sends `payment` with `requestedAt = requested_at_ms` and reads the status, within
-    /// `timeout`.
+    /// `timeout`. A pooled connection found dead (the processor closed it while idle: `EPIPE`
+    /// on write, or end-of-file or reset before any answer) costs one more try on a fresh
+    /// connection, inside the same deadline, and is not reported as a failure.
     pub async fn post_payment(
         &self,
         payment: &Payment,
@@ -128,72 +144,91 @@ impl ProcessorClient {
         timeout: Duration,
     ) -> Attempt {
         let sent = Cell::new(false);
-        let attempt = self.attempt(payment, requested_at_ms, &sent);
-        match monoio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(AttemptError::Timeout { sent: sent.get() }),
-        }
-    }
-
-    async fn attempt(&self, payment: &Payment, requested_at_ms: i64, sent: &Cell<bool>) -> Attempt {
-        // The most recently used connection is the least likely to have been closed by the
-        // server's idle timer.
-        let idle = self.idle.borrow_mut().pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => {
-                let conn = TcpStream::connect_addr(self.endpoint.addr)
-                    .await
-                    .map_err(|e| AttemptError::Connect(e.kind()))?;
-                // On loopback, a connect to a port nobody listens on can pick that same port as
-                // its source and connect to itself (TCP simultaneous open): we would then read
-                // our own request back as the "answer". Nothing was sent to a processor.
-                if conn.local_addr().ok() == Some(self.endpoint.addr) {
-                    return Err(AttemptError::Connect(io::ErrorKind::AddrInUse));
+        let maybe_stored_before = Cell::new(false);
+        let tries = async {
+            let pooled = self.idle.borrow_mut().pop();
+            if let Some(conn) = pooled {
+                match self.try_once(conn, Origin::Pooled, payment, requested_at_ms, &sent).await {
+                    Try::Answered(status) => return Ok(status),
+                    Try::Failed(e) => return Err(e),
+                    Try::Stale { sent: was_sent } => {
+                        maybe_stored_before.set(was_sent);
+                        sent.set(false);
+                    }
                 }
-                // Requests are single small writes; Nagle would only add delay.
-                let _ = conn.set_nodelay(true);
-                self.connects.set(self.connects.get() + 1);
-                conn
+            }
+            let conn = self.connect().await?;
+            match self.try_once(conn, Origin::Fresh, payment, requested_at_ms, &sent).await {
+                Try::Answered(status) => Ok(status),
+                Try::Failed(e) => Err(e),
+                // A fresh connection is never Stale.
+                Try::Stale { .. } => Err(AttemptError::Protocol),
             }
         };
+        let result = match monoio::time::timeout(timeout, tries).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::Timeout { sent: sent.get() }),
+        };
+        Attempt { result, maybe_stored_before: maybe_stored_before.get() }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, AttemptError> {
+        let conn = TcpStream::connect_addr(self.endpoint.addr)
+            .await
+            .map_err(|e| AttemptError::Connect(e.kind()))?;
+        // On loopback, a connect to a port nobody listens on can pick that same port as its
+        // source and connect to itself (TCP simultaneous open): we would then read our own
+        // request back as the "answer". Nothing was sent to a processor.
+        if conn.local_addr().ok() == Some(self.endpoint.addr) {
+            return Err(AttemptError::Connect(io::ErrorKind::AddrInUse));
+        }
+        // Requests are single small writes; Nagle would only add delay.
+        let _ = conn.set_nodelay(true);
+        self.connects.set(self.connects.get() + 1);
+        Ok(conn)
+    }
+
+    /// One request on `conn`, and its answer's status. `sent` is set once the whole request
+    /// is written (a timeout then leaves the outcome unknown).
+    async fn try_once(
+        &self,
+        mut conn: TcpStream,
+        origin: Origin,
+        payment: &Payment,
+        requested_at_ms: i64,
+        sent: &Cell<bool>,
+    ) -> Try {
         let mut buf =
             self.spare_bufs.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(IO_BUF_BYTES));
         buf.clear();
         self.write_request(&mut buf, payment, requested_at_ms);
-        let (written, mut buf) = conn.write_all(buf).await;
-        written.map_err(|e| AttemptError::Write(e.kind()))?;
-        sent.set(true);
-
-        buf.clear();
-        let mut eof = false;
-        loop {
-            match http::parse_response(&buf, eof) {
-                ParsedResponse::Complete { status, len, keep_alive, .. } => {
-                    // A response followed by more bytes is a server out of step with us.
-                    if keep_alive && len == buf.len() {
-                        self.keep(conn);
-                    }
-                    self.recycle(buf);
-                    return Ok(status);
-                }
-                ParsedResponse::Invalid => return Err(AttemptError::Protocol),
-                ParsedResponse::Partial if eof => {
-                    return Err(AttemptError::Lost(io::ErrorKind::UnexpectedEof));
-                }
-                ParsedResponse::Partial => {}
-            }
-            if buf.len() >= RESPONSE_BYTES_MAX {
-                return Err(AttemptError::Protocol);
-            }
-            let (read, next) = http::read_more(&mut conn, buf, IO_BUF_BYTES).await;
-            buf = next;
-            match read {
-                Ok(0) => eof = true,
-                Ok(_) => {}
-                Err(e) => return Err(AttemptError::Lost(e.kind())),
-            }
+        let (written, buf) = conn.write_all(buf).await;
+        if let Err(e) = written {
+            return match origin {
+                Origin::Pooled => Try::Stale { sent: false },
+                Origin::Fresh => Try::Failed(AttemptError::Write(e.kind())),
+            };
         }
+        sent.set(true);
+        let (read, buf) = http::read_response(&mut conn, buf, RESPONSE_BYTES_MAX).await;
+        let outcome = match read {
+            Ok(response) => {
+                // A response followed by more bytes is a server out of step with us.
+                if response.keep_alive && response.len == buf.len() {
+                    self.keep(conn);
+                }
+                Try::Answered(response.status)
+            }
+            Err(ReadError::ClosedBeforeAnswer(_)) if origin == Origin::Pooled => {
+                Try::Stale { sent: true }
+            }
+            Err(ReadError::ClosedBeforeAnswer(kind) | ReadError::Lost(kind)) => {
+                Try::Failed(AttemptError::Lost(kind))
+            }
+            Err(ReadError::Unreadable) => Try::Failed(AttemptError::Protocol),
+        };
+        self.recycle(buf);
+        outcome
     }
 
     fn write_request(&self, buf: &mut Vec<u8>, payment: &Payment, requested_at_ms: i64) {

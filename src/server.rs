@@ -10,7 +10,7 @@ use monoio::{
 };
 
 use crate::{
-    connections::{Connections, Registration},
+    connections::{Connections, Registration, Surface},
     dispatch, health,
     http::{self, Body, Limits, Method, Parsed, Request, Status},
     ledger::ShardSummary,
@@ -30,22 +30,14 @@ const CONN_BUF_BYTES: usize = 2048;
 /// does not spin the core.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
-/// Which routes a listener serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Surface {
-    /// The public API on port 9999.
-    Api,
-    /// The private link to the peer instance.
-    Peer,
-}
-
 /// Accepts connections forever, one task each.
 pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 // At the limit the stream is dropped here: the client sees the connection close.
-                let Some(registration) = Connections::register(&core, stream.as_raw_fd()) else {
+                let Some(registration) = Connections::register(&core, stream.as_raw_fd(), surface)
+                else {
                     continue;
                 };
                 // Responses are single writes; Nagle would hold the last segment back.
@@ -223,14 +215,21 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
                 Err(e) => unavailable(body, &e),
             }
         }
-        (peer::HEALTH_PATH, Method::Post) => match health::parse_report_query(req.query) {
-            Some(report) => {
-                core.broadcast_health(report);
-                body.bytes.extend_from_slice(b"{}");
-                Status::Ok
+        (peer::HEALTH_PATH, Method::Post) => {
+            let (Some(report), Some(caller)) =
+                (health::parse_report_query(req.query), Boot::parse_query(req.query))
+            else {
+                let reason = "processor, failing, delay_ms, boot and started_ms are required";
+                return error(body, Status::BadRequest, reason);
+            };
+            core.continuity.saw_peer(caller);
+            if let Some(news) = &core.peer_news {
+                news.heard(report.processor, std::time::Instant::now());
             }
-            None => error(body, Status::BadRequest, "processor, failing and delay_ms are required"),
-        },
+            core.broadcast_health(report);
+            body.bytes.extend_from_slice(b"{}");
+            Status::Ok
+        }
         (peer::PURGE_PATH, Method::Post) => {
             let Some(caller) = Boot::parse_query(req.query) else {
                 return error(body, Status::BadRequest, "boot and started_ms are required");

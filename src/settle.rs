@@ -14,9 +14,10 @@
 //!   cannot read: unknown. The processor may have stored it, so the payment may only go back
 //!   to the same processor, with the same correlationId and `requestedAt`, until it answers.
 //! - Any other 4xx: the processor refuses this request as malformed; sending it again would
-//!   get the same answer.
+//!   get the same answer. Unless an earlier attempt may have stored the payment there: this
+//!   answer does not say it did not, so the outcome stays unknown and the payment stays pinned.
 
-use crate::processor::{Attempt, AttemptError};
+use crate::processor::AttemptError;
 
 /// What an attempt tells us about the payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,14 +34,16 @@ pub enum Outcome {
     Refused,
 }
 
-/// Classifies `attempt`. `maybe_stored_here` says whether an earlier attempt at the same
-/// processor ended [`Outcome::Unknown`].
-pub fn classify(attempt: &Attempt, maybe_stored_here: bool) -> Outcome {
-    match *attempt {
+/// Classifies an attempt's result. `maybe_stored_here` says whether an earlier attempt at the
+/// same processor may have stored the payment (it ended [`Outcome::Unknown`], or its pooled
+/// connection died after the request was written).
+pub fn classify(result: Result<u16, AttemptError>, maybe_stored_here: bool) -> Outcome {
+    match result {
         Ok(200..=299) => Outcome::Stored,
         Ok(422) if maybe_stored_here => Outcome::Stored,
         Ok(422) => Outcome::Duplicate,
         Ok(429 | 500..=599) => Outcome::NotStored,
+        Ok(_) if maybe_stored_here => Outcome::Unknown,
         Ok(_) => Outcome::Refused,
         Err(AttemptError::Connect(_) | AttemptError::Write(_)) => Outcome::NotStored,
         Err(AttemptError::Timeout { sent: false }) => Outcome::NotStored,
@@ -56,10 +59,11 @@ mod tests {
 
     use super::*;
 
-    /// Goal: each outcome class, one by one, including 422 with and without a prior unknown.
+    /// Goal: each outcome class, one by one, including 422 and other refusals with and without
+    /// a prior unknown.
     #[test]
     fn outcome_table() {
-        let table: &[(Attempt, bool, Outcome)] = &[
+        let table: &[(Result<u16, AttemptError>, bool, Outcome)] = &[
             (Ok(200), false, Outcome::Stored),
             (Ok(201), false, Outcome::Stored),
             (Ok(422), true, Outcome::Stored),
@@ -68,6 +72,9 @@ mod tests {
             (Ok(500), true, Outcome::NotStored),
             (Ok(503), false, Outcome::NotStored),
             (Ok(400), false, Outcome::Refused),
+            // A refusal does not undo what an earlier attempt may have stored.
+            (Ok(400), true, Outcome::Unknown),
+            (Ok(404), true, Outcome::Unknown),
             (Ok(404), false, Outcome::Refused),
             (Ok(302), false, Outcome::Refused),
             (Err(AttemptError::Connect(ErrorKind::ConnectionRefused)), false, Outcome::NotStored),
@@ -80,7 +87,7 @@ mod tests {
         ];
         for (attempt, maybe_stored_here, outcome) in table {
             assert_eq!(
-                classify(attempt, *maybe_stored_here),
+                classify(*attempt, *maybe_stored_here),
                 *outcome,
                 "{attempt:?} {maybe_stored_here}"
             );

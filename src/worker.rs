@@ -18,15 +18,15 @@ use monoio::{
 
 use crate::{
     config::{Config, IoDriver},
-    connections::{self, Connections},
-    dispatch,
-    health::{self, ProcessorHealth, Report},
+    connections::{self, Connections, Surface},
+    dispatch::{self, InFlight, SlotWaiters},
+    health::{self, PeerNews, ProcessorHealth, Report},
     ledger::{Processor, Shard, ShardSummary, TimeRange},
     metrics::{CoreMetrics, CoreSnapshot},
     peer::{self, Boot, Continuity},
     processor::{Endpoint, ProcessorClient},
     queue::{IDS_PER_GENERATION_MAX, Queue, SeenIds},
-    server::{self, DateCache, Surface},
+    server::{self, DateCache},
     timestamp,
 };
 
@@ -90,12 +90,14 @@ pub struct Core {
     /// Clients for the two processors, indexed by [`Processor::index`].
     processors: [ProcessorClient; 2],
     /// Attempts in flight at each processor; at most `PROCESSOR_INFLIGHT_MAX` each.
-    inflight_at: [Cell<usize>; 2],
+    inflight_at: [InFlight; 2],
+    /// Forwarding tasks waiting for a free slot at a processor.
+    pub slot_waiters: SlotWaiters,
     /// What this core believes about each processor, indexed by [`Processor::index`].
     health: [ProcessorHealth; 2],
-    /// Core 0 only: when news of each processor last arrived (own poll or peer report),
-    /// to know when to take over a dead peer's polling.
-    pub health_news_at: [Cell<Instant>; 2],
+    /// Core 0 only (where the peer link and the health poller live): when the peer last
+    /// reported on each processor, to know when to take over a silent peer's polling.
+    pub peer_news: Option<PeerNews>,
     /// When the current test began (the last purge), ms since the epoch.
     test_started_ms: Cell<Option<i64>>,
     /// Set when the core starts draining: `POST /payments` is refused (503) and every API
@@ -118,7 +120,7 @@ impl Core {
     }
 
     /// Attempts this core has in flight at one processor.
-    pub fn inflight_at(&self, processor: Processor) -> &Cell<usize> {
+    pub fn inflight_at(&self, processor: Processor) -> &InFlight {
         &self.inflight_at[processor.index()]
     }
 
@@ -130,7 +132,6 @@ impl Core {
     /// Applies a health report here and sends it to every other core of this instance.
     pub fn broadcast_health(&self, report: Report) {
         self.health(report.processor).apply(report, Instant::now());
-        self.health_news_at[report.processor.index()].set(Instant::now());
         for (id, mailbox) in self.mesh.iter().enumerate() {
             if id != self.id {
                 // A core that is gone has nobody to inform.
@@ -154,10 +155,11 @@ impl Core {
             core: self.id,
             queue_len: self.queue.borrow().len() as u64,
             forwarding: self.inflight.get() as u64,
-            inflight_at: Processor::ALL.map(|p| self.inflight_at(p).get() as u64),
+            inflight_at: Processor::ALL.map(|p| self.inflight_at(p).len() as u64),
+            overdue: Processor::ALL.map(|p| self.inflight_at(p).overdue_count()),
             processor_connects: Processor::ALL.map(|p| self.processor(p).connects.get()),
             breaker_open: Processor::ALL.map(|p| self.health(p).is_open()),
-            delay_ms: Processor::ALL.map(|p| self.health(p).delay_ms()),
+            delay_ms: Processor::ALL.map(|p| dispatch::planned_delay_ms(self, p, now)),
             route: Some(dispatch::peek_route(self, now, timestamp::now_ms())),
             ledger_entries: self.ledger.borrow().len() as u64,
             ids_remembered: self.seen.borrow().len() as u64,
@@ -394,14 +396,15 @@ async fn core_main(
                 config.processor_inflight_max,
             )
         }),
-        inflight_at: Processor::ALL.map(|_| Cell::new(0)),
+        inflight_at: Processor::ALL.map(|_| InFlight::default()),
+        slot_waiters: SlotWaiters::default(),
         health: Processor::ALL.map(|_| {
             ProcessorHealth::new(
                 config.breaker_failures_to_open,
                 Duration::from_millis(config.breaker_probe_interval_ms),
             )
         }),
-        health_news_at: Processor::ALL.map(|_| Cell::new(Instant::now())),
+        peer_news: (id == 0).then(|| PeerNews::new(Instant::now())),
         test_started_ms: Cell::new(None),
         draining: Cell::new(false),
         stop_accepting: flume::bounded(1),
@@ -441,17 +444,20 @@ async fn core_main(
 /// news stopped arriving from the peer) once per interval, and shares each report.
 async fn poll_health(core: Rc<Core>, endpoints: [Endpoint; 2]) {
     let config = core.config;
+    let continuity = &core.continuity;
     let interval = Duration::from_millis(config.health_poll_interval_ms);
-    let ours = health::polled_here(config.peer_bind_addr, config.peer_addr);
     let takeover_after = interval * health::TAKEOVER_AFTER_POLLS;
+    // Core 0 has it (see `Core::peer_news`), and this task runs on core 0.
+    let Some(peer_news) = core.peer_news.as_ref() else { return };
     loop {
+        let has_peer = config.peer_addr.is_some();
+        let ours = health::polled_here(has_peer, continuity.boot.id, continuity.peer_boot_id());
         for processor in Processor::ALL {
-            let i = processor.index();
-            let silent = core.health_news_at[i].get().elapsed() >= takeover_after;
-            if !ours[i] && !silent {
+            let silent = peer_news.silent_for(processor, Instant::now()) >= takeover_after;
+            if !ours[processor.index()] && !silent {
                 continue;
             }
-            let endpoint = &endpoints[i];
+            let endpoint = &endpoints[processor.index()];
             let Some(report) = health::poll(processor, endpoint.addr, &endpoint.authority).await
             else {
                 continue;
@@ -459,7 +465,8 @@ async fn poll_health(core: Rc<Core>, endpoints: [Endpoint; 2]) {
             core.broadcast_health(report);
             if let Some(peer) = config.peer_addr {
                 // A peer that is down learns nothing; it polls for itself once it is back.
-                let _ = peer::send_health(peer, report, config.peer_timeout()).await;
+                let sent = peer::send_health(peer, report, continuity.boot, config.peer_timeout());
+                let _ = sent.await;
             }
         }
         monoio::time::sleep(interval).await;

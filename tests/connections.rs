@@ -194,3 +194,39 @@ fn connections_beyond_the_limit_are_closed() {
         per_instance(&rig, "payrelay_connections_refused_total{core=\"all\"}").values().sum();
     assert!(refused >= 8, "refused {refused}");
 }
+
+/// Goal: the peer link does not count against `CONNECTIONS_MAX`: with both instances' public
+/// port full, a summary (which calls the other instance over the peer link) still answers 200
+/// on either instance. (Before, the peer's connection was refused with the public ones, and
+/// every summary answered 503 while the port was full.) Method: one core per instance, a limit
+/// of 16, 80 connections (both instances fill up), then a summary on a served connection of
+/// each instance.
+#[test]
+fn the_peer_link_is_served_when_the_public_port_is_full() {
+    let rig = Rig::start_with(&[("CONNECTIONS_MAX", "16"), ("WORKER_COUNT", "1")]);
+    let mut served: Vec<(u64, Client)> = Vec::new();
+    for _ in 0..80 {
+        let mut client = Client::connect(rig.api());
+        client.send(b"GET /health HTTP/1.1\r\n\r\n");
+        if let Some(reply) = client.read() {
+            let value: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            served.push((value["pid"].as_u64().expect("pid"), client));
+        }
+    }
+    for name in ["a", "b"] {
+        let pid = u64::from(rig.pid(name));
+        let (_, client) = served.iter_mut().find(|(p, _)| *p == pid).expect("a served connection");
+        let reply = client.get("/payments-summary");
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+    }
+    // The metrics on each peer address: the public port refuses new connections.
+    let refused: f64 = ["a", "b"]
+        .map(|name| {
+            let addr = rig.backend.peer_addr(name).expect("peer address");
+            let text = Client::connect(addr).get("/metrics").body;
+            metric(&text, "payrelay_connections_refused_total{core=\"all\"}")
+        })
+        .iter()
+        .sum();
+    assert!(refused >= 40.0, "both ports full: refused {refused}");
+}

@@ -192,6 +192,7 @@ fn check_invalid(buf: &[u8], limits: Limits, status: Status, reason: &str) {
         ParsedResponse::Complete {
             status: status.code(),
             body: (head_len, out.len()),
+            framing: http::BodyFraming::Plain,
             len: out.len(),
             keep_alive: false
         }

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use payrelay::http::{ParsedResponse, parse_response};
+use payrelay::http::take_response;
 use rinha_lab::{
     backend::{Backend, BackendSpec},
     emulator::{self, Emulator, EmulatorConfig, Which},
@@ -35,7 +35,14 @@ impl Rig {
 
     /// Starts the rig with `extra` variables on top of the two-cores fixture.
     pub fn start_with(extra: &[(&str, &str)]) -> Rig {
+        Rig::start_after(extra, |_| {})
+    }
+
+    /// Starts the emulator, hands it to `prepare` (to set delays or failures the instances
+    /// must find when they start), then the instances with `extra` on top of the fixture.
+    pub fn start_after(extra: &[(&str, &str)], prepare: impl FnOnce(&Emulator)) -> Rig {
         let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
+        prepare(&emulator);
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
         let mut env = std::fs::read_to_string(fixture).expect("fixture");
         for (key, value) in extra {
@@ -122,12 +129,15 @@ impl Client {
     /// Reads one response, or says why there is none.
     pub fn try_read(&mut self) -> Result<Reply, String> {
         loop {
-            if let ParsedResponse::Complete { status, body: (start, end), len, .. } =
-                parse_response(&self.buf, false)
-            {
-                let body = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
-                self.buf.drain(..len);
-                return Ok(Reply { status, body });
+            // payrelay's own reader: Content-Length and chunked (the processors') bodies.
+            match take_response(&mut self.buf, false) {
+                Ok(Some(response)) => {
+                    let body = String::from_utf8_lossy(&self.buf[response.body]).into_owned();
+                    self.buf.drain(..response.len);
+                    return Ok(Reply { status: response.status, body });
+                }
+                Ok(None) => {}
+                Err(_) => return Err(format!("unreadable response {:?}", self.buf)),
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
@@ -242,4 +252,47 @@ pub fn instance_of(client: &mut Client) -> u64 {
 pub fn unique_suffix() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One payrelay instance started by hand, with a peer address of the test's choosing (a fake
+/// peer, or none), one unpinned core, and the emulator as its processors. Killed on drop.
+pub struct Solo {
+    child: std::process::Child,
+    /// Its API address.
+    pub api: SocketAddr,
+}
+
+impl Solo {
+    /// Starts it and waits until `/health` answers.
+    pub fn start(emulator: &Emulator, peer: Option<SocketAddr>) -> Solo {
+        let port = || rinha_lab::backend::free_port().expect("a free port");
+        let api = SocketAddr::from(([127, 0, 0, 1], port()));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_payrelay"));
+        command
+            .env("API_BIND_ADDR", api.to_string())
+            .env("PEER_BIND_ADDR", format!("127.0.0.1:{}", port()))
+            .env("PROCESSOR_DEFAULT_URL", format!("http://{}", emulator.addr(Which::Default)))
+            .env("PROCESSOR_FALLBACK_URL", format!("http://{}", emulator.addr(Which::Fallback)))
+            .env("WORKER_COUNT", "1")
+            .env("WORKER_PIN", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(peer) = peer {
+            command.env("PEER_ADDR", peer.to_string());
+        }
+        let child = command.spawn().expect("payrelay starts");
+        let solo = Solo { child, api };
+        wait_until("the instance to answer", || {
+            Client::try_connect(api)
+                .is_ok_and(|mut c| c.try_request(b"GET /health HTTP/1.1\r\n\r\n").is_ok())
+        });
+        solo
+    }
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
