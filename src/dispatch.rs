@@ -401,7 +401,75 @@ impl Drop for SlotWait<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::{
+        config::Config,
+        peer::{Boot, Continuity},
+        processor::Endpoint,
+    };
+
+    /// A core with the default configuration and processors that are never called.
+    fn test_core() -> Core {
+        // Lives for the test process, as `main`'s does for the server's.
+        let config: &'static Config =
+            Box::leak(Box::new(Config::from_lookup(|_| None).expect("the defaults are valid")));
+        let (mailbox, _) = flume::unbounded();
+        let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
+        let endpoint = |port: u16| Endpoint {
+            authority: format!("127.0.0.1:{port}"),
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        Core::new(0, config, vec![mailbox].into(), continuity, [endpoint(1), endpoint(2)])
+    }
+
+    /// Goal: routing to one processor never spends the other's probe: with the fallback's
+    /// breaker open and its probe due, a payment routed to the default leaves the probe for
+    /// when the fallback is needed; once the default is unusable, the next payment takes it.
+    /// Method: a core built in the test, its breakers driven by hand.
+    #[test]
+    fn routing_takes_only_the_chosen_processors_probe() {
+        let core = test_core();
+        let t0 = Instant::now();
+        let (default, fallback) =
+            (core.health(Processor::Default), core.health(Processor::Fallback));
+        for _ in 0..core.config.breaker_failures_to_open {
+            fallback.record_failure(t0);
+        }
+        assert!(fallback.is_open());
+        let probe_due = t0 + Duration::from_millis(core.config.breaker_probe_interval_ms);
+        let now_ms = timestamp::now_ms();
+        assert_eq!(route(&core, None, probe_due, now_ms), Route::Send(Processor::Default));
+        assert!(fallback.would_allow(probe_due), "the fallback's probe is still there");
+        for _ in 0..core.config.breaker_failures_to_open {
+            default.record_failure(probe_due);
+        }
+        assert_eq!(route(&core, None, probe_due, now_ms), Route::Send(Processor::Fallback));
+        assert!(!fallback.would_allow(probe_due), "now it is taken");
+    }
+
+    /// Goal: the planned delay is the news of the delay, and `OVERDUE_PLAN_DELAY_MS` (never
+    /// less than the news) while an attempt there is overdue. Method: a test core, an attempt
+    /// registered by hand.
+    #[test]
+    fn an_overdue_attempt_raises_the_planned_delay() {
+        let core = test_core();
+        let t0 = Instant::now();
+        let health = core.health(Processor::Default);
+        health.observe_latency(Duration::from_millis(40));
+        assert_eq!(planned_delay_ms(&core, Processor::Default, t0), 40);
+        let ticket = core.inflight_at(Processor::Default).begin(t0 + Duration::from_millis(40));
+        let late = t0 + Duration::from_millis(40) + core.config.overdue_margin() * 2;
+        let plan = core.config.overdue_plan_delay_ms;
+        assert_eq!(planned_delay_ms(&core, Processor::Default, late), plan);
+        assert_eq!(planned_delay_ms(&core, Processor::Fallback, late), 0, "only that processor");
+        core.inflight_at(Processor::Default).end(ticket);
+        let after = late + OVERDUE_RECHECK;
+        assert_eq!(planned_delay_ms(&core, Processor::Default, after), 40);
+        health.observe_latency(Duration::from_millis(9000));
+        assert_eq!(planned_delay_ms(&core, Processor::Default, after), 9000);
+    }
 
     /// Goal: waiters are woken one per freed slot, oldest first; a dropped waiter is skipped,
     /// and one dropped after being woken passes its slot on. Method: poll the futures by hand

@@ -114,6 +114,51 @@ pub struct Core {
 }
 
 impl Core {
+    /// Core `id`'s state, empty: no connection, no payment, nothing learned of the processors.
+    /// Built on the core's own thread (`core_main`), or in a test.
+    pub fn new(
+        id: usize,
+        config: &'static Config,
+        mesh: Mesh,
+        continuity: Arc<Continuity>,
+        endpoints: [Endpoint; 2],
+    ) -> Core {
+        let [default, fallback] = endpoints;
+        let client = |p, endpoint| ProcessorClient::new(p, endpoint, config.processor_inflight_max);
+        Core {
+            id,
+            config,
+            mesh,
+            continuity,
+            ledger: RefCell::new(Shard::default()),
+            queue: RefCell::new(Queue::new(config.queue_len_max)),
+            seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
+            inflight: Cell::new(0),
+            processors: [
+                client(Processor::Default, default),
+                client(Processor::Fallback, fallback),
+            ],
+            inflight_at: Processor::ALL.map(|_| InFlight::default()),
+            slot_waiters: SlotWaiters::default(),
+            health: Processor::ALL.map(|_| {
+                ProcessorHealth::new(
+                    config.breaker_failures_to_open,
+                    Duration::from_millis(config.breaker_probe_interval_ms),
+                )
+            }),
+            peer_news: (id == 0).then(|| PeerNews::new(Instant::now())),
+            test_started_ms: Cell::new(None),
+            draining: Cell::new(false),
+            stop_accepting: flume::bounded(1),
+            connections: Connections::new(
+                config.connections_max,
+                config.connection_idle_timeout_ms,
+            ),
+            date: DateCache::default(),
+            metrics: CoreMetrics::default(),
+        }
+    }
+
     /// The client of one processor.
     pub fn processor(&self, processor: Processor) -> &ProcessorClient {
         &self.processors[processor.index()]
@@ -380,38 +425,9 @@ async fn core_main(
     ready: mpsc::Sender<io::Result<()>>,
 ) {
     let config = plan.config;
-    let core = Rc::new(Core {
-        id,
-        config,
-        mesh: Arc::clone(&plan.mesh),
-        continuity: Arc::clone(&plan.continuity),
-        ledger: RefCell::new(Shard::default()),
-        queue: RefCell::new(Queue::new(config.queue_len_max)),
-        seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
-        inflight: Cell::new(0),
-        processors: Processor::ALL.map(|p| {
-            ProcessorClient::new(
-                p,
-                plan.endpoints[p.index()].clone(),
-                config.processor_inflight_max,
-            )
-        }),
-        inflight_at: Processor::ALL.map(|_| InFlight::default()),
-        slot_waiters: SlotWaiters::default(),
-        health: Processor::ALL.map(|_| {
-            ProcessorHealth::new(
-                config.breaker_failures_to_open,
-                Duration::from_millis(config.breaker_probe_interval_ms),
-            )
-        }),
-        peer_news: (id == 0).then(|| PeerNews::new(Instant::now())),
-        test_started_ms: Cell::new(None),
-        draining: Cell::new(false),
-        stop_accepting: flume::bounded(1),
-        connections: Connections::new(config.connections_max, config.connection_idle_timeout_ms),
-        date: DateCache::default(),
-        metrics: CoreMetrics::default(),
-    });
+    let mesh = Arc::clone(&plan.mesh);
+    let continuity = Arc::clone(&plan.continuity);
+    let core = Rc::new(Core::new(id, config, mesh, continuity, plan.endpoints.clone()));
     let bound = bind(id, config);
     let (api, peer) = match bound {
         Ok(listeners) => listeners,
