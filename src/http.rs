@@ -1,6 +1,8 @@
 //! HTTP/1.1 codec on `httparse`: server requests in, responses out, and the client side's
-//! response framing. Buffers belong to the caller; nothing here allocates, and the one I/O
-//! helper, [`read_more`], appends a read to a caller's buffer.
+//! responses read and decoded (`Content-Length` or chunked). Buffers belong to the caller, and
+//! nothing here allocates but [`read_more`], which grows a caller's buffer for a read;
+//! [`read_response`] is the one reader of every answer our client gets, and [`call_once`] a
+//! whole request on a fresh connection, for rare calls.
 //!
 //! Why our own codec and not `monoio-http`: see the README's "HTTP codec" section (CPU per
 //! request, and that crate's client keeping dead connections in its pool).

@@ -146,6 +146,8 @@ impl ProcessorClient {
         let sent = Cell::new(false);
         let maybe_stored_before = Cell::new(false);
         let tries = async {
+            // The most recently used connection is the least likely to have been closed by
+            // the server's idle timer.
             let pooled = self.idle.borrow_mut().pop();
             if let Some(conn) = pooled {
                 match self.try_once(conn, Origin::Pooled, payment, requested_at_ms, &sent).await {
@@ -161,8 +163,7 @@ impl ProcessorClient {
             match self.try_once(conn, Origin::Fresh, payment, requested_at_ms, &sent).await {
                 Try::Answered(status) => Ok(status),
                 Try::Failed(e) => Err(e),
-                // A fresh connection is never Stale.
-                Try::Stale { .. } => Err(AttemptError::Protocol),
+                Try::Stale { .. } => unreachable!("try_once finds only a pooled connection stale"),
             }
         };
         let result = match monoio::time::timeout(timeout, tries).await {

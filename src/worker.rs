@@ -463,8 +463,8 @@ async fn poll_health(core: Rc<Core>, endpoints: [Endpoint; 2]) {
     let continuity = &core.continuity;
     let interval = Duration::from_millis(config.health_poll_interval_ms);
     let takeover_after = interval * health::TAKEOVER_AFTER_POLLS;
-    // Core 0 has it (see `Core::peer_news`), and this task runs on core 0.
-    let Some(peer_news) = core.peer_news.as_ref() else { return };
+    // `Core::new` gives core 0 its peer news, and only core 0 runs this task.
+    let peer_news = core.peer_news.as_ref().expect("core 0 holds the peer's health news");
     loop {
         let has_peer = config.peer_addr.is_some();
         let ours = health::polled_here(has_peer, continuity.boot.id, continuity.peer_boot_id());
