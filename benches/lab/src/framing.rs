@@ -88,8 +88,12 @@ impl Framing {
     /// does when the first buffer is too small for the whole body).
     pub fn json_chunks(self, status: StatusCode, chunks: Vec<Bytes>) -> Answer {
         match self {
-            Framing::Kestrel => kestrel(status, Some(KESTREL_JSON), &[], chunks),
-            Framing::ContentLength => sized(status, Some("application/json"), &[], chunks),
+            Framing::Kestrel => {
+                answer(status, WireBody::chunked(chunks), Some(KESTREL_JSON), &[], true)
+            }
+            Framing::ContentLength => {
+                answer(status, WireBody::sized(chunks), Some("application/json"), &[], false)
+            }
         }
     }
 
@@ -103,25 +107,21 @@ impl Framing {
         let body = vec![Bytes::from_static(text.as_bytes())];
         match self {
             // `Response.WriteAsync` sets no Content-Type.
-            Framing::Kestrel => kestrel(status, None, headers, body),
+            Framing::Kestrel => answer(status, WireBody::chunked(body), None, headers, true),
             Framing::ContentLength => {
-                sized(status, Some("text/plain; charset=utf-8"), headers, body)
+                let text = Some("text/plain; charset=utf-8");
+                answer(status, WireBody::sized(body), text, headers, false)
             }
         }
     }
 
     /// A status-only answer (no body).
     pub fn empty(self, status: StatusCode) -> Answer {
-        let mut response = sized(status, None, &[], Vec::new());
-        if self == Framing::Kestrel {
-            let map = response.headers_mut();
-            if status != StatusCode::NO_CONTENT {
-                // Kestrel's own, first: the application completed without writing.
-                map.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-            }
-            add_date_and_server(map);
-        }
-        response
+        // Kestrel's own, first: the application completed without writing.
+        let length = [(CONTENT_LENGTH, "0")];
+        let kestrel = self == Framing::Kestrel;
+        let headers: &[_] = if kestrel && status != StatusCode::NO_CONTENT { &length } else { &[] };
+        answer(status, WireBody::sized(Vec::new()), None, headers, kestrel)
     }
 
     /// A bad request: status-only under Kestrel (a body that does not bind), a text otherwise.
@@ -150,43 +150,30 @@ impl FromStr for Framing {
     }
 }
 
-/// A Kestrel answer: `Content-Type` (if any), `Date`, `Server`, `headers`, then
-/// `Transfer-Encoding: chunked` when there is a body, in that order.
-fn kestrel(
+/// An answer: `Content-Type` (if any), Kestrel's `Date` and `Server` when `kestrel`, then
+/// `headers`, then `Transfer-Encoding: chunked` when the body is chunked: Kestrel's order.
+fn answer(
     status: StatusCode,
+    body: WireBody,
     content_type: Option<&'static str>,
     headers: &[(HeaderName, &'static str)],
-    chunks: Vec<Bytes>,
+    kestrel: bool,
 ) -> Answer {
-    let mut response = Response::new(WireBody::chunked(chunks));
+    let chunked = body.len.is_none();
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let map = response.headers_mut();
     if let Some(content_type) = content_type {
         map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    add_date_and_server(map);
-    for (name, value) in headers {
-        map.insert(name.clone(), HeaderValue::from_static(value));
-    }
-    map.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-    response
-}
-
-/// An answer whose length hyper writes as `Content-Length`.
-fn sized(
-    status: StatusCode,
-    content_type: Option<&'static str>,
-    headers: &[(HeaderName, &'static str)],
-    chunks: Vec<Bytes>,
-) -> Answer {
-    let mut response = Response::new(WireBody::sized(chunks));
-    *response.status_mut() = status;
-    let map = response.headers_mut();
-    if let Some(content_type) = content_type {
-        map.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if kestrel {
+        add_date_and_server(map);
     }
     for (name, value) in headers {
         map.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    if chunked {
+        map.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
     response
 }
