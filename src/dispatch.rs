@@ -181,14 +181,8 @@ async fn forward(core: &Core, payment: Payment) {
                 }
             },
         };
-        let timeout = core.config.processor_timeout(planned_delay_ms);
-        let expected = started + Duration::from_millis(planned_delay_ms);
-        let inflight = core.inflight_at(processor);
-        let ticket = inflight.begin(expected);
         let attempt =
-            core.processor(processor).post_payment(&payment, requested_at_ms, timeout).await;
-        inflight.end(ticket);
-        core.slot_waiters.wake_one();
+            send(core, processor, &payment, requested_at_ms, started, planned_delay_ms).await;
         if attempt.maybe_stored_before && pinned.is_none() {
             // A dead pooled connection took the request first: it may be stored here.
             pinned = Some((processor, requested_at_ms));
@@ -215,6 +209,26 @@ async fn forward(core: &Core, payment: Payment) {
             },
         }
     }
+}
+
+/// One attempt at `processor`, started at `started` and planned to be answered
+/// `planned_delay_ms` later: registered in flight for its duration, and a waiting task woken
+/// when it ends.
+async fn send(
+    core: &Core,
+    processor: Processor,
+    payment: &Payment,
+    requested_at_ms: i64,
+    started: Instant,
+    planned_delay_ms: u64,
+) -> Attempt {
+    let timeout = core.config.processor_timeout(planned_delay_ms);
+    let inflight = core.inflight_at(processor);
+    let ticket = inflight.begin(started + Duration::from_millis(planned_delay_ms));
+    let attempt = core.processor(processor).post_payment(payment, requested_at_ms, timeout).await;
+    inflight.end(ticket);
+    core.slot_waiters.wake_one();
+    attempt
 }
 
 /// [`planned_delay_ms`], never further ahead than an attempt may last: a restarted instance
