@@ -1,17 +1,23 @@
-# syntax=docker/dockerfile:1
-#
 # payrelay image for the contest: a release build for linux/amd64 at x86-64-v3, run as a fixed
 # non-root user on Debian 12 slim. Build and push (the contest pulls public images only):
 #
-#   docker build --platform linux/amd64 -t <registry>/<owner>/payrelay:<version> .
+#   DOCKER_BUILDKIT=1 docker build --platform linux/amd64 -t <registry>/<owner>/payrelay:<version> .
 #   docker push <registry>/<owner>/payrelay:<version>
 #
 # then write that reference into docker-compose.yml's `image:`. See README.md, "Deployment".
+# On a host that cannot pull the two base images, deploy/base-images.sh makes them locally
+# under the same names; build with `--network host` there so cargo reaches crates.io. No
+# `# syntax=` line: it would make BuildKit pull a frontend image; its built-in one reads
+# `RUN --mount` as it is.
+
+# The base images, by name (deploy/base-images.sh reads these two lines).
+ARG BUILDER_IMAGE=rust:1.95.0-slim-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # --- build -------------------------------------------------------------------------------
 # The project's toolchain (Rust 1.95 stable) on the same Debian release as the runtime stage,
 # so the binary links against the glibc it will run with.
-FROM --platform=linux/amd64 rust:1.95.0-slim-bookworm AS build
+FROM --platform=linux/amd64 ${BUILDER_IMAGE} AS build
 
 # x86-64-v3 (AVX2, BMI2, FMA) and PCLMULQDQ: sonic-rs picks its SIMD level at compile time.
 # Never `native`: a build host with AVX-512 would emit instructions the contest's AMD EPYC
@@ -32,7 +38,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/payrelay /out/payrelay
 
 # --- runtime -----------------------------------------------------------------------------
-FROM --platform=linux/amd64 debian:bookworm-slim AS runtime
+FROM --platform=linux/amd64 ${RUNTIME_IMAGE} AS runtime
 
 # One fixed UID/GID in every container of the deployment: SO_REUSEPORT only groups sockets
 # bound by the same effective user, so both instances must run as this user to share 9999.
