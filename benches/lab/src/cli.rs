@@ -18,12 +18,14 @@ const USAGE: &str = "\
 usage:
   rinha-lab processors [--default-port 8001] [--fallback-port 8002] [--fee-default 0.05]
                        [--fee-fallback 0.15] [--health-window-ms 5000]
-                       [--framing kestrel|content-length]
+                       [--framing kestrel|content-length] [--bind 127.0.0.1]
+  rinha-lab processor --name default|fallback [--port 8080] [--fee 0.05] [--bind 0.0.0.0]
+                      [--health-window-ms 5000] [--framing kestrel|content-length]
   rinha-lab canned [--port 9999]
   rinha-lab contest --scenario FILE (--payrelay PATH | --target URL) [--json FILE]
                     [--default-port 8001] [--fallback-port 8002] [--api-port 9999]
                     [--env-file tuning/contest.env] [--no-envelope] [--quiet]
-                    [--framing kestrel|content-length]
+                    [--framing kestrel|content-length] [--processors-running]
   rinha-lab pair --payrelay PATH [--api-port 9999] [--default-port 8001]
                  [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]";
 
@@ -33,7 +35,7 @@ struct Args {
 }
 
 /// Flags that take no value.
-const FLAGS: &[&str] = &["--no-envelope", "--quiet", "--bench"];
+const FLAGS: &[&str] = &["--no-envelope", "--quiet", "--bench", "--processors-running"];
 
 impl Args {
     fn parse(args: &[String]) -> Result<Args, String> {
@@ -88,6 +90,7 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let result = match command.as_str() {
         "processors" => processors(rest),
+        "processor" => processor(rest),
         "canned" => serve_canned(rest),
         "contest" => contest_command(rest, None),
         "pair" => pair(rest),
@@ -124,6 +127,7 @@ fn processors(args: &[String]) -> Result<(), String> {
         "--fee-fallback",
         "--health-window-ms",
         "--framing",
+        "--bind",
     ])?;
     let mut config = EmulatorConfig::new(
         args.parsed("--default-port", contest::DEFAULT_PORT)?,
@@ -133,6 +137,7 @@ fn processors(args: &[String]) -> Result<(), String> {
     );
     config.health_window_ms = args.parsed("--health-window-ms", config.health_window_ms)?;
     config.framing = args.parsed("--framing", config.framing)?;
+    config.bind = args.parsed("--bind", config.bind)?;
     let emulator = emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?;
     println!(
         "processors listening: default http://{} fallback http://{}, {} framing (Ctrl-C to stop)",
@@ -143,6 +148,51 @@ fn processors(args: &[String]) -> Result<(), String> {
     loop {
         std::thread::park();
     }
+}
+
+/// One processor alone, as the contest runs each in a container of its own
+/// (`payment-processor-default` and `-fallback`, port 8080 inside).
+fn processor(args: &[String]) -> Result<(), String> {
+    let args = Args::parse(args)?;
+    args.check_known(&["--name", "--port", "--fee", "--bind", "--health-window-ms", "--framing"])?;
+    let which: Which = args.get("--name").ok_or(format!("--name is required\n{USAGE}"))?.parse()?;
+    let port = args.parsed("--port", 8080)?;
+    let fee = args.parsed("--fee", if which == Which::Default { 0.05 } else { 0.15 })?;
+    let mut config = EmulatorConfig::new(port, port, fee, fee);
+    config.only = Some(which);
+    config.bind = args.parsed("--bind", std::net::Ipv4Addr::UNSPECIFIED)?;
+    config.health_window_ms = args.parsed("--health-window-ms", config.health_window_ms)?;
+    config.framing = args.parsed("--framing", config.framing)?;
+    let emulator = emulator::start(config).map_err(|e| format!("starting the processor: {e}"))?;
+    println!(
+        "processor {which:?} listening on http://{} (fee {fee}, {} framing; Ctrl-C to stop)",
+        emulator.addr(which),
+        config.framing.name()
+    );
+    wait_for_termination();
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT: a container's processor stops on `docker stop`.
+fn wait_for_termination() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let Ok(runtime) = runtime else {
+        loop {
+            std::thread::park();
+        }
+    };
+    runtime.block_on(async {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
 }
 
 fn serve_canned(args: &[String]) -> Result<(), String> {
@@ -170,6 +220,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
         "--no-envelope",
         "--quiet",
         "--framing",
+        "--processors-running",
     ])?;
     let scenario = args.get("--scenario").ok_or(format!("--scenario is required\n{USAGE}"))?;
     let mut options = ContestOptions::new(scenario);
@@ -185,6 +236,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
     options.envelope = !args.flag("--no-envelope");
     options.verbose = !args.flag("--quiet");
     options.framing = args.parsed("--framing", options.framing)?;
+    options.processors_running = args.flag("--processors-running");
     contest::run(&options).map(|_| ())
 }
 

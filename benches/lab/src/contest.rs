@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::{
     backend::{self, Backend, BackendSpec, READY_INTERVAL_OFFICIAL, READY_TRIES_OFFICIAL},
     client,
-    emulator::{self, EmulatorConfig, Which},
+    emulator::{self, Emulator, EmulatorConfig, Which},
     framing::Framing,
     load::{self, LoadPlan, LoadReport},
     money,
@@ -62,6 +62,10 @@ pub struct ContestOptions {
     pub verbose: bool,
     /// How the emulated processors frame their answers (Kestrel's way unless comparing).
     pub framing: Framing,
+    /// The processors are already running on 127.0.0.1 at `default_port` and `fallback_port`
+    /// (containers, as the contest runs them): none is started, and what only the lab's own
+    /// emulator can tell (`late_landings`, the progress line's queue lag) is left out.
+    pub processors_running: bool,
 }
 
 impl ContestOptions {
@@ -79,6 +83,7 @@ impl ContestOptions {
             envelope: true,
             verbose: true,
             framing: Framing::Kestrel,
+            processors_running: false,
         }
     }
 }
@@ -146,10 +151,11 @@ pub struct Results {
     pub admin_failures: u64,
     /// Payments stored later than `window_end_s` − [`LATE_SLACK_MS`] after their
     /// `requestedAt`: those a check could find in a processor's book and not in ours. Chance
-    /// decides whether a check meets one; this counts them all.
-    pub late_landings: u64,
+    /// decides whether a check meets one; this counts them all. `None` when the processors
+    /// were not the lab's own (`processors_running`).
+    pub late_landings: Option<u64>,
     /// The largest lateness among them, ms (0 when none).
-    pub late_landing_max_ms: i64,
+    pub late_landing_max_ms: Option<i64>,
     /// Instance A peak RSS, MB (null with `--target`).
     pub backend_a_rss_mb_max: Option<f64>,
     /// Instance A CPU seconds.
@@ -178,8 +184,16 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         scenario.fee_fallback,
     );
     config.framing = options.framing;
-    let processors =
-        emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?;
+    let processors = if options.processors_running {
+        None
+    } else {
+        Some(emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?)
+    };
+    let loopback = |port| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let processor_addrs = match &processors {
+        Some(emulator) => [emulator.addr(Which::Default), emulator.addr(Which::Fallback)],
+        None => [loopback(options.default_port), loopback(options.fallback_port)],
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(LOAD_WORKER_THREADS)
         .thread_name("rinha-lab-load")
@@ -189,12 +203,15 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let verbose = options.verbose;
     if verbose {
         eprintln!(
-            "processors: default {} fallback {} (fees {} / {}, {} framing)",
-            processors.addr(Which::Default),
-            processors.addr(Which::Fallback),
+            "processors: default {} fallback {} (fees {} / {}, {})",
+            processor_addrs[0],
+            processor_addrs[1],
             scenario.fee_default,
             scenario.fee_fallback,
-            options.framing.name()
+            match processors {
+                Some(_) => format!("{} framing", options.framing.name()),
+                None => "already running".to_owned(),
+            }
         );
     }
 
@@ -218,8 +235,8 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
             let spec = BackendSpec {
                 payrelay,
                 api_port: options.api_port,
-                default_addr: processors.addr(Which::Default),
-                fallback_addr: processors.addr(Which::Fallback),
+                default_addr: processor_addrs[0],
+                fallback_addr: processor_addrs[1],
                 env_file: options.env_file.clone(),
                 envelope: options.envelope,
             };
@@ -251,9 +268,9 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let plan = LoadPlan {
         scenario: scenario.clone(),
         target,
-        default_addr: processors.addr(Which::Default),
-        fallback_addr: processors.addr(Which::Fallback),
-        recorded: Some(processors.recorded_probe()),
+        default_addr: processor_addrs[0],
+        fallback_addr: processor_addrs[1],
+        recorded: processors.as_ref().map(Emulator::recorded_probe),
         progress_every: verbose.then_some(PROGRESS_EVERY),
     };
     let report = runtime.block_on(interruptible(load::run(plan)));
@@ -282,10 +299,10 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     drop(backend);
 
     let late_ms = (scenario.window_end_s * 1000.0) as i64 - LATE_SLACK_MS;
-    let (late_landings, late_landing_max_ms) = processors.late_landings(late_ms);
+    let late = processors.as_ref().map(|emulator| emulator.late_landings(late_ms));
     let mut results = results(&scenario, &report, target, envelope_applied);
-    results.late_landings = late_landings;
-    results.late_landing_max_ms = late_landing_max_ms;
+    results.late_landings = late.map(|(count, _)| count);
+    results.late_landing_max_ms = late.map(|(_, max_ms)| max_ms);
     drop(processors);
     for (name, usage) in usage {
         let (rss, cpu) = match name {
@@ -376,8 +393,8 @@ pub fn results(
         summary_p99_ms: ms(&mut summaries, 0.99),
         summary_failures: report.summary_failures,
         admin_failures: report.admin_failures,
-        late_landings: 0,
-        late_landing_max_ms: 0,
+        late_landings: None,
+        late_landing_max_ms: None,
         backend_a_rss_mb_max: None,
         backend_a_cpu_s: None,
         backend_b_rss_mb_max: None,

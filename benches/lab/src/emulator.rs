@@ -82,6 +82,18 @@ impl Which {
     }
 }
 
+impl std::str::FromStr for Which {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Which, String> {
+        match text {
+            "default" => Ok(Which::Default),
+            "fallback" => Ok(Which::Fallback),
+            other => Err(format!("processor {other:?}: expected default or fallback")),
+        }
+    }
+}
+
 /// How to start the emulator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmulatorConfig {
@@ -99,6 +111,10 @@ pub struct EmulatorConfig {
     pub worker_threads: usize,
     /// How answers are framed on the wire (Kestrel's way by default).
     pub framing: Framing,
+    /// The address both listen on: loopback, or every interface inside a container.
+    pub bind: std::net::Ipv4Addr,
+    /// Serve only this one (a container per processor, as the contest runs them).
+    pub only: Option<Which>,
 }
 
 impl EmulatorConfig {
@@ -112,6 +128,8 @@ impl EmulatorConfig {
             health_window_ms: HEALTH_WINDOW_MS_DEFAULT,
             worker_threads: WORKER_THREADS_DEFAULT,
             framing: Framing::Kestrel,
+            bind: std::net::Ipv4Addr::LOCALHOST,
+            only: None,
         }
     }
 }
@@ -336,8 +354,8 @@ impl RecordedProbe {
     }
 }
 
-/// Starts both processors on 127.0.0.1. Returns once both listen: the addresses are the
-/// readiness signal.
+/// Starts both processors (or the one of `config.only`) on `config.bind`. Returns once they
+/// listen: the addresses are the readiness signal.
 pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads.max(1))
@@ -350,34 +368,45 @@ pub fn start(config: EmulatorConfig) -> io::Result<Emulator> {
         Arc::new(Processor::new(config.fee_default, config.framing, window)),
         Arc::new(Processor::new(config.fee_fallback, config.framing, window)),
     ];
-    let (default_listener, fallback_listener) = {
+    let ports = [config.default_port, config.fallback_port];
+    let mut listeners = Vec::new();
+    let mut addrs = [SocketAddr::from((config.bind, 0)); 2];
+    for which in [Which::Default, Which::Fallback] {
+        if config.only.is_some_and(|only| only != which) {
+            continue;
+        }
         let _entered = runtime.enter();
-        (listen(config.default_port)?, listen(config.fallback_port)?)
-    };
-    let addrs = [default_listener.local_addr()?, fallback_listener.local_addr()?];
+        let listener = listen(config.bind, ports[which.index()])?;
+        addrs[which.index()] = listener.local_addr()?;
+        listeners.push((listener, processors[which.index()].clone()));
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let served = processors.clone();
     let thread = thread::Builder::new().name("rinha-lab-processors".into()).spawn(move || {
         runtime.block_on(async move {
-            let [default, fallback] = served;
-            let a = tokio::spawn(serve(default_listener, default, shutdown_rx.clone()));
-            let b = tokio::spawn(serve(fallback_listener, fallback, shutdown_rx));
-            let _ = tokio::join!(a, b);
+            let served: Vec<_> = listeners
+                .into_iter()
+                .map(|(listener, processor)| {
+                    tokio::spawn(serve(listener, processor, shutdown_rx.clone()))
+                })
+                .collect();
+            for task in served {
+                let _ = task.await;
+            }
         });
         runtime.shutdown_timeout(SHUTDOWN_WAIT);
     })?;
     Ok(Emulator { addrs, processors, shutdown, thread: Some(thread) })
 }
 
-fn listen(port: u16) -> io::Result<TcpListener> {
+fn listen(ip: std::net::Ipv4Addr, port: u16) -> io::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.bind(SocketAddr::from((ip, port)))?;
     socket.listen(LISTEN_BACKLOG)
 }
 
 impl Emulator {
-    /// Where a processor listens.
+    /// Where a processor listens (port 0 for one that `only` left out).
     pub fn addr(&self, which: Which) -> SocketAddr {
         self.addrs[which.index()]
     }
