@@ -1,4 +1,8 @@
 //! `payrelay`: read the configuration, start the cores, serve until SIGTERM, drain, exit.
+//!
+//! `payrelay hold` does nothing until SIGTERM: in compose, the container that holds the network
+//! namespace both instances join (a pod's pause container), so that either instance can die and
+//! come back while the other keeps port 9999.
 
 use std::{
     process::ExitCode,
@@ -8,6 +12,18 @@ use std::{
 use payrelay::{config::Config, worker};
 
 fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("hold") => {
+            let signal = wait_for(&block_termination_signals());
+            eprintln!("payrelay hold: signal {signal}; exiting");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("payrelay: unknown argument {other:?} (no argument: serve; `hold`: hold)");
+            return ExitCode::from(2);
+        }
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {

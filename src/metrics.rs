@@ -330,7 +330,8 @@ impl<'a> Family<'a> {
 }
 
 /// Appends the Prometheus text exposition (format 0.0.4) of `cores` (any order) to `out`.
-pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
+/// `pid` and `boot` (`peer::Boot::id`) name the instance: in a container every instance is pid 1.
+pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32, boot: u64) {
     cores.sort_unstable_by_key(|c| c.core);
     let cores = &*cores;
 
@@ -339,10 +340,12 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32) {
         cores,
         "payrelay_instance_info",
         "gauge",
-        "This instance: its pid and core count.",
+        "This instance: its pid, core count and boot id (unique per process, even where every pid is 1).",
     );
-    let _ =
-        writeln!(info.out, "payrelay_instance_info{{pid=\"{pid}\",cores=\"{}\"}} 1", cores.len());
+    let cores_len = cores.len();
+    let line =
+        format!("payrelay_instance_info{{pid=\"{pid}\",cores=\"{cores_len}\",boot=\"{boot}\"}} 1");
+    let _ = writeln!(info.out, "{line}");
 
     let mut received = Family::new(
         out,
@@ -582,7 +585,7 @@ mod tests {
         assert_eq!((h.buckets[0], h.buckets[1], h.buckets[BUCKETS - 1]), (2, 1, 1));
         assert_eq!(h.count(), 4);
         let mut out = Vec::new();
-        render(&mut out, &mut [snapshot], 1);
+        render(&mut out, &mut [snapshot], 1, 7);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains(
@@ -615,14 +618,14 @@ mod tests {
             ..CoreSnapshot::default()
         };
         let mut out = Vec::new();
-        render(&mut out, &mut [core(1, 5), core(0, 2)], 42);
+        render(&mut out, &mut [core(1, 5), core(0, 2)], 42, 7);
         let text = String::from_utf8(out).unwrap();
         let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} in {text}"));
         assert!(at("payrelay_queue_len{core=\"0\"} 2") < at("payrelay_queue_len{core=\"1\"} 5"));
         at("payrelay_queue_len{core=\"all\"} 7\n");
         at("payrelay_route{core=\"all\",decision=\"fallback\"} 2\n");
         at("payrelay_route{core=\"0\",decision=\"default\"} 0\n");
-        at("payrelay_instance_info{pid=\"42\",cores=\"2\"} 1\n");
+        at("payrelay_instance_info{pid=\"42\",cores=\"2\",boot=\"7\"} 1\n");
         let declared: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -179,9 +179,12 @@ async fn route_api(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Statu
         },
         (b"/metrics", Method::Get) => metrics(core, body).await,
         (b"/health", Method::Get) => {
-            // The pid tells the two instances behind the shared port apart.
+            // The pid tells the two instances behind the shared port apart on one host; in
+            // containers both are pid 1, and the boot id does.
             body.bytes.extend_from_slice(b"{\"status\":\"ok\",\"pid\":");
             money::write_u64(&mut body.bytes, u64::from(std::process::id()));
+            body.bytes.extend_from_slice(b",\"boot\":");
+            money::write_u64(&mut body.bytes, core.continuity.boot.id);
             body.bytes.push(b'}');
             Status::Ok
         }
@@ -288,7 +291,8 @@ fn accept_payment(core: &Rc<Core>, json: &[u8], body: &mut Body) -> (Intake, Sta
 async fn metrics(core: &Rc<Core>, body: &mut Body) -> Status {
     match metrics::instance_snapshots(core).await {
         Ok(mut snapshots) => {
-            metrics::render(&mut body.bytes, &mut snapshots, std::process::id());
+            let (pid, boot) = (std::process::id(), core.continuity.boot.id);
+            metrics::render(&mut body.bytes, &mut snapshots, pid, boot);
             body.content_type = http::PROMETHEUS_TEXT;
             Status::Ok
         }

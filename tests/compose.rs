@@ -278,7 +278,8 @@ fn compose_obeys_the_contest_rules() {
         }
     }
 
-    // Port 9999 published once, by the instance on the processors' network.
+    // Port 9999 published once, by the holder of the network namespace (`payrelay hold`), which
+    // is on the processors' network.
     let publishers: Vec<&str> = services
         .iter()
         .filter(|(_, s)| {
@@ -287,22 +288,28 @@ fn compose_obeys_the_contest_rules() {
         .map(|(name, _)| name.as_str())
         .collect();
     assert_eq!(publishers.len(), 1, "9999 must be published exactly once: {publishers:?}");
-    let (a_name, a) = services.iter().find(|(n, _)| n == publishers[0]).expect("publisher");
-    assert_eq!(a.at(&["ports"]).items(), &[Yaml::Str("9999:9999".into())]);
+    let (holder_name, holder) = services.iter().find(|(n, _)| n == publishers[0]).expect("holder");
+    assert_eq!(holder.at(&["ports"]).items(), &[Yaml::Str("9999:9999".into())]);
+    assert_eq!(holder.at(&["command"]).items(), &[Yaml::Str("hold".into())], "it only holds");
     assert_eq!(compose.at(&["networks", "payment-processor", "external"]).str(), "true");
     assert!(
-        a.at(&["networks"]).items().contains(&Yaml::Str("payment-processor".into())),
-        "{a_name} must be on the payment-processor network"
+        holder.at(&["networks"]).items().contains(&Yaml::Str("payment-processor".into())),
+        "{holder_name} must be on the payment-processor network"
     );
 
-    // The other instance lives in A's network namespace and runs the same image.
-    let others: Vec<&(String, Yaml)> = services.iter().filter(|(n, _)| n != a_name).collect();
-    assert_eq!(others.len(), 1, "one API instance besides {a_name}");
-    let (b_name, b) = others[0];
-    assert_eq!(b.at(&["network_mode"]).str(), format!("service:{a_name}"));
-    assert!(b.get("ports").is_none(), "{b_name} shares {a_name}'s published port");
-    assert!(b.get("networks").is_none(), "{b_name} shares {a_name}'s networks");
-    assert_eq!(a.at(&["image"]).str(), b.at(&["image"]).str(), "one image for both");
+    // Both instances live in the holder's network namespace, run its image, and come back by
+    // themselves when they die: either one can, and the other keeps the port.
+    let instances: Vec<&(String, Yaml)> =
+        services.iter().filter(|(n, _)| n != holder_name).collect();
+    assert_eq!(instances.len(), 2, "two API instances besides {holder_name}");
+    for (name, service) in &instances {
+        assert_eq!(service.at(&["network_mode"]).str(), format!("service:{holder_name}"));
+        assert!(service.get("ports").is_none(), "{name} shares {holder_name}'s published port");
+        assert!(service.get("networks").is_none(), "{name} shares {holder_name}'s networks");
+        assert_eq!(service.at(&["image"]).str(), holder.at(&["image"]).str(), "one image");
+        assert_eq!(service.at(&["restart"]).str(), "on-failure", "{name} restarts");
+    }
+    let [(a_name, a), (b_name, b)] = [instances[0], instances[1]].map(|(n, s)| (n, s));
 
     // Environment: the contest profile plus per-instance values, all real variables, parsed
     // by payrelay's own Config; peer links crosswise on loopback, never on 9999.
@@ -471,4 +478,41 @@ fn info_json_has_the_submission_fields() {
         assert!(list.iter().all(|v| v.is_string()), "{key}: strings");
     }
     assert!(info["langs"].as_array().unwrap().iter().any(|l| l == "rust"));
+}
+
+// ---- The submission folder ----------------------------------------------------------------
+
+/// Goal: `deploy/submission.sh` assembles a folder that the compose file can run from alone:
+/// every file the compose file reads (`env_file`, the `seccomp=` profile) is in it at the same
+/// relative path, and the image placeholder is replaced when an image is named. Method: run the
+/// script into a temporary folder and read the compose file found there.
+#[test]
+fn the_submission_folder_holds_what_compose_reads() {
+    let out = std::env::temp_dir().join(format!("payrelay-submission-{}", std::process::id()));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/submission.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "deploy/submission.sh failed");
+    let compose_text = std::fs::read_to_string(out.join("docker-compose.yml")).expect("compose");
+    let compose = parse_yaml(&compose_text).expect("parses");
+    let mut read = BTreeSet::new();
+    for (_, service) in compose.at(&["services"]).entries() {
+        if let Some(env_file) = service.get("env_file") {
+            read.insert(env_file.str().to_owned());
+        }
+        for opt in service.get("security_opt").map(Yaml::items).unwrap_or_default() {
+            if let Some(profile) = opt.str().strip_prefix("seccomp=") {
+                read.insert(profile.to_owned());
+            }
+        }
+    }
+    assert!(read.contains("tuning/contest.env") && read.contains("seccomp-io_uring.json"));
+    for file in read.iter().map(String::as_str).chain(["info.json", "README.md"]) {
+        assert!(out.join(file).is_file(), "{file} is missing from the submission folder");
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }
