@@ -4,204 +4,19 @@
 //! one's network namespace, one image, crosswise peer links, real payrelay variables) and the
 //! seccomp profile beside it allows io_uring and every syscall payrelay was recorded making.
 //!
-//! Method: read the files themselves, without Docker. The compose file is read with a small
-//! parser for the block-style YAML subset it is written in (mappings, sequences of scalars,
-//! quoted or plain scalars, comments); anything outside that subset (anchors, flow collections,
-//! multi-line scalars) is an error, so the test can never read the file differently from
+//! Method: read the files themselves, without Docker. The compose file is read with the lab's
+//! parser for the block-style YAML subset it is written in (`rinha_lab::compose`): anything
+//! outside that subset is an error, so the test can never read the file differently from
 //! Compose in silence. `.ci/run` also validates the whole file with the real Compose binary.
 //! Each ready-made `tuning/*.env` profile must parse, too.
 
 use std::collections::BTreeSet;
 
 use payrelay::config::{Config, ENV_VARS};
+use rinha_lab::compose::{Yaml, cpu_millis, parse_yaml};
 
 fn root(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect(path)
-}
-
-// ---- A block-style YAML subset ----------------------------------------------------------
-
-/// A YAML node of the subset: a mapping (in file order), a sequence, or a scalar.
-#[derive(Debug, Clone, PartialEq)]
-enum Yaml {
-    Map(Vec<(String, Yaml)>),
-    Seq(Vec<Yaml>),
-    Str(String),
-}
-
-impl Yaml {
-    fn get(&self, key: &str) -> Option<&Yaml> {
-        match self {
-            Yaml::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// The node at a path of keys, or a panic naming the path.
-    fn at(&self, path: &[&str]) -> &Yaml {
-        path.iter().fold(self, |node, key| {
-            node.get(key).unwrap_or_else(|| panic!("missing key {:?}", path.join(".")))
-        })
-    }
-
-    fn str(&self) -> &str {
-        match self {
-            Yaml::Str(s) => s,
-            other => panic!("expected a scalar, found {other:?}"),
-        }
-    }
-
-    fn entries(&self) -> &[(String, Yaml)] {
-        match self {
-            Yaml::Map(entries) => entries,
-            other => panic!("expected a mapping, found {other:?}"),
-        }
-    }
-
-    fn items(&self) -> &[Yaml] {
-        match self {
-            Yaml::Seq(items) => items,
-            other => panic!("expected a sequence, found {other:?}"),
-        }
-    }
-
-    /// Every key anywhere below this node (for forbidden keys).
-    fn all_keys(&self, out: &mut Vec<(String, Yaml)>) {
-        match self {
-            Yaml::Map(entries) => {
-                for (k, v) in entries {
-                    out.push((k.clone(), v.clone()));
-                    v.all_keys(out);
-                }
-            }
-            Yaml::Seq(items) => items.iter().for_each(|i| i.all_keys(out)),
-            Yaml::Str(_) => {}
-        }
-    }
-}
-
-/// One meaningful line: indentation and content without its comment.
-struct Line {
-    number: usize,
-    indent: usize,
-    text: String,
-}
-
-fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    let mut prev = ' ';
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '#') if prev == ' ' => return &line[..i],
-            _ => {}
-        }
-        prev = c;
-    }
-    line
-}
-
-fn parse_yaml(text: &str) -> Result<Yaml, String> {
-    let mut lines = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        if raw.contains('\t') {
-            return Err(format!("line {}: tab", i + 1));
-        }
-        let content = strip_comment(raw).trim_end();
-        if content.trim().is_empty() || content.trim() == "---" {
-            continue;
-        }
-        let indent = content.len() - content.trim_start().len();
-        lines.push(Line { number: i + 1, indent, text: content.trim_start().to_owned() });
-    }
-    let mut pos = 0;
-    let node = parse_block(&lines, &mut pos, 0)?;
-    match lines.get(pos) {
-        None => Ok(node),
-        Some(line) => Err(format!("line {}: unexpected indentation", line.number)),
-    }
-}
-
-fn parse_block(lines: &[Line], pos: &mut usize, indent: usize) -> Result<Yaml, String> {
-    let first = lines.get(*pos).ok_or("empty block")?;
-    if first.indent != indent {
-        return Err(format!("line {}: unexpected indentation", first.number));
-    }
-    if first.text == "-" || first.text.starts_with("- ") {
-        let mut items = Vec::new();
-        while let Some(line) = lines.get(*pos).filter(|l| l.indent == indent) {
-            let Some(rest) = line.text.strip_prefix("- ") else {
-                return Err(format!("line {}: expected a sequence item", line.number));
-            };
-            if rest.contains(": ") || rest.ends_with(':') {
-                return Err(format!("line {}: mappings in sequences are not read", line.number));
-            }
-            items.push(scalar(rest, line.number)?);
-            *pos += 1;
-        }
-        return Ok(Yaml::Seq(items));
-    }
-    let mut entries: Vec<(String, Yaml)> = Vec::new();
-    while let Some(line) = lines.get(*pos).filter(|l| l.indent == indent) {
-        let (key, rest) = match line.text.split_once(": ") {
-            Some((k, v)) => (k, v.trim()),
-            None => match line.text.strip_suffix(':') {
-                Some(k) => (k, ""),
-                None => return Err(format!("line {}: expected `key: value`", line.number)),
-            },
-        };
-        let key = match scalar(key, line.number)? {
-            Yaml::Str(k) => k,
-            _ => unreachable!(),
-        };
-        if entries.iter().any(|(k, _)| *k == key) {
-            return Err(format!("line {}: duplicate key {key}", line.number));
-        }
-        *pos += 1;
-        let value = if rest.is_empty() {
-            match lines.get(*pos) {
-                Some(next) if next.indent > indent => parse_block(lines, pos, next.indent)?,
-                _ => Yaml::Str(String::new()),
-            }
-        } else {
-            scalar(rest, line.number)?
-        };
-        entries.push((key, value));
-    }
-    Ok(Yaml::Map(entries))
-}
-
-fn scalar(text: &str, number: usize) -> Result<Yaml, String> {
-    let text = text.trim();
-    for q in ['"', '\''] {
-        if let Some(inner) = text.strip_prefix(q) {
-            let inner = inner.strip_suffix(q).ok_or(format!("line {number}: open quote"))?;
-            if inner.contains(q) || (q == '"' && inner.contains('\\')) {
-                return Err(format!("line {number}: escapes are not read"));
-            }
-            return Ok(Yaml::Str(inner.to_owned()));
-        }
-    }
-    if text.starts_with(['&', '*', '[', '{', '|', '>', '!', '<']) {
-        return Err(format!("line {number}: {text:?} is outside the YAML subset read here"));
-    }
-    Ok(Yaml::Str(text.to_owned()))
-}
-
-/// Goal: the subset parser reads what it claims and refuses what it does not read. Method:
-/// a small document with every construct, and one input per refused construct.
-#[test]
-fn yaml_subset_parser() {
-    let doc = "a:\n  b: \"x: #y\"   # comment\n  c:\n    - '1'\n    - two\n  d:\nz: 3\n";
-    let parsed = parse_yaml(doc).expect("parses");
-    assert_eq!(parsed.at(&["a", "b"]).str(), "x: #y");
-    assert_eq!(parsed.at(&["a", "c"]).items(), &[Yaml::Str("1".into()), Yaml::Str("two".into())]);
-    assert_eq!(parsed.at(&["a", "d"]).str(), "");
-    assert_eq!(parsed.at(&["z"]).str(), "3");
-    for bad in ["a: &x 1\n", "a: [1, 2]\n", "a: |\n  x\n", "a: 1\na: 2\n", "a:\n  - b: 1\n"] {
-        assert!(parse_yaml(bad).is_err(), "{bad:?} should be refused");
-    }
 }
 
 // ---- The compose file -------------------------------------------------------------------
@@ -217,15 +32,6 @@ fn env_file(path: &str) -> Vec<(String, String)> {
             (k.trim().to_owned(), v.trim().to_owned())
         })
         .collect()
-}
-
-/// Compose's `cpus` in thousandths of a CPU.
-fn cpu_millis(text: &str) -> u64 {
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    assert!(frac.len() <= 3, "cpus {text:?}: more than 3 decimals");
-    let whole: u64 = whole.parse().expect("cpus");
-    let frac: u64 = format!("{frac:0<3}").parse().expect("cpus");
-    whole * 1000 + frac
 }
 
 /// A compose duration (`10s`, `1m30s`, `500ms`) in ms.
@@ -259,7 +65,7 @@ fn compose_obeys_the_contest_rules() {
     let (mut cpus, mut memory_mb) = (0, 0);
     for (name, service) in services {
         let limits = service.at(&["deploy", "resources", "limits"]);
-        cpus += cpu_millis(limits.at(&["cpus"]).str());
+        cpus += cpu_millis(limits.at(&["cpus"]).str()).expect("cpus with at most 3 decimals");
         let memory = limits.at(&["memory"]).str();
         let mb = memory.strip_suffix("MB").unwrap_or_else(|| panic!("{name}: memory in MB"));
         memory_mb += mb.parse::<u64>().expect("memory MB");

@@ -14,12 +14,11 @@ use std::{
 
 use hyper::Method;
 
-use crate::client::Conn;
+use crate::{
+    client::Conn,
+    compose::{self, InstanceLimits},
+};
 
-/// CPU the contest allows for the whole deployment, in thousandths of a CPU.
-pub const ENVELOPE_CPU_MILLIS: u64 = 1500;
-/// Memory the contest allows for the whole deployment (compose's `350MB` is 350 MiB).
-pub const ENVELOPE_MEMORY_BYTES: u64 = 350 * 1024 * 1024;
 /// CFS period for the quota; the kernel default.
 const CFS_PERIOD_US: u64 = 100_000;
 /// How long a child gets to exit after SIGTERM before SIGKILL.
@@ -56,8 +55,9 @@ pub struct BackendSpec {
     pub fallback_addr: SocketAddr,
     /// `KEY=VALUE` lines added to both instances' environment (skipped if missing).
     pub env_file: Option<PathBuf>,
-    /// Try to apply the cgroup envelope.
-    pub envelope: bool,
+    /// Apply the CPU and memory limits of this compose file's payrelay services, one cgroup
+    /// per instance (A gets the first service's, B the second's), as compose applies them.
+    pub envelope: Option<PathBuf>,
 }
 
 /// One instance: its current process and what it takes to start it again identically.
@@ -71,6 +71,8 @@ struct Instance {
     peer_bind_addr: SocketAddr,
     /// Program and environment it was started with, for [`Backend::restart`].
     launch: Launch,
+    /// Its cgroup, when the envelope is applied.
+    envelope: Option<Envelope>,
 }
 
 /// How an instance is started: the program and the variables added to the parent's
@@ -138,7 +140,7 @@ pub struct Backend {
     instances: Vec<Instance>,
     api_addr: SocketAddr,
     log_dir: PathBuf,
-    envelope: Option<Envelope>,
+    /// Why the envelope is not applied (empty when it is).
     envelope_note: String,
     /// Keep the log directory at drop (set on any failure; cleared after a clean run).
     keep_logs: bool,
@@ -194,19 +196,18 @@ impl Backend {
             Some(path) => read_env_file(path)?,
             None => Vec::new(),
         };
-        let (envelope, envelope_note) = if spec.envelope {
-            match Envelope::create(&format!("rinha-lab-{}-{}", std::process::id(), unique())) {
-                Ok(envelope) => (Some(envelope), String::new()),
-                Err(e) => (None, e),
-            }
-        } else {
-            (None, "not requested".to_owned())
+        let (mut envelopes, envelope_note) = match &spec.envelope {
+            Some(compose_file) => match Envelope::per_instance(compose_file) {
+                Ok(envelopes) => (envelopes.into_iter().map(Some).collect(), String::new()),
+                Err(e) => (Vec::new(), e),
+            },
+            None => (Vec::new(), "not requested".to_owned()),
         };
+        envelopes.resize_with(2, || None);
         let mut backend = Backend {
             instances: Vec::new(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], api_port)),
             log_dir,
-            envelope,
             envelope_note,
             keep_logs: true,
         };
@@ -218,8 +219,10 @@ impl Backend {
             .filter(|&n| n > 0)
             .unwrap_or(1)
             .to_string();
-        for (name, own, peer, cpu) in
+        for ((name, own, peer, cpu), envelope) in
             [("a", peer_a, peer_b, "0"), ("b", peer_b, peer_a, workers_a.as_str())]
+                .into_iter()
+                .zip(envelopes)
         {
             let log = backend.log_dir.join(format!("payrelay-{name}.log"));
             let mut env = file_env.clone();
@@ -238,12 +241,21 @@ impl Backend {
             let child = launch.spawn(&log)?;
             let pid = child.id();
             let peer_bind_addr = SocketAddr::from(([127, 0, 0, 1], own));
-            backend.instances.push(Instance { name, child, log, peer_bind_addr, launch });
-            if let Some(envelope) = &backend.envelope
-                && let Err(e) = envelope.add(pid)
-            {
-                backend.envelope_note = e;
-                backend.envelope = None;
+            let envelope = match envelope.map(|e| e.add(pid).map(|()| e)) {
+                Some(Ok(envelope)) => Some(envelope),
+                Some(Err(e)) => {
+                    backend.envelope_note = e;
+                    None
+                }
+                None => None,
+            };
+            backend.instances.push(Instance { name, child, log, peer_bind_addr, launch, envelope });
+        }
+        if !backend.envelope_applied() {
+            // Half an envelope would describe no deployment: none, and say why.
+            backend.instances.iter_mut().for_each(|i| i.envelope = None);
+            if backend.envelope_note.is_empty() {
+                backend.envelope_note = "not every instance is in its cgroup".to_owned();
             }
         }
         Ok(backend)
@@ -254,9 +266,9 @@ impl Backend {
         self.api_addr
     }
 
-    /// Whether both instances run inside the CPU/memory envelope.
+    /// Whether both instances run inside their CPU/memory envelopes.
     pub fn envelope_applied(&self) -> bool {
-        self.envelope.is_some()
+        !self.instances.is_empty() && self.instances.iter().all(|i| i.envelope.is_some())
     }
 
     /// Why the envelope is not applied (empty when it is).
@@ -388,7 +400,7 @@ impl Backend {
         let child = instance.launch.spawn(&instance.log)?;
         let pid = child.id();
         instance.child = child;
-        if let Some(envelope) = &self.envelope
+        if let Some(envelope) = &instance.envelope
             && let Err(e) = envelope.add(pid)
         {
             // Outside the envelope it would not be the deployment we claim to run.
@@ -490,8 +502,10 @@ impl Backend {
                 }
             }
         }
-        self.instances.clear();
-        self.envelope = self.envelope.take().and_then(|e| e.remove().err());
+        for instance in self.instances.drain(..) {
+            // One that cannot be removed yet is removed by its drop, at worst left empty.
+            let _ = instance.envelope.map(Envelope::remove);
+        }
     }
 }
 
@@ -605,7 +619,7 @@ pub fn read_rss_mb(pid: u32) -> Option<f64> {
     status_mb(pid, "VmRSS")
 }
 
-/// A uniquely named cgroup (v1: one per controller; v2: one directory) with the contest's CPU
+/// A uniquely named cgroup (v1: one per controller; v2: one directory) with one instance's CPU
 /// quota and memory limit.
 #[derive(Debug)]
 pub struct Envelope {
@@ -615,10 +629,23 @@ pub struct Envelope {
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 impl Envelope {
+    /// One cgroup for each payrelay service of `compose_file`, with its limits, in the
+    /// services' order; or why not.
+    pub fn per_instance(compose_file: &Path) -> Result<Vec<Envelope>, String> {
+        let limits = compose::instance_limits(compose_file)?;
+        if limits.len() != 2 {
+            let found = limits.len();
+            return Err(format!("{}: {found} payrelay services, not 2", compose_file.display()));
+        }
+        let run = format!("rinha-lab-{}-{}", std::process::id(), unique());
+        limits.iter().map(|l| Envelope::create(&format!("{run}-{}", l.service), l)).collect()
+    }
+
     /// Creates the cgroup, or explains why it cannot.
-    pub fn create(name: &str) -> Result<Envelope, String> {
+    pub fn create(name: &str, limits: &InstanceLimits) -> Result<Envelope, String> {
         let root = Path::new(CGROUP_ROOT);
-        let quota_us = CFS_PERIOD_US * ENVELOPE_CPU_MILLIS / 1000;
+        let quota_us = CFS_PERIOD_US * limits.cpu_millis / 1000;
+        let memory_bytes = limits.memory_bytes.to_string();
         if root.join("cgroup.controllers").exists() {
             // cgroup v2: enable the controllers for children, then one directory with both.
             let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu +memory");
@@ -626,7 +653,7 @@ impl Envelope {
             fs::create_dir(&dir).map_err(|e| format!("cgroup v2 {}: {e}", dir.display()))?;
             let envelope = Envelope { dirs: vec![dir.clone()] };
             write(&dir.join("cpu.max"), &format!("{quota_us} {CFS_PERIOD_US}"))?;
-            write(&dir.join("memory.max"), &ENVELOPE_MEMORY_BYTES.to_string())?;
+            write(&dir.join("memory.max"), &memory_bytes)?;
             return Ok(envelope);
         }
         let cpu = root.join("cpu").join(name);
@@ -637,7 +664,7 @@ impl Envelope {
         envelope.dirs.push(memory.clone());
         write(&cpu.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
         write(&cpu.join("cpu.cfs_quota_us"), &quota_us.to_string())?;
-        write(&memory.join("memory.limit_in_bytes"), &ENVELOPE_MEMORY_BYTES.to_string())?;
+        write(&memory.join("memory.limit_in_bytes"), &memory_bytes)?;
         Ok(envelope)
     }
 
@@ -729,6 +756,7 @@ mod tests {
     /// The stand-in for payrelay (`tests/fixtures/fake-payrelay`), started as a pair with
     /// `extra` in its env file.
     fn fake_pair(extra: &str, envelope: bool) -> Backend {
+        let compose_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker-compose.yml");
         let env_file = std::env::temp_dir().join(format!("rinha-lab-fake-{}.env", unique()));
         fs::write(&env_file, format!("FAKE_MARK=m{}\n{extra}\n", unique())).expect("env file");
         let spec = BackendSpec {
@@ -740,7 +768,7 @@ mod tests {
             default_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             fallback_addr: SocketAddr::from(([127, 0, 0, 1], 2)),
             env_file: Some(env_file.clone()),
-            envelope,
+            envelope: envelope.then(|| PathBuf::from(compose_file)),
         };
         let backend = Backend::start(&spec).expect("fake pair");
         let _ = fs::remove_file(&env_file);
@@ -802,7 +830,7 @@ mod tests {
         let both_b = started_lines(&backend, "b", 2);
         assert_eq!(without_pid(&both_b[1]), without_pid(&both_b[0]), "same command and env");
         assert!(both_b[1].contains(&format!("pid={new_pid}")));
-        if let Some(envelope) = &backend.envelope {
+        if let Some(envelope) = &backend.instances[1].envelope {
             let cgroups = fs::read_to_string(format!("/proc/{new_pid}/cgroup")).unwrap();
             for dir in &envelope.dirs {
                 let name = dir.file_name().unwrap().to_str().unwrap();

@@ -26,8 +26,10 @@ usage:
                     [--default-port 8001] [--fallback-port 8002] [--api-port 9999]
                     [--env-file tuning/contest.env] [--no-envelope] [--quiet]
                     [--framing kestrel|content-length] [--processors-running]
+                    [--compose-file docker-compose.yml]
   rinha-lab pair --payrelay PATH [--api-port 9999] [--default-port 8001]
-                 [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]";
+                 [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]
+                 [--compose-file docker-compose.yml]";
 
 /// Parsed `--key value` pairs and `--flag`s.
 struct Args {
@@ -221,6 +223,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
         "--quiet",
         "--framing",
         "--processors-running",
+        "--compose-file",
     ])?;
     let scenario = args.get("--scenario").ok_or(format!("--scenario is required\n{USAGE}"))?;
     let mut options = ContestOptions::new(scenario);
@@ -237,6 +240,9 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
     options.verbose = !args.flag("--quiet");
     options.framing = args.parsed("--framing", options.framing)?;
     options.processors_running = args.flag("--processors-running");
+    if let Some(path) = args.get("--compose-file") {
+        options.compose_file = PathBuf::from(path);
+    }
     contest::run(&options).map(|_| ())
 }
 
@@ -253,6 +259,7 @@ fn pair(args: &[String]) -> Result<(), String> {
         "--fallback-port",
         "--env-file",
         "--no-envelope",
+        "--compose-file",
     ])?;
     let payrelay = args.get("--payrelay").ok_or(format!("--payrelay is required\n{USAGE}"))?;
     // The backend skips a missing env file; a deployment must not start without its profile.
@@ -270,7 +277,8 @@ fn pair(args: &[String]) -> Result<(), String> {
         default_addr: loopback(args.parsed("--default-port", contest::DEFAULT_PORT)?),
         fallback_addr: loopback(args.parsed("--fallback-port", contest::FALLBACK_PORT)?),
         env_file: Some(env_file.clone()),
-        envelope: !args.flag("--no-envelope"),
+        envelope: (!args.flag("--no-envelope"))
+            .then(|| PathBuf::from(args.get("--compose-file").unwrap_or("docker-compose.yml"))),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -56,8 +56,10 @@ pub struct ContestOptions {
     pub api_port: u16,
     /// Extra environment for payrelay (`tuning/contest.env`).
     pub env_file: Option<PathBuf>,
-    /// Try the 1.5 CPU / 350 MB cgroup.
+    /// Run each instance in a cgroup with its service's limits from `compose_file`.
     pub envelope: bool,
+    /// The compose file whose limits the envelope applies.
+    pub compose_file: PathBuf,
     /// Print progress lines and the results table.
     pub verbose: bool,
     /// How the emulated processors frame their answers (Kestrel's way unless comparing).
@@ -81,6 +83,7 @@ impl ContestOptions {
             api_port: API_PORT,
             env_file: Some(PathBuf::from("tuning/contest.env")),
             envelope: true,
+            compose_file: PathBuf::from("docker-compose.yml"),
             verbose: true,
             framing: Framing::Kestrel,
             processors_running: false,
@@ -238,7 +241,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
                 default_addr: processor_addrs[0],
                 fallback_addr: processor_addrs[1],
                 env_file: options.env_file.clone(),
-                envelope: options.envelope,
+                envelope: options.envelope.then(|| options.compose_file.clone()),
             };
             let started = backend.insert(Backend::start(&spec)?);
             if verbose {

@@ -24,6 +24,7 @@ pub mod backend;
 pub mod canned;
 pub mod cli;
 pub mod client;
+pub mod compose;
 pub mod contest;
 pub mod emulator;
 pub mod framing;
