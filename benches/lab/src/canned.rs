@@ -38,8 +38,8 @@ impl Drop for Canned {
     }
 }
 
-/// Starts the canned server on 127.0.0.1:`port` (0 picks one); returns once it listens.
-pub fn start(port: u16) -> io::Result<Canned> {
+/// Starts the canned server on `ip`:`port` (0 picks one); returns once it listens.
+pub fn start(ip: std::net::Ipv4Addr, port: u16) -> io::Result<Canned> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .thread_name("rinha-lab-canned")
@@ -50,7 +50,7 @@ pub fn start(port: u16) -> io::Result<Canned> {
         let _entered = runtime.enter();
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        socket.bind(SocketAddr::from((ip, port)))?;
         socket.listen(LISTEN_BACKLOG)?
     };
     let addr = listener.local_addr()?;

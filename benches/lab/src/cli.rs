@@ -21,7 +21,7 @@ usage:
                        [--framing kestrel|content-length] [--bind 127.0.0.1]
   rinha-lab processor --name default|fallback [--port 8080] [--fee 0.05] [--bind 0.0.0.0]
                       [--health-window-ms 5000] [--framing kestrel|content-length]
-  rinha-lab canned [--port 9999]
+  rinha-lab canned [--port 9999] [--bind 127.0.0.1]
   rinha-lab contest --scenario FILE (--payrelay PATH | --target URL) [--json FILE]
                     [--default-port 8001] [--fallback-port 8002] [--api-port 9999]
                     [--env-file tuning/contest.env] [--no-envelope] [--quiet]
@@ -199,9 +199,10 @@ fn wait_for_termination() {
 
 fn serve_canned(args: &[String]) -> Result<(), String> {
     let args = Args::parse(args)?;
-    args.check_known(&["--port"])?;
+    args.check_known(&["--port", "--bind"])?;
+    let ip = args.parsed("--bind", std::net::Ipv4Addr::LOCALHOST)?;
     let server =
-        canned::start(args.parsed("--port", contest::API_PORT)?).map_err(|e| e.to_string())?;
+        canned::start(ip, args.parsed("--port", contest::API_PORT)?).map_err(|e| e.to_string())?;
     println!("canned 202 server listening on http://{} (Ctrl-C to stop)", server.addr());
     loop {
         std::thread::park();

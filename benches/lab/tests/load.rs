@@ -36,7 +36,7 @@ fallback = { delay_ms = 3, failing = false }
 /// the processors, and our (unreadable) summaries count as zeros: no inconsistency, lag = POSTs.
 #[test]
 fn short_run_against_canned_backend() {
-    let backend = canned::start(0).expect("canned server");
+    let backend = canned::start(std::net::Ipv4Addr::LOCALHOST, 0).expect("canned server");
     let processors = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("processors");
     let mut scenario = Scenario::parse(SCENARIO).expect("scenario");
     scenario.name = "test".into();
