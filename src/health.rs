@@ -230,32 +230,6 @@ pub async fn poll(processor: Processor, addr: SocketAddr, authority: &str) -> Op
     Some(Report { processor, failing: json.failing, delay_ms: json.min_response_time })
 }
 
-/// Peer-link query for a report: `processor=default&failing=1&delay_ms=100`.
-pub fn write_report_query(out: &mut Vec<u8>, report: Report) {
-    out.extend_from_slice(b"processor=");
-    out.extend_from_slice(report.processor.name().as_bytes());
-    out.extend_from_slice(if report.failing { b"&failing=1" } else { b"&failing=0" });
-    out.extend_from_slice(b"&delay_ms=");
-    out.extend_from_slice(report.delay_ms.to_string().as_bytes());
-}
-
-/// Inverse of [`write_report_query`].
-pub fn parse_report_query(query: &[u8]) -> Option<Report> {
-    let mut scratch = [0u8; 32];
-    let processor = match http::query_param(query, b"processor", &mut scratch).ok()?? {
-        b"default" => Processor::Default,
-        b"fallback" => Processor::Fallback,
-        _ => return None,
-    };
-    let failing = match http::query_param(query, b"failing", &mut scratch).ok()?? {
-        b"1" => true,
-        b"0" => false,
-        _ => return None,
-    };
-    let delay_ms = http::query_number(query, b"delay_ms")?;
-    Some(Report { processor, failing, delay_ms })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,19 +309,5 @@ mod tests {
         news.heard(Processor::Default, later);
         assert_eq!(news.silent_for(Processor::Default, later), Duration::ZERO);
         assert_eq!(news.silent_for(Processor::Fallback, later), Duration::from_secs(15));
-    }
-
-    /// Goal: reports cross the peer link unchanged.
-    #[test]
-    fn report_query_round_trip() {
-        for report in [
-            Report { processor: Processor::Default, failing: true, delay_ms: 0 },
-            Report { processor: Processor::Fallback, failing: false, delay_ms: 5000 },
-        ] {
-            let mut q = Vec::new();
-            write_report_query(&mut q, report);
-            assert_eq!(parse_report_query(&q), Some(report));
-        }
-        assert_eq!(parse_report_query(b"processor=x&failing=1&delay_ms=1"), None);
     }
 }

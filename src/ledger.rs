@@ -85,6 +85,26 @@ pub struct ShardSummary {
 }
 
 impl ShardSummary {
+    /// Appends `{"default":<v>,"fallback":<v>}`, each value written by `write_totals`: the
+    /// shape of the contest's summary and of the peer link's answer.
+    pub fn write_by_processor(
+        &self,
+        out: &mut Vec<u8>,
+        write_totals: impl Fn(&mut Vec<u8>, Totals),
+    ) {
+        out.push(b'{');
+        for (i, processor) in Processor::ALL.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(processor.name().as_bytes());
+            out.extend_from_slice(b"\":");
+            write_totals(out, self.get(processor));
+        }
+        out.push(b'}');
+    }
+
     /// The reduction step: associative and commutative, with `default()` as identity.
     pub fn merge(&mut self, other: &ShardSummary) {
         for (mine, theirs) in self.by_processor.iter_mut().zip(&other.by_processor) {

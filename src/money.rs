@@ -98,6 +98,14 @@ pub fn write_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa_buf(value).as_bytes());
 }
 
+/// Appends a signed integer in decimal (`i64::MIN` included).
+pub fn write_i64(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, value.unsigned_abs());
+}
+
 /// Small stack formatter for integers, so the hot path never goes through `fmt`.
 fn itoa_buf(mut value: u64) -> DigitBuf {
     let mut buf = DigitBuf { digits: [0; 20], start: 20 };
@@ -183,6 +191,11 @@ mod tests {
         assert_eq!(out, b"0.00");
         out.clear();
         write_u64(&mut out, u64::MAX);
+        for value in [i64::MIN, -1, 0, 42, i64::MAX] {
+            let mut signed = Vec::new();
+            write_i64(&mut signed, value);
+            assert_eq!(signed, value.to_string().as_bytes());
+        }
         assert_eq!(out, u64::MAX.to_string().as_bytes());
     }
 }

@@ -11,12 +11,11 @@ use monoio::{
 
 use crate::{
     connections::{Connections, Registration, Surface},
-    dispatch, health,
+    dispatch,
     http::{self, Body, Limits, Method, Parsed, Request, Status},
     ledger::ShardSummary,
     metrics::{self, Intake},
-    money, payment,
-    peer::{self, Boot},
+    money, payment, peer,
     summary::{self, SummaryError},
     timestamp,
     worker::Core,
@@ -201,7 +200,7 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
     match (req.path, req.method) {
         (peer::SUMMARY_PATH, Method::Get) => {
             let (Some(range), Some(caller)) =
-                (summary::parse_range_query(req.query), Boot::parse_query(req.query))
+                (peer::wire::parse_range_query(req.query), peer::wire::parse_boot_query(req.query))
             else {
                 return error(
                     body,
@@ -212,16 +211,17 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
             match summary::instance_summary(core, range).await {
                 Ok(totals) => {
                     core.continuity.saw_peer(caller);
-                    peer::write_answer_json(&mut body.bytes, &core.continuity.answer(totals));
+                    peer::wire::write_answer_json(&mut body.bytes, &core.continuity.answer(totals));
                     Status::Ok
                 }
                 Err(e) => unavailable(body, &e),
             }
         }
         (peer::HEALTH_PATH, Method::Post) => {
-            let (Some(report), Some(caller)) =
-                (health::parse_report_query(req.query), Boot::parse_query(req.query))
-            else {
+            let (Some(report), Some(caller)) = (
+                peer::wire::parse_report_query(req.query),
+                peer::wire::parse_boot_query(req.query),
+            ) else {
                 let reason = "processor, failing, delay_ms, boot and started_ms are required";
                 return error(body, Status::BadRequest, reason);
             };
@@ -234,14 +234,14 @@ async fn route_peer(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Stat
             Status::Ok
         }
         (peer::PURGE_PATH, Method::Post) => {
-            let Some(caller) = Boot::parse_query(req.query) else {
+            let Some(caller) = peer::wire::parse_boot_query(req.query) else {
                 return error(body, Status::BadRequest, "boot and started_ms are required");
             };
             match summary::purge_instance(core).await {
                 Ok(()) => {
                     core.continuity.purged(Some(caller));
                     let answer = core.continuity.answer(ShardSummary::default());
-                    peer::write_answer_json(&mut body.bytes, &answer);
+                    peer::wire::write_answer_json(&mut body.bytes, &answer);
                     Status::Ok
                 }
                 Err(e) => unavailable(body, &e),

@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::{
     http,
-    ledger::{Processor, ShardSummary, TimeRange, Totals},
+    ledger::{ShardSummary, TimeRange},
     money, peer,
     timestamp::{self, Round},
     worker::{Core, CoreMsg},
@@ -136,7 +136,7 @@ pub fn parse_range(query: &[u8]) -> Result<TimeRange, &'static str> {
 
 /// Appends the contest's JSON: counts, and amounts from cents with exactly two decimals.
 pub fn write_json(out: &mut Vec<u8>, summary: &ShardSummary) {
-    write_by_processor(out, summary, |out, totals| {
+    summary.write_by_processor(out, |out, totals| {
         out.extend_from_slice(b"{\"totalRequests\":");
         money::write_u64(out, totals.count);
         out.extend_from_slice(b",\"totalAmount\":");
@@ -145,43 +145,10 @@ pub fn write_json(out: &mut Vec<u8>, summary: &ShardSummary) {
     });
 }
 
-/// Appends `{"default":<v>,"fallback":<v>}`, each value written by `write_totals`.
-pub fn write_by_processor(
-    out: &mut Vec<u8>,
-    summary: &ShardSummary,
-    write_totals: impl Fn(&mut Vec<u8>, Totals),
-) {
-    out.push(b'{');
-    for (i, processor) in Processor::ALL.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(processor.name().as_bytes());
-        out.extend_from_slice(b"\":");
-        write_totals(out, summary.get(processor));
-    }
-    out.push(b'}');
-}
-
-/// For the peer link's requests: the range as integer milliseconds.
-pub fn write_range_query(out: &mut Vec<u8>, range: TimeRange) {
-    out.extend_from_slice(b"from_ms=");
-    out.extend_from_slice(range.from_ms.to_string().as_bytes());
-    out.extend_from_slice(b"&to_ms=");
-    out.extend_from_slice(range.to_ms.to_string().as_bytes());
-}
-
-/// Inverse of [`write_range_query`] (other parameters are ignored).
-pub fn parse_range_query(query: &[u8]) -> Option<TimeRange> {
-    let from_ms = http::query_number(query, b"from_ms")?;
-    let to_ms = http::query_number(query, b"to_ms")?;
-    Some(TimeRange { from_ms, to_ms })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Totals;
 
     /// Goal: bounds are optional and inclusive; malformed ones are errors, not "unbounded".
     #[test]
@@ -210,16 +177,5 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"default":{"totalRequests":123,"totalAmount":2466.15},"fallback":{"totalRequests":4,"totalAmount":80.20}}"#
         );
-    }
-
-    /// Goal: the peer link's range encoding round-trips, extremes included.
-    #[test]
-    fn range_query_round_trip() {
-        for range in [TimeRange::ALL, TimeRange { from_ms: -5, to_ms: 1_752_582_896_789 }] {
-            let mut q = Vec::new();
-            write_range_query(&mut q, range);
-            assert_eq!(parse_range_query(&q), Some(range));
-        }
-        assert_eq!(parse_range_query(b"from_ms=1"), None);
     }
 }

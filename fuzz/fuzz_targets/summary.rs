@@ -1,5 +1,5 @@
 //! Fuzz target: the `GET /payments-summary` query (`summary::parse_range`), the peer link's
-//! queries (`summary::parse_range_query`, `health::parse_report_query`), `http::query_param`
+//! queries (`peer::wire::parse_range_query`, `peer::wire::parse_report_query`), `http::query_param`
 //! and `http::query_number`, and the ISO-8601 codec (`timestamp::parse_iso`, `format_iso`,
 //! `format_http_date`).
 //!
@@ -17,9 +17,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use payrelay::{
-    health,
     http::{self, BadEncoding},
     ledger::TimeRange,
+    peer::wire,
     summary,
     timestamp::{self, ISO_LEN, Round},
 };
@@ -218,18 +218,18 @@ fuzz_target!(|data: &[u8]| {
     let to_ms = oracle_number::<i64>(data, b"to_ms");
     assert_eq!(http::query_number::<i64>(data, b"from_ms"), from_ms, "query_number");
     assert_eq!(http::query_number::<u64>(data, b"delay_ms"), oracle_number(data, b"delay_ms"));
-    let range = summary::parse_range_query(data);
+    let range = wire::parse_range_query(data);
     let expected = from_ms.zip(to_ms).map(|(from_ms, to_ms)| TimeRange { from_ms, to_ms });
     assert_eq!(range, expected, "parse_range_query({:?})", lossy(data));
     if let Some(range) = range {
         let mut query = Vec::new();
-        summary::write_range_query(&mut query, range);
-        assert_eq!(summary::parse_range_query(&query), Some(range), "{:?}", lossy(&query));
+        wire::write_range_query(&mut query, range);
+        assert_eq!(wire::parse_range_query(&query), Some(range), "{:?}", lossy(&query));
     }
-    if let Some(report) = health::parse_report_query(data) {
+    if let Some(report) = wire::parse_report_query(data) {
         let mut query = Vec::new();
-        health::write_report_query(&mut query, report);
-        assert_eq!(health::parse_report_query(&query), Some(report), "{:?}", lossy(&query));
+        wire::write_report_query(&mut query, report);
+        assert_eq!(wire::parse_report_query(&query), Some(report), "{:?}", lossy(&query));
     }
 
     // Integers from the input: formatting round trips and the peer encoding of any range.
@@ -238,7 +238,7 @@ fuzz_target!(|data: &[u8]| {
         check_format(a);
         let range = TimeRange { from_ms: a, to_ms: b.unwrap_or(a) };
         let mut query = Vec::new();
-        summary::write_range_query(&mut query, range);
-        assert_eq!(summary::parse_range_query(&query), Some(range));
+        wire::write_range_query(&mut query, range);
+        assert_eq!(wire::parse_range_query(&query), Some(range));
     }
 });
