@@ -2,43 +2,41 @@
 //!
 //! # Layout
 //!
-//! Modules in the order a payment flows through them:
-//! accept → queue → dispatch → settle → ledger → summary.
+//! The modules in the order a payment flows through them, accept → forward → ledger →
+//! summary, with the core that holds their state and the boot that starts it all:
 //!
-//! - [`worker`]: one pinned thread per core, its monoio runtime and everything it owns.
-//! - [`server`] (accept): each core's `SO_REUSEPORT` listener, connections and routes.
-//! - [`connections`]: a core's open connections, their cap and the idle sweep.
-//! - [`http`]: the HTTP/1.1 codec on `httparse`, server and client side.
+//! - [`accept`]: each core's listeners and connections, the route tables, intake of
+//!   `POST /payments`.
 //! - [`payment`]: the incoming JSON body, decoded and validated.
-//! - [`queue`]: a core's bounded FIFO of accepted payments.
-//! - [`dispatch`]: forwarding slots that drain the queue to the processors.
-//! - [`processor`]: keep-alive client connections to one processor; one attempt.
-//! - [`settle`]: what an attempt's result means (stored, not stored, unknown).
+//! - [`forward`]: the queue and the forwarding tasks, routing, the processors as a core sees
+//!   them (client, breaker, in-flight), what an answer means, and the health poller.
 //! - [`ledger`]: each core's append-only shard of settled payments.
-//! - [`summary`]: the map-reduce over shards behind `GET /payments-summary`.
+//! - [`summary`]: the map-reduce over shards behind `GET /payments-summary` and the purge.
 //! - [`peer`]: the private link that makes the other instance one more shard.
 //! - [`metrics`]: per-core counters, merged at scrape time behind `GET /metrics`.
+//! - [`cores`]: the state one core owns, and the mesh of mailboxes between cores.
+//! - [`boot`]: threads, runtimes, listeners; the single top of the import graph.
 //!
-//! Support: [`config`] (environment), [`money`] (integer cents), [`timestamp`] (ISO-8601).
+//! Support: [`http`] (the codec), [`config`] (environment), [`money`] (integer cents),
+//! [`timestamp`] (ISO-8601).
+//!
+//! State and flow are apart: the types a core holds (queue, ledger, upstreams, connections,
+//! metrics) never import [`cores`]; only the flows (`accept`, `forward::dispatch`,
+//! `forward::poller`, `summary`) and `boot` take a `&Core`. `tests/layout.rs` keeps the rule.
 
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod accept;
+pub mod boot;
 pub mod config;
-pub mod connections;
-pub mod dispatch;
-pub mod health;
+pub mod cores;
+pub mod forward;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod peer;
-pub mod processor;
-pub mod queue;
-pub mod route;
-pub mod server;
-pub mod settle;
 pub mod summary;
 pub mod timestamp;
-pub mod worker;

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use payrelay::{config::Config, worker};
+use payrelay::{boot, config::Config};
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
@@ -36,11 +36,11 @@ fn main() -> ExitCode {
     // Blocked before the workers exist, so they inherit the mask and only this thread
     // ever takes SIGTERM/SIGINT, synchronously, below.
     let signals = block_termination_signals();
-    match worker::raise_open_files_limit() {
+    match boot::raise_open_files_limit() {
         Ok(limit) => eprintln!("payrelay: open files limit {limit}"),
         Err(e) => eprintln!("payrelay: open files limit unchanged: {e}"),
     }
-    let (workers, mesh) = match worker::start(config) {
+    let (workers, mesh) = match boot::start(config) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("payrelay: start: {e}");
@@ -51,8 +51,8 @@ fn main() -> ExitCode {
     let signal = wait_for(&signals);
     let deadline = Instant::now() + Duration::from_millis(config.drain_deadline_ms);
     eprintln!("payrelay: signal {signal}: draining (deadline {} ms)", config.drain_deadline_ms);
-    let report = worker::drain_all(&mesh, deadline);
-    if report == worker::DrainReport::default() {
+    let report = boot::drain_all(&mesh, deadline);
+    if report == boot::DrainReport::default() {
         eprintln!("payrelay: drained; exiting");
         ExitCode::SUCCESS
     } else {

@@ -13,28 +13,10 @@
 use std::{cell::Cell, io::Write};
 
 use crate::{
+    forward::{outcome::Outcome, route::Route},
     http::Status,
     ledger::Processor,
-    route::Route,
-    settle::Outcome,
-    summary::{self, SummaryError},
-    worker::{Core, CoreMsg},
 };
-
-/// Snapshots of every core of this instance (the map step of a scrape).
-pub async fn instance_snapshots(core: &Core) -> Result<Vec<CoreSnapshot>, SummaryError> {
-    let mut snapshots = Vec::with_capacity(core.mesh.len());
-    let mut mine = None;
-    summary::map_cores(
-        core,
-        |reply| CoreMsg::Metrics { reply },
-        || mine = Some(core.snapshot()),
-        |snapshot| snapshots.push(snapshot),
-    )
-    .await?;
-    snapshots.extend(mine);
-    Ok(snapshots)
-}
 
 /// Upper bounds of the attempt-latency histogram buckets, in microseconds (plus `+Inf`). From a
 /// processor at 0 ms on loopback (~0.2 ms) to the longest contest delay (5 s) and the longest

@@ -6,11 +6,11 @@
 use std::fmt;
 
 use crate::{
+    cores::{Core, CoreGone, CoreMsg},
     http,
     ledger::{ShardSummary, TimeRange},
     money, peer,
     timestamp::{self, Round},
-    worker::{Core, CoreMsg},
 };
 
 /// Why the deployment's totals cannot be given. Never answered with partial totals.
@@ -24,6 +24,12 @@ pub enum SummaryError {
     Forgotten(peer::Forgotten),
 }
 
+impl From<CoreGone> for SummaryError {
+    fn from(_: CoreGone) -> SummaryError {
+        SummaryError::CoreGone
+    }
+}
+
 impl fmt::Display for SummaryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -34,40 +40,12 @@ impl fmt::Display for SummaryError {
     }
 }
 
-/// The map step's fan-out (summary, purge, metrics): sends `ask(reply)` to every other core
-/// of this instance and hands each answer to `each` as it arrives. `local` runs in between, so
-/// this core does its own share while the others work on theirs.
-pub(crate) async fn map_cores<T>(
-    core: &Core,
-    ask: impl Fn(flume::Sender<T>) -> CoreMsg,
-    local: impl FnOnce(),
-    mut each: impl FnMut(T),
-) -> Result<(), SummaryError> {
-    let others = core.mesh.len() - 1;
-    let (reply, replies) = flume::bounded(others.max(1));
-    for (_, mailbox) in core.mesh.iter().enumerate().filter(|(id, _)| *id != core.id) {
-        mailbox.send(ask(reply.clone())).map_err(|_| SummaryError::CoreGone)?;
-    }
-    drop(reply);
-    local();
-    for _ in 0..others {
-        each(replies.recv_async().await.map_err(|_| SummaryError::CoreGone)?);
-    }
-    Ok(())
-}
-
 /// Totals of every core of this instance over `range`.
 pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSummary, SummaryError> {
     let mut total = ShardSummary::default();
     let mut mine = ShardSummary::default();
     let ask = |reply| CoreMsg::Summary { range, reply };
-    map_cores(
-        core,
-        ask,
-        || mine = core.ledger.borrow().summary(range),
-        |shard| total.merge(&shard),
-    )
-    .await?;
+    core.fan_out(ask, || mine = core.shard_summary(range), |shard| total.merge(&shard)).await?;
     total.merge(&mine);
     Ok(total)
 }
@@ -80,10 +58,10 @@ pub async fn deployment_summary(
     range: TimeRange,
 ) -> Result<ShardSummary, SummaryError> {
     let mut total = instance_summary(core, range).await?;
-    if let Some(peer_addr) = core.config.peer_addr {
-        let continuity = &core.continuity;
+    if let Some(peer_addr) = core.config().peer_addr {
+        let continuity = core.continuity();
         let theirs =
-            peer::fetch_summary(peer_addr, range, continuity.boot, core.config.peer_timeout())
+            peer::fetch_summary(peer_addr, range, continuity.boot, core.config().peer_timeout())
                 .await
                 .map_err(SummaryError::Peer)?;
         continuity.saw_peer(theirs.boot);
@@ -96,21 +74,21 @@ pub async fn deployment_summary(
 
 /// Empties every shard of this instance.
 pub async fn purge_instance(core: &Core) -> Result<(), SummaryError> {
-    map_cores(core, |reply| CoreMsg::Purge { reply }, || core.purge(), |()| {}).await
+    Ok(core.fan_out(|reply| CoreMsg::Purge { reply }, || core.purge(), |()| {}).await?)
 }
 
 /// Empties every shard of the deployment, and with them any record of restarts.
 pub async fn purge_deployment(core: &Core) -> Result<(), SummaryError> {
     purge_instance(core).await?;
-    let peer_boot = match core.config.peer_addr {
+    let peer_boot = match core.config().peer_addr {
         Some(peer_addr) => Some(
-            peer::purge(peer_addr, core.continuity.boot, core.config.peer_timeout())
+            peer::purge(peer_addr, core.continuity().boot, core.config().peer_timeout())
                 .await
                 .map_err(SummaryError::Peer)?,
         ),
         None => None,
     };
-    core.continuity.purged(peer_boot);
+    core.continuity().purged(peer_boot);
     Ok(())
 }
 

@@ -100,7 +100,7 @@ fn slow_clients_do_not_delay_others() {
 /// and wait for the gauges to fall back.
 #[test]
 fn ten_thousand_concurrent_connections() {
-    let limit = payrelay::worker::raise_open_files_limit().expect("open files limit");
+    let limit = payrelay::boot::raise_open_files_limit().expect("open files limit");
     assert!(limit > CONCURRENT_CONNECTIONS as u64 + 1000, "open files limit {limit} is too low");
     let rig = Rig::start();
     let started = Instant::now();

@@ -8,12 +8,14 @@
 //! - [`client`]: [`read_response`], the one reader of every answer our client gets, and
 //!   [`call_once`] for rare calls on a fresh connection.
 //! - [`query`]: query strings and JSON bodies.
+//! - [`date`]: the `Date` header, cached per core.
 //!
 //! Why our own codec and not `monoio-http`: see the README's "HTTP codec" section (CPU per
 //! request, and that crate's client keeping dead connections in its pool).
 
 pub mod body;
 pub mod client;
+pub mod date;
 pub mod head;
 pub mod query;
 pub mod request;

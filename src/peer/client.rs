@@ -11,7 +11,7 @@ use super::{
     continuity::Boot,
     wire::{self, PeerAnswer},
 };
-use crate::{health::Report, http, ledger::TimeRange};
+use crate::{forward::health::Report, http, ledger::TimeRange};
 
 /// A failed peer call, with the peer's address for the error message.
 #[derive(Debug)]

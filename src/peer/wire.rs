@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::continuity::Boot;
 use crate::{
-    health::Report,
+    forward::health::Report,
     http,
     ledger::{Processor, ShardSummary, TimeRange, Totals},
     money,

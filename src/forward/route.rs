@@ -1,4 +1,6 @@
-//! Route: per payment, default, fallback or wait — one pure function over what the core knows.
+//! Route: per payment, default, fallback or wait — one pure function ([`choose`]) over what the
+//! core knows, and the one place that gathers it ([`decide`]: each upstream's planned delay,
+//! breaker and slots; the queue; the time left in the test, [`TestClock`]).
 //!
 //! The cost of sending a payment to processor P is its fee plus the chance that the payment
 //! is not yet stored when the test ends (then it earns nothing: "lag"). That chance grows with
@@ -15,13 +17,70 @@
 //! (`PROCESSOR_INFLIGHT_MAX`: a processor serves 800 at once for everyone). A processor whose
 //! breaker is open (failing, or refusing) is not usable. The cheaper usable one wins; ties go
 //! to the default. If the winner has no free slot, the other takes the payment when it is usable
-//! and has one; otherwise the payment waits a moment for a slot ([`Route::Full`]). When neither is usable the payment waits in the queue:
+//! and has one; otherwise the payment waits for a slot to be freed ([`Route::Full`]). When
+//! neither is usable the payment waits in the queue:
 //! nothing is lost while a processor may recover, and sending to a failing processor only
 //! costs its delay and a 500. Waiting for a failing default while the fallback works is not
 //! done: an outage's end is unknowable, and a payment still queued when the test ends loses
 //! its whole amount, against a fee difference of a few percent.
 
-use crate::ledger::Processor;
+use std::{cell::Cell, time::Instant};
+
+use super::upstream::Upstream;
+use crate::{config::Config, ledger::Processor};
+
+/// Smallest horizon routing uses near the end of a test: the test's own end is only known to
+/// within a second or so (the harness's teardown lags its last request).
+pub const HORIZON_FLOOR_MS: u64 = 1_000;
+
+/// When the current test began (the last purge: a contest run purges right before its load),
+/// for the time left in it.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    /// ms since the epoch; `None` before the first purge.
+    started_ms: Cell<Option<i64>>,
+}
+
+impl TestClock {
+    /// A test begins at `now_ms`.
+    pub fn start(&self, now_ms: i64) {
+        self.started_ms.set(Some(now_ms));
+    }
+
+    /// Time left in the test for routing's lag risk: `TEST_DURATION_MS` after the start,
+    /// within [`HORIZON_FLOOR_MS`, `LAG_HORIZON_MS`]; just `LAG_HORIZON_MS` when unknown.
+    /// `now_ms` is the caller's wall-clock reading (the hot path reads the clock once).
+    pub fn horizon_ms(&self, now_ms: i64, config: &Config) -> u64 {
+        match self.started_ms.get() {
+            Some(started_ms) if config.test_duration_ms > 0 => {
+                let end_ms = started_ms.saturating_add(config.test_duration_ms as i64);
+                let left_ms = end_ms.saturating_sub(now_ms).max(0) as u64;
+                left_ms.clamp(HORIZON_FLOOR_MS, config.lag_horizon_ms.max(HORIZON_FLOOR_MS))
+            }
+            _ => config.lag_horizon_ms,
+        }
+    }
+}
+
+/// Where a payment would go now: each upstream as a [`View`] (its planned delay, its slots,
+/// `usable` for its breaker), and the core's load. Takes no probe (see `dispatch`).
+pub fn decide(
+    upstreams: &[Upstream; 2],
+    config: &Config,
+    load: Load,
+    now: Instant,
+    usable: impl Fn(&Upstream) -> bool,
+) -> Route {
+    let fees = [config.fee_default_ppm, config.fee_fallback_ppm];
+    let views = upstreams.each_ref().map(|upstream| View {
+        usable: usable(upstream),
+        inflight: upstream.inflight().len(),
+        inflight_max: config.processor_inflight_max,
+        delay_ms: upstream.planned_delay_ms(now, config),
+        fee_ppm: fees[upstream.processor().index()],
+    });
+    choose(views, load)
+}
 
 /// What the router knows about one processor, as seen from one core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +102,7 @@ pub struct View {
 pub struct Load {
     /// Payments waiting for a slot on this core.
     pub queue_len: usize,
-    /// `LAG_HORIZON_MS`.
+    /// Time left in the test ([`TestClock::horizon_ms`]).
     pub horizon_ms: u64,
 }
 

@@ -1,9 +1,90 @@
-//! Queue: a core's bounded FIFO of accepted payments waiting for a forwarding slot, and the
+//! Queue: a core's forwarding work (the bounded FIFO of accepted payments waiting for a
+//! forwarding task, the tasks running, those waiting for a processor slot), and the
 //! correlation ids the core has accepted, so that a repeat is answered instead of forwarded.
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    cell::{Cell, RefCell},
+    collections::{HashSet, VecDeque},
+};
 
+use super::inflight::{SlotWait, SlotWaiters};
 use crate::payment::Payment;
+
+/// A core's forwarding work. Owned by the core; the flows in `dispatch` drive it.
+#[derive(Debug)]
+pub struct Forwarding {
+    /// Accepted payments no task has taken yet.
+    queue: RefCell<Queue>,
+    /// Forwarding tasks running; at most `tasks_max`.
+    tasks: Cell<usize>,
+    /// `DISPATCH_INFLIGHT_MAX`.
+    tasks_max: usize,
+    /// Tasks waiting for a slot at a processor.
+    slot_waiters: SlotWaiters,
+}
+
+impl Forwarding {
+    /// No work: `queue_len_max` payments may wait, `tasks_max` tasks may run.
+    pub fn new(queue_len_max: usize, tasks_max: usize) -> Forwarding {
+        Forwarding {
+            queue: RefCell::new(Queue::new(queue_len_max)),
+            tasks: Cell::new(0),
+            tasks_max,
+            slot_waiters: SlotWaiters::default(),
+        }
+    }
+
+    /// Starts a forwarding task if fewer than the limit run: `true` if the caller may spawn it.
+    pub fn try_start_task(&self) -> bool {
+        let running = self.tasks.get();
+        let free = running < self.tasks_max;
+        if free {
+            self.tasks.set(running + 1);
+        }
+        free
+    }
+
+    /// A task ends.
+    pub fn end_task(&self) {
+        debug_assert!(self.tasks.get() > 0, "a task ends that never started");
+        self.tasks.set(self.tasks.get() - 1);
+    }
+
+    /// Queues `payment` for the next free task, or refuses when the queue is full.
+    pub fn enqueue(&self, payment: Payment) -> Result<(), QueueFull> {
+        self.queue.borrow_mut().push(payment)
+    }
+
+    /// The oldest queued payment, for a task that is done with its last one.
+    pub fn next_queued(&self) -> Option<Payment> {
+        self.queue.borrow_mut().pop()
+    }
+
+    /// Payments queued.
+    pub fn queue_len(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// Tasks running.
+    pub fn tasks(&self) -> usize {
+        self.tasks.get()
+    }
+
+    /// Payments held: queued, or with a task.
+    pub fn held(&self) -> usize {
+        self.queue_len() + self.tasks()
+    }
+
+    /// Waits until a slot at a processor is freed and this task is the one woken.
+    pub fn wait_for_slot(&self) -> SlotWait<'_> {
+        self.slot_waiters.wait()
+    }
+
+    /// An attempt ended: its slot goes to the task that has waited longest.
+    pub fn slot_freed(&self) {
+        self.slot_waiters.wake_one();
+    }
+}
 
 /// The queue is at its limit: the caller answers 503 rather than drop or grow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

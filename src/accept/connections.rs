@@ -21,8 +21,6 @@ use std::{
 
 use slab::Slab;
 
-use crate::worker::Core;
-
 /// Open connections on the peer link. The peer opens one connection per call, and its calls
 /// are a few a second (a summary per check, health reports, metrics scrapes, a purge per test):
 /// 64 leaves room for a burst of parallel summaries and no more.
@@ -96,7 +94,7 @@ pub struct Connections {
 /// A registered connection; dropping it unregisters it. Held by the connection's task beside
 /// its stream, so both go together.
 pub struct Registration {
-    core: Rc<Core>,
+    registry: Rc<Connections>,
     key: usize,
 }
 
@@ -119,8 +117,7 @@ impl Connections {
 
     /// Registers a connection just accepted on `core`'s `surface`, or refuses it (`None`) when
     /// that surface's cap is reached (`CONNECTIONS_MAX`, [`PEER_CONNECTIONS_MAX`]).
-    pub fn register(core: &Rc<Core>, fd: RawFd, surface: Surface) -> Option<Registration> {
-        let this = &core.connections;
+    pub fn register(this: &Rc<Connections>, fd: RawFd, surface: Surface) -> Option<Registration> {
         this.accepted.set(this.accepted.get() + 1);
         let open = &this.open[surface as usize];
         let cap = match surface {
@@ -135,7 +132,7 @@ impl Connections {
         let active_ms = Cell::new(this.now_ms.get());
         let slot = Slot { surface, fd, active_ms, expiry: Cell::new(Expiry::Live) };
         let key = this.slots.borrow_mut().insert(slot);
-        Some(Registration { core: Rc::clone(core), key })
+        Some(Registration { registry: Rc::clone(this), key })
     }
 
     /// Connections open now.
@@ -201,7 +198,7 @@ impl Connections {
 impl Registration {
     /// The connection completed a request or a response: it is not idle.
     pub fn touch(&self) {
-        let connections = &self.core.connections;
+        let connections = &self.registry;
         if let Some(slot) = connections.slots.borrow().get(self.key) {
             slot.active_ms.set(connections.now_ms.get());
         }
@@ -209,14 +206,14 @@ impl Registration {
 
     /// Whether the sweep has shut this connection for idleness.
     pub fn expired(&self) -> bool {
-        let slots = self.core.connections.slots.borrow();
+        let slots = self.registry.slots.borrow();
         slots.get(self.key).is_some_and(|slot| slot.expiry.get() != Expiry::Live)
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let connections = &self.core.connections;
+        let connections = &self.registry;
         let slot = connections.slots.borrow_mut().remove(self.key);
         let open = &connections.open[slot.surface as usize];
         open.set(open.get() - 1);
@@ -224,11 +221,11 @@ impl Drop for Registration {
 }
 
 /// Each core's sweep task: runs for as long as the core.
-pub async fn sweep_idle(core: Rc<Core>) {
-    let interval = core.connections.sweep_interval();
+pub async fn sweep_idle(connections: Rc<Connections>) {
+    let interval = connections.sweep_interval();
     loop {
         monoio::time::sleep(interval).await;
-        core.connections.sweep();
+        connections.sweep();
     }
 }
 

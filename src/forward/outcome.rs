@@ -17,7 +17,7 @@
 //!   get the same answer. Unless an earlier attempt may have stored the payment there: this
 //!   answer does not say it did not, so the outcome stays unknown and the payment stays pinned.
 
-use crate::processor::AttemptError;
+use super::client::AttemptError;
 
 /// What an attempt tells us about the payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

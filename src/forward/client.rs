@@ -12,7 +12,6 @@ use monoio::{io::AsyncWriteRentExt, net::TcpStream};
 
 use crate::{
     http::{self, ReadError},
-    ledger::Processor,
     money,
     payment::Payment,
     timestamp,
@@ -104,9 +103,8 @@ enum Try {
 }
 
 /// One core's client for one processor. Owned by its core; connections never cross cores.
+#[derive(Debug)]
 pub struct ProcessorClient {
-    /// Which processor this is.
-    pub processor: Processor,
     /// Where it listens.
     endpoint: Endpoint,
     /// Idle keep-alive connections, most recently used last. A connection is here only while
@@ -117,14 +115,13 @@ pub struct ProcessorClient {
     /// Spare I/O buffers, so steady-state forwarding allocates nothing.
     spare_bufs: RefCell<Vec<Vec<u8>>>,
     /// Connections opened to the processor since start (`payrelay_processor_connects_total`).
-    pub connects: Cell<u64>,
+    connects: Cell<u64>,
 }
 
 impl ProcessorClient {
     /// A client with no connection yet; they open on demand.
-    pub fn new(processor: Processor, endpoint: Endpoint, idle_max: usize) -> Self {
+    pub fn new(endpoint: Endpoint, idle_max: usize) -> Self {
         ProcessorClient {
-            processor,
             endpoint,
             idle: RefCell::new(Vec::new()),
             idle_max,
@@ -251,6 +248,11 @@ impl ProcessorClient {
         buf.extend_from_slice(b"\"}");
     }
 
+    /// Connections opened to the processor since start.
+    pub fn connects(&self) -> u64 {
+        self.connects.get()
+    }
+
     fn keep(&self, conn: TcpStream) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < self.idle_max {
@@ -289,7 +291,7 @@ mod tests {
     #[test]
     fn request_is_well_formed() {
         let endpoint = Endpoint { authority: "h:1".into(), addr: "127.0.0.1:1".parse().unwrap() };
-        let client = ProcessorClient::new(Processor::Default, endpoint, 4);
+        let client = ProcessorClient::new(endpoint, 4);
         let payment =
             Payment { correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", cents: 1990 };
         let mut buf = Vec::new();

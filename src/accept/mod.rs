@@ -1,0 +1,152 @@
+//! Accept: each core's listener loop and its connections (keep-alive, pipelining, split
+//! reads). Buffer in, buffer out: every complete request in the read buffer is answered into
+//! one write buffer, written once.
+//!
+//! - [`connections`]: the registry of open connections, its caps and the idle sweep.
+//! - [`routes`]: the route tables of the public API and the peer link, and their handlers.
+//! - [`intake`]: `POST /payments`, from body to queue.
+
+pub mod connections;
+pub mod intake;
+pub mod routes;
+
+use std::{os::fd::AsRawFd, rc::Rc, time::Duration};
+
+use monoio::{
+    io::AsyncWriteRentExt,
+    net::{TcpListener, TcpStream},
+};
+
+use self::connections::{Connections, Registration, Surface};
+use crate::{
+    cores::Core,
+    http::{self, Body, Limits, Parsed, Request, Status},
+};
+
+/// Initial capacity of a connection's read and write buffers: a contest request is ~250
+/// bytes and a pipelined burst rarely exceeds a few; they grow to the request limits.
+const CONN_BUF_BYTES: usize = 2048;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), so a persistent error
+/// does not spin the core.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// Accepts connections forever, one task each.
+pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                // At the limit the stream is dropped here: the client sees the connection close.
+                let Some(registration) =
+                    Connections::register(core.connections(), stream.as_raw_fd(), surface)
+                else {
+                    continue;
+                };
+                // Responses are single writes; Nagle would hold the last segment back.
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(serve(Rc::clone(&core), stream, registration, surface));
+            }
+            Err(e) => {
+                eprintln!("payrelay: core-{}: accept: {e}", core.id());
+                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, asks to, or breaks HTTP framing.
+async fn serve(
+    core: Rc<Core>,
+    mut stream: TcpStream,
+    registration: Registration,
+    surface: Surface,
+) {
+    let config = core.config();
+    let limits = Limits {
+        head_bytes_max: config.request_head_bytes_max,
+        body_bytes_max: config.request_body_bytes_max,
+    };
+    let mut rbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
+    let mut scratch = Body::with_capacity(256);
+    loop {
+        let mut consumed = 0;
+        let mut open = true;
+        while open {
+            match http::parse_request(&rbuf[consumed..], limits) {
+                Parsed::Complete(request, len) => {
+                    consumed += len;
+                    open = respond(&core, surface, &request, &mut scratch, &mut wbuf).await;
+                }
+                Parsed::Partial => break,
+                Parsed::Invalid(status, reason) => {
+                    write_closing_error(&core, status, reason, &mut scratch, &mut wbuf);
+                    open = false;
+                }
+            }
+        }
+        rbuf.drain(..consumed);
+        if consumed > 0 {
+            registration.touch();
+        }
+        if !wbuf.is_empty() {
+            let (written, buf) = stream.write_all(wbuf).await;
+            wbuf = buf;
+            wbuf.clear();
+            if written.is_err() {
+                return;
+            }
+            registration.touch();
+        }
+        if !open {
+            return;
+        }
+        // parse_request refuses a request beyond the limits, so the buffer stays bounded.
+        let (read, buf) = http::read_more(&mut stream, rbuf, CONN_BUF_BYTES).await;
+        rbuf = buf;
+        match read {
+            Ok(0) | Err(_) if registration.expired() && !rbuf.is_empty() => {
+                // The sweep shut the read side on a request that never completed: say so.
+                let (status, reason) = (Status::RequestTimeout, "request not completed in time");
+                write_closing_error(&core, status, reason, &mut scratch, &mut wbuf);
+                let _ = stream.write_all(wbuf).await;
+                return;
+            }
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Appends an error response after which the connection closes (its framing is lost, or it
+/// took too long).
+fn write_closing_error(
+    core: &Core,
+    status: Status,
+    reason: &str,
+    scratch: &mut Body,
+    out: &mut Vec<u8>,
+) {
+    core.metrics().response(status);
+    scratch.clear();
+    http::write_error_json(&mut scratch.bytes, reason);
+    http::write_response(out, status, scratch, false, &core.date().get());
+}
+
+/// Routes one request and appends its response to `out`. Returns whether the connection stays
+/// open: as the client asked, except on the API while the core drains (the client then
+/// reconnects, to an instance that is not shutting down).
+async fn respond(
+    core: &Rc<Core>,
+    surface: Surface,
+    req: &Request<'_>,
+    scratch: &mut Body,
+    out: &mut Vec<u8>,
+) -> bool {
+    scratch.clear();
+    let status = routes::route(core, surface, req, scratch).await;
+    core.metrics().response(status);
+    let keep_alive = req.keep_alive && !(surface == Surface::Api && core.is_draining());
+    http::write_response(out, status, scratch, keep_alive, &core.date().get());
+    keep_alive
+}

@@ -1,0 +1,303 @@
+//! Boot: the single top of the graph. Starts one pinned thread per core, each with its own
+//! monoio runtime (io_uring, or epoll where that is blocked), builds the core's state on it,
+//! binds its listeners and spawns its flows: the accept loops, the idle sweep, the mailbox, and
+//! on core 0 the health poller. Also the process-wide steps: the open-files limit and SIGTERM's
+//! drain.
+
+use std::{
+    io,
+    rc::Rc,
+    sync::{Arc, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use monoio::{
+    IoUringDriver, LegacyDriver, RuntimeBuilder,
+    net::{ListenerOpts, TcpListener},
+};
+
+use crate::{
+    accept::{
+        self,
+        connections::{self, Surface},
+    },
+    config::{Config, IoDriver},
+    cores::{Core, CoreMsg, Mesh},
+    forward::{client::Endpoint, poller},
+    peer::{Boot, Continuity},
+};
+
+/// What every worker needs to build its core, prepared once on the main thread.
+struct Plan {
+    config: &'static Config,
+    driver: IoDriver,
+    endpoints: [Endpoint; 2],
+    mesh: Mesh,
+    continuity: Arc<Continuity>,
+    cpus: Vec<core_affinity::CoreId>,
+}
+
+/// Starts one worker per core and returns once every one is listening (or the first error).
+/// The returned handles run until the process exits.
+pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>, Mesh)> {
+    let driver = choose_driver(config)?;
+    let endpoints = [
+        resolve_patiently(&config.processor_default_url)?,
+        resolve_patiently(&config.processor_fallback_url)?,
+    ];
+    let workers = config.workers();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded()).unzip();
+    let cpus = if config.worker_pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mesh: Mesh = senders.into();
+    let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
+    let plan =
+        Arc::new(Plan { config, driver, endpoints, mesh: Arc::clone(&mesh), continuity, cpus });
+    eprintln!("payrelay: {config} io_driver_used={}", driver.name());
+
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let mut handles = Vec::with_capacity(workers);
+    for (id, mailbox) in receivers.into_iter().enumerate() {
+        let plan = Arc::clone(&plan);
+        let ready = ready_tx.clone();
+        let handle = thread::Builder::new()
+            .name(format!("core-{id}"))
+            .spawn(move || run_worker(id, &plan, mailbox, ready))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("a worker exited before it was ready")),
+        }
+    }
+    Ok((handles, mesh))
+}
+
+/// What a drain left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Payments still queued or in flight at the deadline.
+    pub held: usize,
+    /// Cores that never answered (their payments are unaccounted for).
+    pub silent_cores: usize,
+}
+
+/// Asks every core to stop accepting and forward what it holds (SIGTERM), and waits for
+/// their answers.
+pub fn drain_all(mesh: &Mesh, deadline: Instant) -> DrainReport {
+    let (reply, replies) = flume::unbounded();
+    for mailbox in mesh.iter() {
+        // A core whose mailbox is closed is gone; it is counted as silent below.
+        let _ = mailbox.send(CoreMsg::Drain { deadline, reply: reply.clone() });
+    }
+    drop(reply);
+    // Each core answers by the deadline; one that is gone never does, hence the limit.
+    let limit = deadline + Duration::from_secs(1);
+    let mut report = DrainReport::default();
+    for _ in 0..mesh.len() {
+        match replies.recv_timeout(limit.saturating_duration_since(Instant::now())) {
+            Ok(held) => report.held += held,
+            Err(_) => report.silent_cores += 1,
+        }
+    }
+    report
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a descriptor, and
+/// a soft limit of 1024 (a common default outside compose's `ulimits`) would refuse clients
+/// long before memory or CPU run out. Returns the limit in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit struct through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads one rlimit struct through a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// How long start-up waits for a processor's name to resolve. Under compose the processors'
+/// containers may still be starting; a backend that exits instead would stay down.
+const RESOLVE_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// Resolves a processor URL, retrying once a second up to [`RESOLVE_WAIT_MAX`].
+fn resolve_patiently(url: &str) -> io::Result<Endpoint> {
+    let give_up_at = Instant::now() + RESOLVE_WAIT_MAX;
+    loop {
+        match Endpoint::resolve(url) {
+            Ok(endpoint) => return Ok(endpoint),
+            Err(e) if e.kind() != io::ErrorKind::InvalidInput && Instant::now() < give_up_at => {
+                eprintln!("payrelay: resolving {url}: {e}; retrying");
+                thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("resolving {url}: {e}"))),
+        }
+    }
+}
+
+/// Resolves `Auto` by building (and dropping) one io_uring ring: Docker's default seccomp
+/// profile refuses `io_uring_setup`, and we would rather know at start than per core.
+fn choose_driver(config: &Config) -> io::Result<IoDriver> {
+    match config.io_driver {
+        IoDriver::Epoll => Ok(IoDriver::Epoll),
+        IoDriver::IoUring => {
+            RuntimeBuilder::<IoUringDriver>::new().build()?;
+            Ok(IoDriver::IoUring)
+        }
+        IoDriver::Auto => match RuntimeBuilder::<IoUringDriver>::new().build() {
+            Ok(_) => Ok(IoDriver::IoUring),
+            Err(e) => {
+                eprintln!("payrelay: io_uring unavailable ({e}); falling back to epoll");
+                Ok(IoDriver::Epoll)
+            }
+        },
+    }
+}
+
+fn run_worker(
+    id: usize,
+    plan: &Plan,
+    mailbox: flume::Receiver<CoreMsg>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    let config = plan.config;
+    if config.worker_pin {
+        pin(id, plan);
+    }
+    let core_main = core_main(id, plan, mailbox, ready.clone());
+    let built = match plan.driver {
+        IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(core_main)),
+        _ => RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(config.io_uring_entries)
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(core_main)),
+    };
+    if let Err(e) = built {
+        let _ = ready.send(Err(io::Error::new(e.kind(), format!("core-{id}: runtime: {e}"))));
+    }
+}
+
+fn pin(id: usize, plan: &Plan) {
+    if plan.cpus.is_empty() {
+        eprintln!("payrelay: core-{id}: CPU list unavailable; not pinned");
+        return;
+    }
+    let cpu = plan.cpus[(plan.config.worker_cpu_first + id) % plan.cpus.len()];
+    if !core_affinity::set_for_current(cpu) {
+        eprintln!("payrelay: core-{id}: could not pin to CPU {}; not pinned", cpu.id);
+    }
+}
+
+/// The body of one core: bind, say ready, then serve until the process ends.
+async fn core_main(
+    id: usize,
+    plan: &Plan,
+    mailbox: flume::Receiver<CoreMsg>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    let config = plan.config;
+    let mesh = Arc::clone(&plan.mesh);
+    let continuity = Arc::clone(&plan.continuity);
+    let core = Rc::new(Core::new(id, config, mesh, continuity, plan.endpoints.clone()));
+    let bound = bind(id, config);
+    let (api, peer) = match bound {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    monoio::spawn(serve_mailbox(Rc::clone(&core), mailbox));
+    monoio::spawn(connections::sweep_idle(Rc::clone(core.connections())));
+    if let Some(peer) = peer {
+        monoio::spawn(accept::run(Rc::clone(&core), peer, Surface::Peer));
+    }
+    if id == 0 {
+        monoio::spawn(poller::poll_health(Rc::clone(&core), plan.endpoints.clone()));
+    }
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    monoio::select! {
+        _ = accept::run(Rc::clone(&core), api, Surface::Api) => {}
+        _ = core.until_draining() => {}
+    }
+    // The listener is closed: new connections go to the other cores of the SO_REUSEPORT
+    // group. Connections already open keep being served until the process exits.
+    std::future::pending::<()>().await;
+}
+
+/// Binds the API listener (every core, `SO_REUSEPORT` so the kernel spreads connections over
+/// all cores of both instances) and, on core 0 only, the private peer listener.
+fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListener>)> {
+    let api_opts =
+        ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(config.listen_backlog);
+    let api = TcpListener::bind_with_config(config.api_bind_addr, &api_opts).map_err(|e| {
+        io::Error::new(e.kind(), format!("core-{id}: bind {}: {e}", config.api_bind_addr))
+    })?;
+    let peer = match config.peer_bind_addr {
+        Some(addr) if id == 0 => {
+            // Not shared: each instance owns its private port, and a stale process holding it
+            // must make this one fail loudly rather than split the peer's calls.
+            let opts = ListenerOpts::new().reuse_port(false).reuse_addr(true).backlog(64);
+            let listener = TcpListener::bind_with_config(addr, &opts).map_err(|e| {
+                io::Error::new(e.kind(), format!("core-{id}: bind peer {addr}: {e}"))
+            })?;
+            Some(listener)
+        }
+        _ => None,
+    };
+    Ok((api, peer))
+}
+
+/// Stops accepting and waits until the core holds no payment, or the deadline.
+async fn drain(core: Rc<Core>, deadline: Instant, reply: flume::Sender<usize>) {
+    /// How often a draining core looks at what it still holds.
+    const DRAIN_POLL: Duration = Duration::from_millis(10);
+    // Before anything else, so that no payment is accepted on this core from here on (open
+    // keep-alive connections would otherwise keep feeding the queue past the deadline).
+    core.start_draining();
+    while core.held() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    let _ = reply.send(core.held());
+}
+
+/// Answers other cores' messages for as long as the process lives.
+async fn serve_mailbox(core: Rc<Core>, mailbox: flume::Receiver<CoreMsg>) {
+    while let Ok(msg) = mailbox.recv_async().await {
+        match msg {
+            CoreMsg::Summary { range, reply } => {
+                let _ = reply.send(core.shard_summary(range));
+            }
+            CoreMsg::Purge { reply } => {
+                core.purge();
+                let _ = reply.send(());
+            }
+            CoreMsg::Health(report) => core.apply_health(report),
+            CoreMsg::Metrics { reply } => {
+                let _ = reply.send(core.snapshot());
+            }
+            CoreMsg::Drain { deadline, reply } => {
+                monoio::spawn(drain(Rc::clone(&core), deadline, reply));
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Cores: the state one core owns ([`Core`]: its parts, each behind methods that say what they
+//! do) and the mesh of mailboxes that is all the cores share ([`CoreMsg`] over [`Mesh`]).
+//!
+//! A core is built on its own thread and never sent anywhere: its tasks hold it through `Rc`.
+//! The parts it holds (queue, ledger, upstreams, connections, metrics) know nothing of it; the
+//! flows (`accept`, `forward::dispatch`, `summary`, `boot`) take `&Core`.
+
+use std::{cell::RefCell, rc::Rc, sync::Arc, time::Instant};
+
+use crate::{
+    accept::connections::Connections,
+    config::Config,
+    forward::{
+        client::Endpoint,
+        health::{PeerNews, Report},
+        queue::{Forwarding, IDS_PER_GENERATION_MAX, SeenIds},
+        route::{self, Load, Route, TestClock},
+        upstream::Upstream,
+    },
+    http::date::DateCache,
+    ledger::{Entry, Processor, Shard, ShardSummary, TimeRange},
+    metrics::{CoreMetrics, CoreSnapshot},
+    peer::Continuity,
+    timestamp,
+};
+
+/// A message from one core to another. Replies travel on the channel the message carries.
+pub enum CoreMsg {
+    /// "Send me your shard's totals over this range."
+    Summary {
+        /// Range of `requestedAt`.
+        range: TimeRange,
+        /// Where to answer.
+        reply: flume::Sender<ShardSummary>,
+    },
+    /// "Empty your shard."
+    Purge {
+        /// Answered once done.
+        reply: flume::Sender<()>,
+    },
+    /// "Here is what the health poll saw."
+    Health(Report),
+    /// "Send me a snapshot of your metrics."
+    Metrics {
+        /// Where to answer.
+        reply: flume::Sender<CoreSnapshot>,
+    },
+    /// "Stop accepting, forward what you hold, answer when done or at `deadline`."
+    Drain {
+        /// When to give up on what is left.
+        deadline: Instant,
+        /// Payments still held (queued or in flight) when the core answered.
+        reply: flume::Sender<usize>,
+    },
+}
+
+/// Every core's mailbox, indexed by core id. The only thing the cores share. Unbounded on
+/// purpose: a core never waits to send (a summary, a report), and what is sent is bounded by
+/// its senders (one request each, answered before the next).
+pub type Mesh = Arc<[flume::Sender<CoreMsg>]>;
+
+/// A core of this instance that cannot be reached or did not answer (its thread is gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreGone;
+
+/// Everything one core owns.
+pub struct Core {
+    /// Index of this core within the instance, 0-based.
+    id: usize,
+    /// The instance's configuration (lives as long as the process).
+    config: &'static Config,
+    /// Mailboxes of every core of this instance, this one included.
+    mesh: Mesh,
+    /// This instance's boot and what it knows of restarts since the last purge (shared by the
+    /// instance's cores; only peer calls and purges touch it).
+    continuity: Arc<Continuity>,
+    /// This core's shard of settled payments.
+    ledger: RefCell<Shard>,
+    /// Correlation ids accepted here since the last purge (a repeat is answered 409).
+    seen: RefCell<SeenIds>,
+    /// Payments queued, forwarding tasks, tasks waiting for a slot.
+    forwarding: Forwarding,
+    /// The two processors, by [`Processor::index`].
+    upstreams: [Upstream; 2],
+    /// Core 0 only (where the peer link and the health poller live): when the peer last
+    /// reported on each processor, to know when to take over a silent peer's polling.
+    peer_news: Option<PeerNews>,
+    /// When the current test began, for routing's horizon.
+    test_clock: TestClock,
+    /// Set when the core starts draining: `POST /payments` is refused (503) and every API
+    /// connection closes after its next response, so what the core holds only shrinks.
+    draining: std::cell::Cell<bool>,
+    /// Wakes the accept loop on drain.
+    stop_accepting: (flume::Sender<()>, flume::Receiver<()>),
+    /// Open client connections, for `CONNECTIONS_MAX` and the idle sweep (shared with each
+    /// connection's registration).
+    connections: Rc<Connections>,
+    /// Cached `Date` header value.
+    date: DateCache,
+    /// Counters and histograms, read by `GET /metrics`.
+    metrics: CoreMetrics,
+}
+
+impl Core {
+    /// Core `id`'s state, empty: no connection, no payment, nothing learned of the processors.
+    /// Built on the core's own thread (`boot`), or in a test.
+    pub fn new(
+        id: usize,
+        config: &'static Config,
+        mesh: Mesh,
+        continuity: Arc<Continuity>,
+        endpoints: [Endpoint; 2],
+    ) -> Core {
+        let [default, fallback] = endpoints;
+        Core {
+            id,
+            config,
+            mesh,
+            continuity,
+            ledger: RefCell::new(Shard::default()),
+            seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
+            forwarding: Forwarding::new(config.queue_len_max, config.dispatch_inflight_max),
+            upstreams: [
+                Upstream::new(Processor::Default, default, config),
+                Upstream::new(Processor::Fallback, fallback, config),
+            ],
+            peer_news: (id == 0).then(|| PeerNews::new(Instant::now())),
+            test_clock: TestClock::default(),
+            draining: std::cell::Cell::new(false),
+            stop_accepting: flume::bounded(1),
+            connections: Rc::new(Connections::new(
+                config.connections_max,
+                config.connection_idle_timeout_ms,
+            )),
+            date: DateCache::default(),
+            metrics: CoreMetrics::default(),
+        }
+    }
+
+    /// This core's index within the instance.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The instance's configuration.
+    pub fn config(&self) -> &'static Config {
+        self.config
+    }
+
+    /// The instance's boot and what it knows of restarts.
+    pub fn continuity(&self) -> &Continuity {
+        &self.continuity
+    }
+
+    /// This core's part of one processor.
+    pub fn upstream(&self, processor: Processor) -> &Upstream {
+        &self.upstreams[processor.index()]
+    }
+
+    /// This core's forwarding work.
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
+    }
+
+    /// This core's open connections.
+    pub fn connections(&self) -> &Rc<Connections> {
+        &self.connections
+    }
+
+    /// The cached `Date` header value.
+    pub fn date(&self) -> &DateCache {
+        &self.date
+    }
+
+    /// This core's counters.
+    pub fn metrics(&self) -> &CoreMetrics {
+        &self.metrics
+    }
+
+    /// When the peer last reported on each processor (core 0 only).
+    pub fn peer_news(&self) -> Option<&PeerNews> {
+        self.peer_news.as_ref()
+    }
+
+    /// Whether `id` was accepted on this core since the last purge (a repeat is refused).
+    pub fn accepted_before(&self, id: u128) -> bool {
+        self.seen.borrow().contains(id)
+    }
+
+    /// Remembers that `id` was accepted here.
+    pub fn remember_accepted(&self, id: u128) {
+        self.seen.borrow_mut().insert(id);
+    }
+
+    /// Records a settled payment in this core's shard, once.
+    pub fn record(&self, entry: Entry) {
+        self.ledger.borrow_mut().record(entry);
+    }
+
+    /// This core's shard's totals over `range`.
+    pub fn shard_summary(&self, range: TimeRange) -> ShardSummary {
+        self.ledger.borrow().summary(range)
+    }
+
+    /// Where a payment would go now, each upstream judged usable by `usable` (see
+    /// `route::decide`). `now_ms` is the caller's wall-clock reading.
+    pub fn decide(&self, now: Instant, now_ms: i64, usable: impl Fn(&Upstream) -> bool) -> Route {
+        let load = Load {
+            queue_len: self.forwarding.queue_len(),
+            horizon_ms: self.test_clock.horizon_ms(now_ms, self.config),
+        };
+        route::decide(&self.upstreams, self.config, load, now, usable)
+    }
+
+    /// What [`Core::decide`] would say for a new payment now, without taking a probe.
+    pub fn peek_route(&self, now: Instant, now_ms: i64) -> Route {
+        self.decide(now, now_ms, |upstream| upstream.health().would_allow(now))
+    }
+
+    /// Applies a health report here.
+    pub fn apply_health(&self, report: Report) {
+        self.upstream(report.processor).health().apply(report, Instant::now());
+    }
+
+    /// Applies a health report here and sends it to every other core of this instance.
+    pub fn broadcast_health(&self, report: Report) {
+        self.apply_health(report);
+        for (id, mailbox) in self.mesh.iter().enumerate() {
+            if id != self.id {
+                // A core that is gone has nobody to inform.
+                let _ = mailbox.send(CoreMsg::Health(report));
+            }
+        }
+    }
+
+    /// Empties this core's shard. A purge is how a contest run begins (its setup purges
+    /// before the load starts), so it also starts the test's clock.
+    pub fn purge(&self) {
+        self.ledger.borrow_mut().purge();
+        self.seen.borrow_mut().clear();
+        self.test_clock.start(timestamp::now_ms());
+    }
+
+    /// Payments this core holds: queued plus being forwarded.
+    pub fn held(&self) -> usize {
+        self.forwarding.held()
+    }
+
+    /// Whether the core is draining (no payment accepted, connections closed after a response).
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Starts draining: from now on no payment is accepted here, and the accept loop stops.
+    pub fn start_draining(&self) {
+        self.draining.set(true);
+        let _ = self.stop_accepting.0.try_send(());
+    }
+
+    /// Resolves once the core starts draining.
+    pub async fn until_draining(&self) {
+        let _ = self.stop_accepting.1.recv_async().await;
+    }
+
+    /// The map step of a map-reduce over this instance's cores (summary, purge, metrics): sends
+    /// `ask(reply)` to every other core and hands each answer to `each` as it arrives. `local`
+    /// runs in between, so this core does its own share while the others work on theirs.
+    pub async fn fan_out<T>(
+        &self,
+        ask: impl Fn(flume::Sender<T>) -> CoreMsg,
+        local: impl FnOnce(),
+        mut each: impl FnMut(T),
+    ) -> Result<(), CoreGone> {
+        let others = self.mesh.len() - 1;
+        let (reply, replies) = flume::bounded(others.max(1));
+        for (_, mailbox) in self.mesh.iter().enumerate().filter(|(id, _)| *id != self.id) {
+            mailbox.send(ask(reply.clone())).map_err(|_| CoreGone)?;
+        }
+        drop(reply);
+        local();
+        for _ in 0..others {
+            each(replies.recv_async().await.map_err(|_| CoreGone)?);
+        }
+        Ok(())
+    }
+
+    /// The number of cores of this instance.
+    pub fn cores(&self) -> usize {
+        self.mesh.len()
+    }
+
+    /// This core's counters and gauges, now.
+    pub fn snapshot(&self) -> CoreSnapshot {
+        let now = Instant::now();
+        let upstream = |p: Processor| self.upstream(p);
+        let mut snapshot = CoreSnapshot {
+            core: self.id,
+            queue_len: self.forwarding.queue_len() as u64,
+            forwarding: self.forwarding.tasks() as u64,
+            inflight_at: Processor::ALL.map(|p| upstream(p).inflight().len() as u64),
+            overdue: Processor::ALL.map(|p| upstream(p).inflight().overdue_count()),
+            processor_connects: Processor::ALL.map(|p| upstream(p).client().connects()),
+            breaker_open: Processor::ALL.map(|p| upstream(p).health().is_open()),
+            delay_ms: Processor::ALL.map(|p| upstream(p).planned_delay_ms(now, self.config)),
+            route: Some(self.peek_route(now, timestamp::now_ms())),
+            ledger_entries: self.ledger.borrow().len() as u64,
+            ids_remembered: self.seen.borrow().len() as u64,
+            connections_open: self.connections.len() as u64,
+            connections_accepted: self.connections.accepted(),
+            connections_refused: self.connections.refused(),
+            connections_expired: self.connections.expired(),
+            ..CoreSnapshot::default()
+        };
+        self.metrics.fill(&mut snapshot);
+        snapshot
+    }
+}

@@ -1,0 +1,300 @@
+//! Dispatch: takes accepted payments off the core's queue and forwards each until `settle`
+//! says where it is stored, then records it, once, in the core's ledger shard.
+//!
+//! Up to `DISPATCH_INFLIGHT_MAX` forwarding tasks run per core. A task starts when a payment
+//! arrives and a slot is free, and keeps draining the queue until it is empty, so the queue
+//! never waits behind a slow processor while a slot is idle, and a quiet core has no task.
+//! Where each attempt goes is `route::choose`'s decision; after an unknown outcome the payment
+//! stays with that processor (see `settle`). A task whose processor has no free slot waits
+//! for one to be freed ([`SlotWaiters`]), not on a timer.
+//!
+//! # Consistency: when a payment becomes visible, and where
+//!
+//! The checker asks, at an instant T, both processors and us for the payments whose
+//! `requestedAt` lies in `[T − 15 s, T − 2 s]` (1.5 s in the preview), in parallel. A processor
+//! holds a request for its delay d, then inserts it and answers; we record it when the answer
+//! arrives, ε later (a fraction of a millisecond, more if the core is busy). A payment is in
+//! one book and not the other only during `[insert, record)`, and the checker sees that only
+//! if its `requestedAt` r is already inside the window then: `r ≤ insert − 2 s`.
+//!
+//! With `requestedAt` = the instant we send, s, that is `s ≤ s + d − 2 s`: any delay of 2 s or
+//! more exposes every check to every payment in `[insert, record)`, and the three parallel
+//! queries are not evaluated at one instant either, which widens the window. So we set
+//! `requestedAt = s + d̂`, with d̂ the planned delay ([`planned_delay_ms`]: the newest news of
+//! the delay, `health::ProcessorHealth::delay_ms`, unless the processor is overdue, below). The
+//! insert then happens at `s + d + small ≤ r + (d − d̂) + small`, and the payment can only be in
+//! the window of a check at `T ≥ r + 2 s`, by which time both books have had it for about 2 s —
+//! as long as `d − d̂ < 2 s`. Overestimating d is always safe.
+//!
+//! The cost of d̂ is at the end of the test: the final totals count `requestedAt ≤ now`, so a
+//! payment stored just before the end with r in the future would not count. With d̂ ≈ d that
+//! payment would not have been stored in time anyway.
+//!
+//! Retries after an unknown outcome keep r: the processor may already hold the payment with it,
+//! and a 422 then means "stored, with the r of the earlier attempt". Timeouts are kept well above
+//! the planned delay (`PROCESSOR_TIMEOUT_MARGIN_MS`) because a premature one opens exactly the
+//! `[insert, record)` gap above, until a retry learns the answer.
+//!
+//! # Delay jumps
+//!
+//! `d − d̂ < 2 s` fails when the delay jumps by 2 s or more before news of it arrives: a poll
+//! (every 5 s) or an answer (only after the new delay). Every payment sent in between lands
+//! late, inside the checker's window. So each attempt in flight is registered with the instant
+//! its answer is expected (`s + d̂`, [`InFlight`]); once one is `OVERDUE_MARGIN_MS` past it, the
+//! processor is slower than planned by an unknown amount, and until no attempt is overdue any
+//! more, every payment sent there is planned with `OVERDUE_PLAN_DELAY_MS` (5 s, the largest
+//! delay the contest sets) instead. Routing sees the same pessimistic delay, so traffic moves to
+//! the other processor when that is cheaper. What is left exposed is what was sent between the
+//! jump and its detection, `d̂ + OVERDUE_MARGIN_MS` of traffic, instead of everything until the
+//! next poll; and a false alarm (a core stalled by its CPU quota) costs only a few payments
+//! planned late. The check is made when a payment is routed, at most every
+//! [`OVERDUE_RECHECK`], so it costs no timer; a processor nobody routes to needs none.
+
+use std::{
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    client::Attempt,
+    outcome::{self, Outcome},
+    queue::QueueFull,
+    route::Route,
+};
+use crate::{
+    cores::Core,
+    ledger::{Entry, Processor},
+    payment::Payment,
+    timestamp,
+};
+
+/// Longest pause between two retries of a payment whose outcome is unknown. Backoff doubles
+/// from `RETRY_BACKOFF_MS` up to this, so a recovered processor is noticed within ~1 s.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
+/// Accepts `payment` onto the core: straight into a free forwarding slot, or into the queue.
+pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
+    if core.forwarding().try_start_task() {
+        monoio::spawn(drain(Rc::clone(core), payment));
+        Ok(())
+    } else {
+        core.forwarding().enqueue(payment)
+    }
+}
+
+/// One forwarding slot: settles `first`, then whatever is queued, then frees the slot.
+async fn drain(core: Rc<Core>, first: Payment) {
+    let mut next = Some(first);
+    while let Some(payment) = next {
+        forward(&core, payment).await;
+        next = core.forwarding().next_queued();
+    }
+    core.forwarding().end_task();
+}
+
+/// Where the core would send a payment at `now` (wall clock `now_ms`); `refused_by` just said
+/// "not stored" to it. Sending to a processor whose breaker is open takes its probe; asking
+/// about one that is not chosen does not.
+fn route(core: &Core, refused_by: Option<Processor>, now: Instant, now_ms: i64) -> Route {
+    let route = core.decide(now, now_ms, |upstream| {
+        refused_by != Some(upstream.processor()) && upstream.health().would_allow(now)
+    });
+    if let Route::Send(processor) = route {
+        let probe_taken = core.upstream(processor).health().usable(now);
+        debug_assert!(probe_taken, "would_allow said yes at the same instant");
+    }
+    route
+}
+
+/// Forwards one payment until it is stored (or refused for good), and records it once.
+async fn forward(core: &Core, payment: Payment) {
+    // Set after an unknown outcome: the processor that may hold the payment, and the
+    // `requestedAt` it may hold it with. Every later attempt repeats exactly that.
+    let mut pinned: Option<(Processor, i64)> = None;
+    let mut refused_by: Option<Processor> = None;
+    let mut backoff = core.config().retry_backoff();
+    loop {
+        // One reading of each clock per attempt serves routing, `requestedAt` and the
+        // latency measurement (clock reads showed in the profile).
+        let started = Instant::now();
+        let now_ms = timestamp::now_ms();
+        let planned_delay_ms;
+        let (processor, requested_at_ms) = match pinned {
+            Some((processor, requested_at_ms)) => {
+                planned_delay_ms = planned_delay_ms_capped(core, processor, started);
+                (processor, requested_at_ms)
+            }
+            None => match route(core, refused_by, started, now_ms) {
+                Route::Send(p) => {
+                    planned_delay_ms = planned_delay_ms_capped(core, p, started);
+                    (p, now_ms.saturating_add(planned_delay_ms as i64))
+                }
+                Route::Wait => {
+                    // Nothing usable: look again when the next probe is due.
+                    refused_by = None;
+                    let probe_interval = core.config().breaker_probe_interval_ms;
+                    monoio::time::sleep(Duration::from_millis(probe_interval)).await;
+                    continue;
+                }
+                Route::Full => {
+                    core.forwarding().wait_for_slot().await;
+                    continue;
+                }
+            },
+        };
+        let attempt =
+            send(core, processor, &payment, requested_at_ms, started, planned_delay_ms).await;
+        if attempt.maybe_stored_before && pinned.is_none() {
+            // A dead pooled connection took the request first: it may be stored here.
+            pinned = Some((processor, requested_at_ms));
+        }
+        let outcome = outcome::classify(attempt.result, pinned.is_some());
+        observe(core, processor, &payment, &attempt, outcome, started.elapsed());
+        match outcome {
+            Outcome::Stored => {
+                let entry = Entry { requested_at_ms, cents: payment.cents, processor };
+                core.record(entry);
+                return;
+            }
+            Outcome::Duplicate | Outcome::Refused => return,
+            Outcome::Unknown | Outcome::NotStored => match pinned {
+                None if outcome == Outcome::Unknown => {
+                    pinned = Some((processor, requested_at_ms));
+                }
+                None => refused_by = Some(processor),
+                Some(_) => {
+                    // This attempt settled nothing, and an earlier one may have stored it: stay.
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                }
+            },
+        }
+    }
+}
+
+/// One attempt at `processor`, started at `started` and planned to be answered
+/// `planned_delay_ms` later: registered in flight for its duration, and a waiting task woken
+/// when it ends.
+async fn send(
+    core: &Core,
+    processor: Processor,
+    payment: &Payment,
+    requested_at_ms: i64,
+    started: Instant,
+    planned_delay_ms: u64,
+) -> Attempt {
+    let timeout = core.config().processor_timeout(planned_delay_ms);
+    let upstream = core.upstream(processor);
+    let ticket = upstream.inflight().begin(started + Duration::from_millis(planned_delay_ms));
+    let attempt = upstream.client().post_payment(payment, requested_at_ms, timeout).await;
+    upstream.inflight().end(ticket);
+    core.forwarding().slot_freed();
+    attempt
+}
+
+/// [`planned_delay_ms`], never further ahead than an attempt may last: a restarted instance
+/// relies on that bound (see `peer`'s *Continuity*).
+fn planned_delay_ms_capped(core: &Core, processor: Processor, now: Instant) -> u64 {
+    let config = core.config();
+    core.upstream(processor).planned_delay_ms(now, config).min(config.processor_timeout_ms)
+}
+
+/// Feeds an attempt's result to the core's health view of that processor and its metrics.
+fn observe(
+    core: &Core,
+    processor: Processor,
+    payment: &Payment,
+    attempt: &Attempt,
+    outcome: Outcome,
+    took: Duration,
+) {
+    let health = core.upstream(processor).health();
+    // Every answer but 429 (refused before the delay) comes after the processor's delay.
+    if matches!(attempt.result, Ok(status) if status != 429) {
+        health.observe_latency(took);
+    }
+    let answered_us =
+        attempt.result.is_ok().then(|| took.as_micros().min(u128::from(u64::MAX)) as u64);
+    core.metrics().attempt(processor, outcome, payment.cents, answered_us);
+    match outcome {
+        Outcome::Stored | Outcome::Duplicate => health.record_success(),
+        Outcome::NotStored | Outcome::Unknown => health.record_failure(Instant::now()),
+        Outcome::Refused => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        config::Config,
+        forward::client::Endpoint,
+        peer::{Boot, Continuity},
+    };
+
+    /// A core with the default configuration and processors that are never called.
+    fn test_core() -> Core {
+        // Lives for the test process, as `main`'s does for the server's.
+        let config: &'static Config =
+            Box::leak(Box::new(Config::from_lookup(|_| None).expect("the defaults are valid")));
+        let (mailbox, _) = flume::unbounded();
+        let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
+        let endpoint = |port: u16| Endpoint {
+            authority: format!("127.0.0.1:{port}"),
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        Core::new(0, config, vec![mailbox].into(), continuity, [endpoint(1), endpoint(2)])
+    }
+
+    /// Goal: routing to one processor never spends the other's probe: with the fallback's
+    /// breaker open and its probe due, a payment routed to the default leaves the probe for
+    /// when the fallback is needed; once the default is unusable, the next payment takes it.
+    /// Method: a core built in the test, its breakers driven by hand.
+    #[test]
+    fn routing_takes_only_the_chosen_processors_probe() {
+        let core = test_core();
+        let t0 = Instant::now();
+        let default = core.upstream(Processor::Default).health();
+        let fallback = core.upstream(Processor::Fallback).health();
+        for _ in 0..core.config().breaker_failures_to_open {
+            fallback.record_failure(t0);
+        }
+        assert!(fallback.is_open());
+        let probe_due = t0 + Duration::from_millis(core.config().breaker_probe_interval_ms);
+        let now_ms = timestamp::now_ms();
+        assert_eq!(route(&core, None, probe_due, now_ms), Route::Send(Processor::Default));
+        assert!(fallback.would_allow(probe_due), "the fallback's probe is still there");
+        for _ in 0..core.config().breaker_failures_to_open {
+            default.record_failure(probe_due);
+        }
+        assert_eq!(route(&core, None, probe_due, now_ms), Route::Send(Processor::Fallback));
+        assert!(!fallback.would_allow(probe_due), "now it is taken");
+    }
+
+    use crate::forward::inflight::OVERDUE_RECHECK;
+
+    /// Goal: the planned delay is the news of the delay, and `OVERDUE_PLAN_DELAY_MS` (never
+    /// less than the news) while an attempt there is overdue. Method: a test core, an attempt
+    /// registered by hand.
+    #[test]
+    fn an_overdue_attempt_raises_the_planned_delay() {
+        let core = test_core();
+        let t0 = Instant::now();
+        let config = core.config();
+        let [default, fallback] =
+            [Processor::Default, Processor::Fallback].map(|p| core.upstream(p));
+        default.health().observe_latency(Duration::from_millis(40));
+        assert_eq!(default.planned_delay_ms(t0, config), 40);
+        let ticket = default.inflight().begin(t0 + Duration::from_millis(40));
+        let late = t0 + Duration::from_millis(40) + config.overdue_margin() * 2;
+        assert_eq!(default.planned_delay_ms(late, config), config.overdue_plan_delay_ms);
+        assert_eq!(fallback.planned_delay_ms(late, config), 0, "only that processor");
+        default.inflight().end(ticket);
+        let after = late + OVERDUE_RECHECK;
+        assert_eq!(default.planned_delay_ms(after, config), 40);
+        default.health().observe_latency(Duration::from_millis(9000));
+        assert_eq!(default.planned_delay_ms(after, config), 9000);
+    }
+}

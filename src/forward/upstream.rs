@@ -1,0 +1,71 @@
+//! One processor as one core sees it: the client (its keep-alive connections), the breaker and
+//! delay news, and the attempts in flight there. A core holds one `Upstream` per processor.
+
+use std::time::{Duration, Instant};
+
+use super::{
+    client::{Endpoint, ProcessorClient},
+    health::ProcessorHealth,
+    inflight::InFlight,
+};
+use crate::{config::Config, ledger::Processor};
+
+/// One core's part of one processor.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Which processor.
+    processor: Processor,
+    /// Keep-alive connections and one attempt over them.
+    client: ProcessorClient,
+    /// Breaker and delay news, fed by attempts and health reports.
+    health: ProcessorHealth,
+    /// Attempts in flight and when each is expected back.
+    inflight: InFlight,
+}
+
+impl Upstream {
+    /// Nothing known yet, no connection open.
+    pub fn new(processor: Processor, endpoint: Endpoint, config: &Config) -> Upstream {
+        Upstream {
+            processor,
+            client: ProcessorClient::new(endpoint, config.processor_inflight_max),
+            health: ProcessorHealth::new(
+                config.breaker_failures_to_open,
+                Duration::from_millis(config.breaker_probe_interval_ms),
+            ),
+            inflight: InFlight::default(),
+        }
+    }
+
+    /// Which processor this is.
+    pub fn processor(&self) -> Processor {
+        self.processor
+    }
+
+    /// Its client.
+    pub fn client(&self) -> &ProcessorClient {
+        &self.client
+    }
+
+    /// What this core believes about its health.
+    pub fn health(&self) -> &ProcessorHealth {
+        &self.health
+    }
+
+    /// What this core has in flight there.
+    pub fn inflight(&self) -> &InFlight {
+        &self.inflight
+    }
+
+    /// The delay to plan a payment here with at `now`: the newest news of it, and
+    /// `OVERDUE_PLAN_DELAY_MS` (never less than the news) while an attempt is overdue (see
+    /// `dispatch`, *Delay jumps*).
+    pub fn planned_delay_ms(&self, now: Instant, config: &Config) -> u64 {
+        let news = self.health.delay_ms();
+        if self.inflight.overdue(now, config.overdue_margin()) {
+            news.max(config.overdue_plan_delay_ms)
+        } else {
+            news
+        }
+    }
+}
