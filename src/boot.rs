@@ -18,13 +18,14 @@ use monoio::{
 };
 
 use crate::{
-    accept::{
-        self,
+    accept,
+    config::{Config, IoDriver},
+    cores::{
+        Core, CoreMsg, Mesh,
         connections::{self, Surface},
     },
-    config::{Config, IoDriver},
-    cores::{Core, CoreMsg, Mesh},
-    forward::{client::Endpoint, poller},
+    forward::poller,
+    http::Endpoint,
     peer::{Boot, Continuity},
 };
 

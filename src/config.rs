@@ -488,7 +488,7 @@ impl Env<'_> {
 
     fn url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
-        match crate::forward::client::Endpoint::parse_url(&raw) {
+        match crate::http::Endpoint::parse_url(&raw) {
             Some(_) => Ok(self.note(name, raw)),
             None => Err(ConfigError { name, value: raw, expected: "http://host:port" }),
         }

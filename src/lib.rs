@@ -40,3 +40,4 @@ pub mod payment;
 pub mod peer;
 pub mod summary;
 pub mod timestamp;
+pub mod upstream;

@@ -2,7 +2,7 @@
 //!
 //! The hot path only bumps `Cell`s its own core owns ([`CoreMetrics`]): no atomics, no locks,
 //! no allocation. A scrape is a map-reduce like the summary: every core copies its counters
-//! and gauges into a plain [`CoreSnapshot`] on a [`crate::worker::CoreMsg::Metrics`] message,
+//! and gauges into a plain [`CoreSnapshot`] on a `cores::CoreMsg::Metrics` message,
 //! and the core serving the scrape renders them, per core (`core="0"`, ...) and summed
 //! (`core="all"`). Sum over `core!="all"`, or read the `all` series, never both.
 //!
@@ -13,9 +13,9 @@
 use std::{cell::Cell, io::Write};
 
 use crate::{
-    forward::{outcome::Outcome, route::Route},
     http::Status,
     ledger::Processor,
+    upstream::{outcome::Outcome, route::Route},
 };
 
 /// Upper bounds of the attempt-latency histogram buckets, in microseconds (plus `+Inf`). From a
@@ -29,7 +29,7 @@ pub const LATENCY_BOUNDS_US: [u64; 16] = [
 /// Buckets including `+Inf`.
 const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 
-/// Every attempt outcome, in the order of [`outcome_index`].
+/// Every attempt outcome, in the order of `outcome_index`.
 pub const OUTCOMES: [Outcome; 5] =
     [Outcome::Stored, Outcome::Duplicate, Outcome::NotStored, Outcome::Unknown, Outcome::Refused];
 
@@ -362,7 +362,7 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], pid: u32, boot: u64
         cores,
         "payrelay_attempts_total",
         "counter",
-        "Forwarding attempts by processor and outcome class (see src/settle.rs).",
+        "Forwarding attempts by processor and outcome class (see src/upstream/outcome.rs).",
     );
     for p in Processor::ALL {
         for outcome in OUTCOMES {

@@ -1,7 +1,7 @@
 //! Fuzz target: `http::parse_request`, the server's request framing.
 //!
 //! Goal: whatever bytes a client sends, the parser frames them the way the connection loop in
-//! `server::serve` relies on: a Complete request lies inside the buffer and within the limits,
+//! `accept::serve` relies on: a Complete request lies inside the buffer and within the limits,
 //! is self-delimiting (bytes after it change nothing), and is never preceded by an Invalid or
 //! a Complete when the same bytes arrive in smaller reads; a Partial buffer stays within the
 //! limits (the read buffer is bounded); an Invalid buffer stays Invalid however many bytes
@@ -259,7 +259,7 @@ fn pipelined(buf: &[u8], limits: Limits) -> (Vec<Framed>, Outcome, usize) {
 }
 
 /// The same bytes delivered in small reads (sizes from a fixed xorshift sequence), parsed
-/// after each read the way `server::serve` does: the same requests must come out, and an
+/// after each read the way `accept::serve` does: the same requests must come out, and an
 /// Invalid may only appear where the one-read parse is Invalid too.
 fn drip_fed(buf: &[u8], limits: Limits, expected: &[Framed], last: &Outcome, last_at: usize) {
     let mut rng: u32 = 0x9E37_79B9 ^ buf.len() as u32;

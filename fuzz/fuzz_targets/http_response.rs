@@ -25,7 +25,7 @@ const ORACLE_HEADERS_MAX: usize = 2 * http::HEADERS_MAX;
 /// (each re-parse scans the prefix, so all of them would be quadratic).
 const PREFIX_CUTS_MAX: usize = 256;
 
-/// A fixed IMF-fixdate, the shape `server::DateCache` hands `write_response`.
+/// A fixed IMF-fixdate, the shape `http::date::DateCache` hands `write_response`.
 const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
 
 fn cuts(len: usize) -> impl Iterator<Item = usize> {

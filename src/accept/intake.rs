@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use super::routes::error;
 use crate::{
     cores::Core,
     forward::dispatch,
@@ -17,17 +16,17 @@ pub fn accept_payment(core: &Rc<Core>, json: &[u8], body: &mut Body) -> (Intake,
     let payment = match payment::decode(json) {
         Ok(payment) => payment,
         Err(e) if e.is_syntax() => {
-            return (Intake::Malformed, error(body, Status::BadRequest, e.reason()));
+            return (Intake::Malformed, body.error(Status::BadRequest, e.reason()));
         }
-        Err(e) => return (Intake::Invalid, error(body, Status::UnprocessableEntity, e.reason())),
+        Err(e) => return (Intake::Invalid, body.error(Status::UnprocessableEntity, e.reason())),
     };
     if core.is_draining() {
         let reason = "shutting down: payment not accepted; retry on a new connection";
-        return (Intake::Draining, error(body, Status::ServiceUnavailable, reason));
+        return (Intake::Draining, body.error(Status::ServiceUnavailable, reason));
     }
     let id = payment.id_key();
     if core.accepted_before(id) {
-        let status = error(body, Status::Conflict, "correlationId already accepted");
+        let status = body.error(Status::Conflict, "correlationId already accepted");
         return (Intake::Duplicate, status);
     }
     match dispatch::submit(core, payment) {
@@ -38,7 +37,7 @@ pub fn accept_payment(core: &Rc<Core>, json: &[u8], body: &mut Body) -> (Intake,
         }
         Err(_) => {
             let status =
-                error(body, Status::ServiceUnavailable, "payment queue is full; retry later");
+                body.error(Status::ServiceUnavailable, "payment queue is full; retry later");
             (Intake::QueueFull, status)
         }
     }

@@ -1,12 +1,10 @@
 //! Accept: each core's listener loop and its connections (keep-alive, pipelining, split
-//! reads). Buffer in, buffer out: every complete request in the read buffer is answered into
+//! reads; the registry that caps and sweeps them is `cores::connections`). Buffer in, buffer out: every complete request in the read buffer is answered into
 //! one write buffer, written once.
 //!
-//! - [`connections`]: the registry of open connections, its caps and the idle sweep.
 //! - [`routes`]: the route tables of the public API and the peer link, and their handlers.
 //! - [`intake`]: `POST /payments`, from body to queue.
 
-pub mod connections;
 pub mod intake;
 pub mod routes;
 
@@ -17,9 +15,11 @@ use monoio::{
     net::{TcpListener, TcpStream},
 };
 
-use self::connections::{Connections, Registration, Surface};
 use crate::{
-    cores::Core,
+    cores::{
+        Core,
+        connections::{Connections, Registration, Surface},
+    },
     http::{self, Body, Limits, Parsed, Request, Status},
 };
 

@@ -4,9 +4,9 @@
 
 use std::rc::Rc;
 
-use super::{connections::Surface, intake};
+use super::intake;
 use crate::{
-    cores::{Core, CoreMsg},
+    cores::{Core, CoreMsg, connections::Surface},
     http::{self, Body, Method, Request, Status},
     ledger::ShardSummary,
     metrics, money,
@@ -84,9 +84,9 @@ pub async fn route(
         }
     }
     if path_known {
-        error(body, Status::MethodNotAllowed, "method not allowed")
+        body.error(Status::MethodNotAllowed, "method not allowed")
     } else {
-        error(body, Status::NotFound, "not found")
+        body.error(Status::NotFound, "not found")
     }
 }
 
@@ -125,7 +125,7 @@ async fn handle(endpoint: Endpoint, core: &Rc<Core>, req: &Request<'_>, body: &m
 async fn deployment_summary(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     let range = match summary::parse_range(req.query) {
         Ok(range) => range,
-        Err(reason) => return error(body, Status::BadRequest, reason),
+        Err(reason) => return body.error(Status::BadRequest, reason),
     };
     match summary::deployment_summary(core, range).await {
         Ok(totals) => {
@@ -140,7 +140,7 @@ async fn peer_summary(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> St
     let (Some(range), Some(caller)) =
         (wire::parse_range_query(req.query), wire::parse_boot_query(req.query))
     else {
-        return error(body, Status::BadRequest, "from_ms, to_ms, boot, started_ms required");
+        return body.error(Status::BadRequest, "from_ms, to_ms, boot, started_ms required");
     };
     match summary::instance_summary(core, range).await {
         Ok(totals) => {
@@ -158,7 +158,7 @@ fn peer_health(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
         (wire::parse_report_query(req.query), wire::parse_boot_query(req.query))
     else {
         let reason = "processor, failing, delay_ms, boot and started_ms are required";
-        return error(body, Status::BadRequest, reason);
+        return body.error(Status::BadRequest, reason);
     };
     core.continuity().saw_peer(caller);
     if let Some(news) = core.peer_news() {
@@ -171,7 +171,7 @@ fn peer_health(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
 
 async fn peer_purge(core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     let Some(caller) = wire::parse_boot_query(req.query) else {
-        return error(body, Status::BadRequest, "boot and started_ms are required");
+        return body.error(Status::BadRequest, "boot and started_ms are required");
     };
     match summary::purge_instance(core).await {
         Ok(()) => {
@@ -201,18 +201,11 @@ async fn metrics(core: &Rc<Core>, body: &mut Body) -> Status {
     Status::Ok
 }
 
-/// Writes `{"error":"<reason>"}` and returns `status`.
-pub fn error(body: &mut Body, status: Status, reason: &str) -> Status {
-    http::write_error_json(&mut body.bytes, reason);
-    status
-}
-
-/// 503 naming what is missing. The message is built from our own values (addresses,
-/// error kinds), so it holds nothing that needs JSON escaping.
+/// 503 naming what is missing. The message is built from our own values (addresses, error
+/// kinds); quotes and backslashes, which none should hold, are replaced so it stays JSON.
 fn unavailable(body: &mut Body, e: &SummaryError) -> Status {
     let reason = e.to_string().replace(['"', '\\'], "'");
-    http::write_error_json(&mut body.bytes, &reason);
-    Status::ServiceUnavailable
+    body.error(Status::ServiceUnavailable, &reason)
 }
 
 #[cfg(test)]

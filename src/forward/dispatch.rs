@@ -1,12 +1,12 @@
-//! Dispatch: takes accepted payments off the core's queue and forwards each until `settle`
-//! says where it is stored, then records it, once, in the core's ledger shard.
+//! Dispatch: takes accepted payments off the core's queue and forwards each until
+//! [`outcome`] says where it is stored, then records it, once, in the core's ledger shard.
 //!
 //! Up to `DISPATCH_INFLIGHT_MAX` forwarding tasks run per core. A task starts when a payment
 //! arrives and a slot is free, and keeps draining the queue until it is empty, so the queue
 //! never waits behind a slow processor while a slot is idle, and a quiet core has no task.
 //! Where each attempt goes is `route::choose`'s decision; after an unknown outcome the payment
-//! stays with that processor (see `settle`). A task whose processor has no free slot waits
-//! for one to be freed ([`SlotWaiters`]), not on a timer.
+//! stays with that processor (see [`outcome`]). A task whose processor has no free slot waits
+//! for one to be freed ([`SlotWaiters`](crate::cores::slots::SlotWaiters)), not on a timer.
 //!
 //! # Consistency: when a payment becomes visible, and where
 //!
@@ -20,7 +20,7 @@
 //! With `requestedAt` = the instant we send, s, that is `s ≤ s + d − 2 s`: any delay of 2 s or
 //! more exposes every check to every payment in `[insert, record)`, and the three parallel
 //! queries are not evaluated at one instant either, which widens the window. So we set
-//! `requestedAt = s + d̂`, with d̂ the planned delay ([`planned_delay_ms`]: the newest news of
+//! `requestedAt = s + d̂`, with d̂ the planned delay ([`planned_delay_ms`](crate::upstream::Upstream::planned_delay_ms): the newest news of
 //! the delay, `health::ProcessorHealth::delay_ms`, unless the processor is overdue, below). The
 //! insert then happens at `s + d + small ≤ r + (d − d̂) + small`, and the payment can only be in
 //! the window of a check at `T ≥ r + 2 s`, by which time both books have had it for about 2 s —
@@ -40,7 +40,7 @@
 //! `d − d̂ < 2 s` fails when the delay jumps by 2 s or more before news of it arrives: a poll
 //! (every 5 s) or an answer (only after the new delay). Every payment sent in between lands
 //! late, inside the checker's window. So each attempt in flight is registered with the instant
-//! its answer is expected (`s + d̂`, [`InFlight`]); once one is `OVERDUE_MARGIN_MS` past it, the
+//! its answer is expected (`s + d̂`, [`InFlight`](crate::upstream::inflight::InFlight)); once one is `OVERDUE_MARGIN_MS` past it, the
 //! processor is slower than planned by an unknown amount, and until no attempt is overdue any
 //! more, every payment sent there is planned with `OVERDUE_PLAN_DELAY_MS` (5 s, the largest
 //! delay the contest sets) instead. Routing sees the same pessimistic delay, so traffic moves to
@@ -48,24 +48,23 @@
 //! jump and its detection, `d̂ + OVERDUE_MARGIN_MS` of traffic, instead of everything until the
 //! next poll; and a false alarm (a core stalled by its CPU quota) costs only a few payments
 //! planned late. The check is made when a payment is routed, at most every
-//! [`OVERDUE_RECHECK`], so it costs no timer; a processor nobody routes to needs none.
+//! [`OVERDUE_RECHECK`](crate::upstream::inflight::OVERDUE_RECHECK), so it costs no timer; a processor nobody routes to needs none.
 
 use std::{
     rc::Rc,
     time::{Duration, Instant},
 };
 
-use super::{
-    client::Attempt,
-    outcome::{self, Outcome},
-    queue::QueueFull,
-    route::Route,
-};
 use crate::{
-    cores::Core,
+    cores::{Core, queue::QueueFull},
     ledger::{Entry, Processor},
     payment::Payment,
     timestamp,
+    upstream::{
+        client::Attempt,
+        outcome::{self, Outcome},
+        route::Route,
+    },
 };
 
 /// Longest pause between two retries of a payment whose outcome is unknown. Backoff doubles
@@ -192,7 +191,7 @@ async fn send(
     attempt
 }
 
-/// [`planned_delay_ms`], never further ahead than an attempt may last: a restarted instance
+/// [`Upstream::planned_delay_ms`](crate::upstream::Upstream::planned_delay_ms), never further ahead than an attempt may last: a restarted instance
 /// relies on that bound (see `peer`'s *Continuity*).
 fn planned_delay_ms_capped(core: &Core, processor: Processor, now: Instant) -> u64 {
     let config = core.config();
@@ -230,7 +229,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        forward::client::Endpoint,
+        http::Endpoint,
         peer::{Boot, Continuity},
     };
 
@@ -273,7 +272,7 @@ mod tests {
         assert!(!fallback.would_allow(probe_due), "now it is taken");
     }
 
-    use crate::forward::inflight::OVERDUE_RECHECK;
+    use crate::upstream::inflight::OVERDUE_RECHECK;
 
     /// Goal: the planned delay is the news of the delay, and `OVERDUE_PLAN_DELAY_MS` (never
     /// less than the news) while an attempt there is overdue. Method: a test core, an attempt

@@ -7,8 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{client::Endpoint, health};
-use crate::{cores::Core, ledger::Processor, peer};
+use crate::{cores::Core, http::Endpoint, ledger::Processor, peer, upstream::health};
 
 /// Core 0's health poller: polls the processors this instance is responsible for (or whose
 /// news stopped arriving from the peer) once per interval, and shares each report.

@@ -9,6 +9,7 @@
 //!   [`call_once`] for rare calls on a fresh connection.
 //! - [`query`]: query strings and JSON bodies.
 //! - [`date`]: the `Date` header, cached per core.
+//! - [`endpoint`]: an upstream's `http://host:port`, resolved once.
 //!
 //! Why our own codec and not `monoio-http`: see the README's "HTTP codec" section (CPU per
 //! request, and that crate's client keeping dead connections in its pool).
@@ -16,6 +17,7 @@
 pub mod body;
 pub mod client;
 pub mod date;
+pub mod endpoint;
 pub mod head;
 pub mod query;
 pub mod request;
@@ -26,6 +28,7 @@ pub use client::{
     BodyFraming, CallError, ParsedResponse, ReadError, Response, call_once, parse_response,
     read_response, take_response,
 };
+pub use endpoint::Endpoint;
 pub use head::HEADERS_MAX;
 pub use query::{BadEncoding, json_body, query_number, query_param};
 pub use request::{Limits, Method, Parsed, Request, parse_request};

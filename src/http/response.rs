@@ -100,6 +100,12 @@ impl Body {
         Body { bytes: Vec::with_capacity(capacity), content_type: JSON }
     }
 
+    /// Writes `{"error":"<reason>"}` and hands `status` back, for a route's `return`.
+    pub fn error(&mut self, status: Status, reason: &str) -> Status {
+        write_error_json(&mut self.bytes, reason);
+        status
+    }
+
     /// Empties it for the next response (JSON again).
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -107,7 +113,7 @@ impl Body {
     }
 }
 
-/// Appends a whole response. `date` is the cached `Date` value (see `server::DateCache`).
+/// Appends a whole response. `date` is the cached `Date` value (see [`super::date::DateCache`]).
 pub fn write_response(
     out: &mut Vec<u8>,
     status: Status,

@@ -8,10 +8,10 @@ use std::{
 };
 
 use super::{
-    continuity::Boot,
-    wire::{self, PeerAnswer},
+    continuity::{Boot, PeerAnswer},
+    wire,
 };
-use crate::{forward::health::Report, http, ledger::TimeRange};
+use crate::{http, ledger::TimeRange, upstream::health::Report};
 
 /// A failed peer call, with the peer's address for the error message.
 #[derive(Debug)]

@@ -7,8 +7,19 @@ use std::{
     sync::atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
-use super::wire::PeerAnswer;
 use crate::ledger::ShardSummary;
+
+/// What an instance answers on the peer link: its boot, what it believes the caller forgot in
+/// a restart, and (for a summary) its totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAnswer {
+    /// The responder's boot.
+    pub boot: Boot,
+    /// The caller's records before this may be gone (`i64::MIN`: none).
+    pub you_forgot_before_ms: i64,
+    /// The responder's totals (zero for a purge).
+    pub totals: ShardSummary,
+}
 
 /// One life of an instance: a random id and when it started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,5 +28,5 @@ pub mod continuity;
 pub mod wire;
 
 pub use client::{PEER_CALLS_BUDGET, PeerError, fetch_summary, purge, send_health};
-pub use continuity::{Boot, Continuity, Forgotten};
-pub use wire::{HEALTH_PATH, PURGE_PATH, PeerAnswer, SUMMARY_PATH};
+pub use continuity::{Boot, Continuity, Forgotten, PeerAnswer};
+pub use wire::{HEALTH_PATH, PURGE_PATH, SUMMARY_PATH};

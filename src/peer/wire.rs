@@ -3,12 +3,12 @@
 
 use serde::Deserialize;
 
-use super::continuity::Boot;
+use super::continuity::{Boot, PeerAnswer};
 use crate::{
-    forward::health::Report,
     http,
     ledger::{Processor, ShardSummary, TimeRange, Totals},
     money,
+    upstream::health::Report,
 };
 
 /// Path of the instance-local summary on the peer link.
@@ -87,18 +87,6 @@ pub fn parse_report_query(query: &[u8]) -> Option<Report> {
     };
     let delay_ms = http::query_number(query, b"delay_ms")?;
     Some(Report { processor, failing, delay_ms })
-}
-
-/// What an instance answers on the peer link: its boot, what it believes the caller forgot in
-/// a restart, and (for a summary) its totals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAnswer {
-    /// The responder's boot.
-    pub boot: Boot,
-    /// The caller's records before this may be gone (`i64::MIN`: none).
-    pub you_forgot_before_ms: i64,
-    /// The responder's totals (zero for a purge).
-    pub totals: ShardSummary,
 }
 
 /// Appends a peer answer: `{"boot":N,"started_ms":N,"you_forgot_before_ms":N,"totals":

@@ -7,7 +7,7 @@ use std::{
     collections::{HashSet, VecDeque},
 };
 
-use super::inflight::{SlotWait, SlotWaiters};
+use super::slots::{SlotWait, SlotWaiters};
 use crate::payment::Payment;
 
 /// A core's forwarding work. Owned by the core; the flows in `dispatch` drive it.

@@ -26,7 +26,7 @@
 
 use std::{cell::Cell, time::Instant};
 
-use super::upstream::Upstream;
+use super::Upstream;
 use crate::{config::Config, ledger::Processor};
 
 /// Smallest horizon routing uses near the end of a test: the test's own end is only known to

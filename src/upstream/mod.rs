@@ -1,14 +1,22 @@
-//! One processor as one core sees it: the client (its keep-alive connections), the breaker and
-//! delay news, and the attempts in flight there. A core holds one `Upstream` per processor.
+//! Upstream: the payment processors as one core sees them, one [`Upstream`] per processor,
+//! and what is decided from that view. State and pure decisions; nothing here knows the core.
+//!
+//! - [`client`]: the processor's keep-alive connections and one attempt over them.
+//! - [`health`]: its breaker and delay news (attempts and health reports feed it).
+//! - [`inflight`]: the attempts in flight there, and whether one is overdue.
+//! - [`outcome`]: what an attempt's answer means for the payment (stored, not, unknown).
+//! - [`route`]: where a payment goes, one pure function over the two upstreams.
+
+pub mod client;
+pub mod health;
+pub mod inflight;
+pub mod outcome;
+pub mod route;
 
 use std::time::{Duration, Instant};
 
-use super::{
-    client::{Endpoint, ProcessorClient},
-    health::ProcessorHealth,
-    inflight::InFlight,
-};
-use crate::{config::Config, ledger::Processor};
+use self::{client::ProcessorClient, health::ProcessorHealth, inflight::InFlight};
+use crate::{config::Config, http::Endpoint, ledger::Processor};
 
 /// One core's part of one processor.
 #[derive(Debug)]

@@ -1,17 +1,17 @@
 //! Processor client: one core's keep-alive connections to one payment processor, and one
-//! forwarding attempt over them. What an attempt's result *means* is decided in `settle`.
+//! forwarding attempt over them. What an attempt's result *means* is decided in
+//! [`super::outcome`].
 
 use std::{
     cell::{Cell, RefCell},
     io,
-    net::{SocketAddr, ToSocketAddrs},
     time::Duration,
 };
 
 use monoio::{io::AsyncWriteRentExt, net::TcpStream};
 
 use crate::{
-    http::{self, ReadError},
+    http::{self, Endpoint, ReadError},
     money,
     payment::Payment,
     timestamp,
@@ -24,36 +24,6 @@ const IO_BUF_BYTES: usize = 1024;
 /// Largest response we read from a processor before calling it a protocol error. Its real
 /// answers are under 300 bytes; anything near this is not the service we expect.
 const RESPONSE_BYTES_MAX: usize = 64 * 1024;
-
-/// Where a processor listens, resolved once at start (never a DNS lookup on the hot path).
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// `Host` header value (`host:port` as configured).
-    pub authority: String,
-    /// Resolved socket address.
-    pub addr: SocketAddr,
-}
-
-impl Endpoint {
-    /// Splits `http://host:port[/]` into `(host, port)`; `None` for any other form.
-    pub fn parse_url(url: &str) -> Option<(&str, u16)> {
-        let rest = url.strip_prefix("http://")?;
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = authority.rsplit_once(':')?;
-        if host.is_empty() || authority.contains('/') {
-            return None;
-        }
-        Some((host, port.parse().ok()?))
-    }
-
-    /// Parses and resolves `url`. Blocking (DNS): call at start only.
-    pub fn resolve(url: &str) -> io::Result<Endpoint> {
-        let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad URL {url:?}"));
-        let (host, port) = Endpoint::parse_url(url).ok_or_else(invalid)?;
-        let addr = (host, port).to_socket_addrs()?.next().ok_or_else(invalid)?;
-        Ok(Endpoint { authority: format!("{host}:{port}"), addr })
-    }
-}
 
 /// How one attempt failed before a status was read. `Copy` and allocation-free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,20 +241,6 @@ impl ProcessorClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Goal: only `http://host:port` forms are accepted as processor URLs.
-    #[test]
-    fn parses_urls() {
-        assert_eq!(
-            Endpoint::parse_url("http://payment-processor-default:8080"),
-            Some(("payment-processor-default", 8080))
-        );
-        assert_eq!(Endpoint::parse_url("http://127.0.0.1:8001/"), Some(("127.0.0.1", 8001)));
-        for bad in ["https://a:1", "http://a", "http://:1", "http://a:1/x", "http://a:99999", "a:1"]
-        {
-            assert_eq!(Endpoint::parse_url(bad), None, "{bad}");
-        }
-    }
 
     /// Goal: the forwarded request is valid HTTP with a Content-Length that matches its JSON
     /// body, and the body carries exact cents and the ISO `requestedAt`.

@@ -1,67 +1,37 @@
 //! Cores: the state one core owns ([`Core`]: its parts, each behind methods that say what they
-//! do) and the mesh of mailboxes that is all the cores share ([`CoreMsg`] over [`Mesh`]).
+//! do) and the mesh of mailboxes that is all the cores share ([`mesh`]).
 //!
 //! A core is built on its own thread and never sent anywhere: its tasks hold it through `Rc`.
-//! The parts it holds (queue, ledger, upstreams, connections, metrics) know nothing of it; the
-//! flows (`accept`, `forward::dispatch`, `summary`, `boot`) take `&Core`.
+//! The parts it holds know nothing of it: those that exist only because a core does are here
+//! ([`connections`], [`queue`], [`slots`]); the rest are the stages' own state (`upstream`,
+//! `ledger`, `metrics`, `peer::Continuity`). The flows (`accept`, `forward`, `summary`) and
+//! `boot` take `&Core`.
+
+pub mod connections;
+pub mod mesh;
+pub mod queue;
+pub mod slots;
 
 use std::{cell::RefCell, rc::Rc, sync::Arc, time::Instant};
 
+pub use self::mesh::{CoreGone, CoreMsg, Mesh};
+use self::{
+    connections::Connections,
+    queue::{Forwarding, IDS_PER_GENERATION_MAX, SeenIds},
+};
 use crate::{
-    accept::connections::Connections,
     config::Config,
-    forward::{
-        client::Endpoint,
-        health::{PeerNews, Report},
-        queue::{Forwarding, IDS_PER_GENERATION_MAX, SeenIds},
-        route::{self, Load, Route, TestClock},
-        upstream::Upstream,
-    },
-    http::date::DateCache,
+    http::{Endpoint, date::DateCache},
     ledger::{Entry, Processor, Shard, ShardSummary, TimeRange},
     metrics::{CoreMetrics, CoreSnapshot},
     peer::Continuity,
     timestamp,
+    upstream::{
+        Upstream,
+        health::{PeerNews, Report},
+        route::{self, Load, Route, TestClock},
+    },
 };
-
-/// A message from one core to another. Replies travel on the channel the message carries.
-pub enum CoreMsg {
-    /// "Send me your shard's totals over this range."
-    Summary {
-        /// Range of `requestedAt`.
-        range: TimeRange,
-        /// Where to answer.
-        reply: flume::Sender<ShardSummary>,
-    },
-    /// "Empty your shard."
-    Purge {
-        /// Answered once done.
-        reply: flume::Sender<()>,
-    },
-    /// "Here is what the health poll saw."
-    Health(Report),
-    /// "Send me a snapshot of your metrics."
-    Metrics {
-        /// Where to answer.
-        reply: flume::Sender<CoreSnapshot>,
-    },
-    /// "Stop accepting, forward what you hold, answer when done or at `deadline`."
-    Drain {
-        /// When to give up on what is left.
-        deadline: Instant,
-        /// Payments still held (queued or in flight) when the core answered.
-        reply: flume::Sender<usize>,
-    },
-}
-
-/// Every core's mailbox, indexed by core id. The only thing the cores share. Unbounded on
-/// purpose: a core never waits to send (a summary, a report), and what is sent is bounded by
-/// its senders (one request each, answered before the next).
-pub type Mesh = Arc<[flume::Sender<CoreMsg>]>;
-
-/// A core of this instance that cannot be reached or did not answer (its thread is gone).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CoreGone;
 
 /// Everything one core owns.
 pub struct Core {

@@ -6,7 +6,7 @@
 //! the instance whose boot id (`peer::Boot`, exchanged on every peer call) is lower polls the
 //! default and the other polls the fallback: both compare the same two numbers, whatever
 //! addresses they bind or dial. Each sends what it saw to every local core
-//! ([`crate::worker::CoreMsg::Health`]) and to the peer (`POST /internal/health`, carrying its
+//! (`cores::CoreMsg::Health`) and to the peer (`POST /internal/health`, carrying its
 //! boot), which does the same for its cores. Until the peer's boot is known (at start, before
 //! the first exchange) an instance polls both. An instance that hears nothing from the peer
 //! about a processor for [`TAKEOVER_AFTER_POLLS`] intervals ([`PeerNews`]; its own polls do not

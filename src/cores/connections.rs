@@ -5,7 +5,7 @@
 //! `CONNECTION_IDLE_TIMEOUT_MS`.
 //!
 //! The idle limit costs the hot path no timer and no clock read. Each connection stamps its
-//! slot with the core's coarse clock ([`Connections::now_ms`], advanced by the sweep) when it
+//! slot with the core's coarse clock (`Connections::now_ms`, advanced by the sweep) when it
 //! completes a request or a response; a partial request or a dribbling client does not count.
 //! The sweep (one task per core, every quarter of the timeout, at most every second) shuts the
 //! read side of each expired connection: its pending read returns end-of-file, and the
