@@ -196,7 +196,7 @@ async fn metrics(core: &Rc<Core>, body: &mut Body) -> Status {
     }
     snapshots.extend(mine);
     let (pid, boot) = (std::process::id(), core.continuity().boot.id);
-    metrics::render(&mut body.bytes, &mut snapshots, pid, boot);
+    metrics::render(&mut body.bytes, &mut snapshots, metrics::Instance { pid, boot });
     body.content_type = http::PROMETHEUS_TEXT;
     Status::Ok
 }

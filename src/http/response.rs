@@ -73,6 +73,12 @@ impl Status {
         }
     }
 
+    /// The code as text (`"404"`), for metrics' labels.
+    pub fn code_text(self) -> &'static str {
+        // The status line starts with the code's three ASCII digits, so this never fails.
+        std::str::from_utf8(&self.line()[..3]).unwrap_or("000")
+    }
+
     /// The numeric code.
     pub fn code(self) -> u16 {
         let line = self.line();

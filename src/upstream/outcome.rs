@@ -1,4 +1,4 @@
-//! Settle: what one forwarding attempt's result means for the payment. Decided here and only
+//! Outcome: what one forwarding attempt's result means for the payment. Decided here and only
 //! here, because every inconsistency the contest can find starts as a wrong answer to "is this
 //! payment stored at that processor?".
 //!
@@ -32,6 +32,33 @@ pub enum Outcome {
     Unknown,
     /// The processor will never take this request.
     Refused,
+}
+
+impl Outcome {
+    /// Every outcome, in [`Outcome::index`] order.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Stored,
+        Outcome::Duplicate,
+        Outcome::NotStored,
+        Outcome::Unknown,
+        Outcome::Refused,
+    ];
+
+    /// Its position in [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its name in metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::NotStored => "not_stored",
+            Outcome::Unknown => "unknown",
+            Outcome::Refused => "refused",
+        }
+    }
 }
 
 /// Classifies an attempt's result. `maybe_stored_here` says whether an earlier attempt at the

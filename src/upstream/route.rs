@@ -117,6 +117,34 @@ pub enum Route {
     Full,
 }
 
+impl Route {
+    /// Every decision, in [`Route::index`] order.
+    pub const ALL: [Route; 4] = [
+        Route::Send(Processor::Default),
+        Route::Send(Processor::Fallback),
+        Route::Wait,
+        Route::Full,
+    ];
+
+    /// Its position in [`Route::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Route::Send(processor) => processor.index(),
+            Route::Wait => 2,
+            Route::Full => 3,
+        }
+    }
+
+    /// Its name in metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Send(processor) => processor.name(),
+            Route::Wait => "wait",
+            Route::Full => "full",
+        }
+    }
+}
+
 /// Chooses where the next payment goes.
 pub fn choose(views: [View; 2], load: Load) -> Route {
     let cost = |view: View| -> Option<u128> {

@@ -1,0 +1,245 @@
+//! Counters: what one core counts about itself in `Cell`s it owns, and the plain snapshot of
+//! them (with the gauges the core reads from its parts) that a scrape collects.
+
+use std::cell::Cell;
+
+use crate::{
+    http::Status,
+    ledger::Processor,
+    upstream::{outcome::Outcome, route::Route},
+};
+
+/// Upper bounds of the attempt-latency histogram buckets, in microseconds (plus `+Inf`). From a
+/// processor at 0 ms on loopback (~0.2 ms) to the longest contest delay (5 s) and the longest
+/// attempt deadline (`PROCESSOR_TIMEOUT_MS`, 15 s by default).
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_000_000, 5_000_000, 10_000_000, 15_000_000,
+];
+
+/// Buckets including `+Inf`.
+pub const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+
+/// What became of one `POST /payments`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intake {
+    /// Answered 202 and queued.
+    Accepted,
+    /// 400: the body is not a JSON object.
+    Malformed,
+    /// 422: JSON with a missing or invalid field.
+    Invalid,
+    /// 409: this core already accepted that correlationId.
+    Duplicate,
+    /// 503: the core's queue is full.
+    QueueFull,
+    /// 503: the instance is shutting down.
+    Draining,
+}
+
+impl Intake {
+    /// Every intake result, in index order.
+    pub const ALL: [Intake; 6] = [
+        Intake::Accepted,
+        Intake::Malformed,
+        Intake::Invalid,
+        Intake::Duplicate,
+        Intake::QueueFull,
+        Intake::Draining,
+    ];
+
+    /// Its position in [`Intake::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its name in metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Intake::Accepted => "accepted",
+            Intake::Malformed => "malformed",
+            Intake::Invalid => "invalid",
+            Intake::Duplicate => "duplicate",
+            Intake::QueueFull => "queue_full",
+            Intake::Draining => "draining",
+        }
+    }
+}
+
+/// A latency histogram one core owns.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative; [`HistogramSnapshot`] accumulates).
+    buckets: [Cell<u64>; BUCKETS],
+    /// Sum of observations, µs.
+    sum_us: Cell<u64>,
+}
+
+impl Histogram {
+    /// Counts one observation.
+    pub fn observe(&self, us: u64) {
+        // 16 comparisons at most, against a line of cache: cheaper than any search.
+        let i = LATENCY_BOUNDS_US.iter().position(|&bound| us <= bound).unwrap_or(BUCKETS - 1);
+        bump(&self.buckets[i]);
+        self.sum_us.set(self.sum_us.get().saturating_add(us));
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: self.buckets.each_ref().map(Cell::get),
+            sum_us: self.sum_us.get(),
+        }
+    }
+}
+
+/// A histogram's values, copied out of its core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Observations per bucket (not cumulative).
+    pub buckets: [u64; BUCKETS],
+    /// Sum of observations, µs.
+    pub sum_us: u64,
+}
+
+impl HistogramSnapshot {
+    /// Adds `other`'s observations to these.
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    /// Observations in all buckets.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+fn bump(cell: &Cell<u64>) {
+    cell.set(cell.get() + 1);
+}
+
+/// Counters one core keeps about itself. Owned by the core, written only by its tasks.
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    /// Forwarding attempts per processor and outcome (indexed by [`Outcome::index`]).
+    attempts: [[Cell<u64>; Outcome::ALL.len()]; 2],
+    /// Amount of the payments stored per processor, cents (monotonic: a purge does not reset).
+    settled_cents: [Cell<u64>; 2],
+    /// Latency of attempts that got an answer, per processor.
+    latency: [Histogram; 2],
+    /// `POST /payments` results, indexed by [`Intake::index`].
+    intake: [Cell<u64>; Intake::ALL.len()],
+    /// Responses sent, indexed by [`Status::index`].
+    responses: [Cell<u64>; Status::ALL.len()],
+}
+
+impl CoreMetrics {
+    /// Counts one forwarding attempt; `answered_us` is its latency when the processor answered.
+    pub fn attempt(
+        &self,
+        processor: Processor,
+        outcome: Outcome,
+        cents: u64,
+        answered_us: Option<u64>,
+    ) {
+        let p = processor.index();
+        bump(&self.attempts[p][outcome.index()]);
+        if outcome == Outcome::Stored {
+            let settled = &self.settled_cents[p];
+            settled.set(settled.get().saturating_add(cents));
+        }
+        if let Some(us) = answered_us {
+            self.latency[p].observe(us);
+        }
+    }
+
+    /// Counts what became of one `POST /payments`.
+    pub fn intake(&self, intake: Intake) {
+        bump(&self.intake[intake.index()]);
+    }
+
+    /// Counts one response.
+    pub fn response(&self, status: Status) {
+        bump(&self.responses[status.index()]);
+    }
+}
+
+/// The state of one core at one instant: plain data, sent across cores by message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreSnapshot {
+    /// Core id within the instance.
+    pub core: usize,
+    /// Attempts per processor and outcome ([`Outcome::ALL`] order).
+    pub attempts: [[u64; Outcome::ALL.len()]; 2],
+    /// Stored amounts per processor, cents.
+    pub settled_cents: [u64; 2],
+    /// Attempt latency per processor.
+    pub latency: [HistogramSnapshot; 2],
+    /// `POST /payments` results ([`Intake::ALL`] order).
+    pub intake: [u64; Intake::ALL.len()],
+    /// Responses per status ([`Status::ALL`] order).
+    pub responses: [u64; Status::ALL.len()],
+    /// Open connections.
+    pub connections_open: u64,
+    /// Connections accepted since start (those refused at `CONNECTIONS_MAX` included).
+    pub connections_accepted: u64,
+    /// Connections closed at accept because `CONNECTIONS_MAX` were open.
+    pub connections_refused: u64,
+    /// Connections closed for idleness (`CONNECTION_IDLE_TIMEOUT_MS`).
+    pub connections_expired: u64,
+    /// Payments waiting for a forwarding slot.
+    pub queue_len: u64,
+    /// Forwarding tasks running (each holds one payment).
+    pub forwarding: u64,
+    /// Requests in flight per processor.
+    pub inflight_at: [u64; 2],
+    /// Connections opened to each processor since start.
+    pub processor_connects: [u64; 2],
+    /// Whether this core's breaker is open, per processor.
+    pub breaker_open: [bool; 2],
+    /// The delay this core plans with, per processor, ms.
+    pub delay_ms: [u64; 2],
+    /// Times each processor turned overdue (an attempt late past its planned delay).
+    pub overdue: [u64; 2],
+    /// Where this core would send a payment now.
+    pub route: Option<Route>,
+    /// Payments in this core's ledger shard (since the last purge).
+    pub ledger_entries: u64,
+    /// Correlation ids remembered to refuse duplicates.
+    pub ids_remembered: u64,
+}
+
+impl CoreMetrics {
+    /// Copies the counters into `snapshot` (the caller fills the gauges it owns).
+    pub fn fill(&self, snapshot: &mut CoreSnapshot) {
+        snapshot.attempts = self.attempts.each_ref().map(|row| row.each_ref().map(Cell::get));
+        snapshot.settled_cents = self.settled_cents.each_ref().map(Cell::get);
+        snapshot.latency = self.latency.each_ref().map(Histogram::snapshot);
+        snapshot.intake = self.intake.each_ref().map(Cell::get);
+        snapshot.responses = self.responses.each_ref().map(Cell::get);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: observations land in the first bucket whose bound is at least the value, and
+    /// the snapshot copies every counter.
+    #[test]
+    fn histogram_buckets() {
+        let metrics = CoreMetrics::default();
+        for us in [100, 250, 251, 20_000_000] {
+            metrics.attempt(Processor::Default, Outcome::Stored, 1990, Some(us));
+        }
+        let mut snapshot = CoreSnapshot::default();
+        metrics.fill(&mut snapshot);
+        let h = snapshot.latency[0];
+        assert_eq!((h.buckets[0], h.buckets[1], h.buckets[BUCKETS - 1]), (2, 1, 1));
+        assert_eq!(h.count(), 4);
+        assert_eq!(snapshot.attempts[0][Outcome::Stored.index()], 4);
+        assert_eq!(snapshot.settled_cents, [7960, 0]);
+    }
+}
