@@ -1,7 +1,8 @@
 //! Configuration: every knob is one environment variable, parsed once at start, logged once.
 //!
-//! Names carry their unit last (`PROCESSOR_TIMEOUT_MS`). Defaults are the named consts below;
-//! `tuning/README.md` documents each one, and a test keeps that document and this file in step.
+//! Names carry their unit last (`PROCESSOR_TIMEOUT_MS`). One table (`knobs!`) gives each
+//! variable its field, getter, default and the reason for it; `tuning/README.md` documents
+//! each one, and a test keeps that document and this table in step.
 
 use std::{
     cell::RefCell,
@@ -9,80 +10,6 @@ use std::{
     net::{SocketAddr, ToSocketAddrs},
     time::Duration,
 };
-
-/// Default API address: the contest calls port 9999.
-pub const API_BIND_ADDR_DEFAULT: &str = "0.0.0.0:9999";
-/// Default URL of the cheaper processor (the lab's emulator port).
-pub const PROCESSOR_DEFAULT_URL_DEFAULT: &str = "http://127.0.0.1:8001";
-/// Default URL of the dearer processor.
-pub const PROCESSOR_FALLBACK_URL_DEFAULT: &str = "http://127.0.0.1:8002";
-/// io_uring submission queue entries per core: 1024 covers a core's in-flight forwards plus
-/// its client connections' reads and writes without the queue filling between two enters.
-pub const IO_URING_ENTRIES_DEFAULT: u32 = 1024;
-/// Accept backlog per listener: the load ramps to ~600 new connections in a burst at start.
-pub const LISTEN_BACKLOG_DEFAULT: i32 = 4096;
-/// Queued payments per core before `POST /payments` answers 503. At the contest's peak
-/// (~600 payments/s for the whole deployment) this is over a minute of arrivals for one core:
-/// enough to ride out both processors failing for the longest outage seen, while a bounded
-/// queue (≈100 bytes a payment, 6 MB at most) keeps memory far under the envelope.
-pub const QUEUE_LEN_MAX_DEFAULT: usize = 65_536;
-/// Forwarding tasks per core: enough to keep both processors at their in-flight limit.
-pub const DISPATCH_INFLIGHT_MAX_DEFAULT: usize = 768;
-/// Requests in flight per core at one processor. A processor takes 800 in progress (plus 500
-/// queued, then 429) for everyone: two instances of one core each stay under it.
-pub const PROCESSOR_INFLIGHT_MAX_DEFAULT: usize = 384;
-/// Cap on the per-attempt deadline to a processor (see `PROCESSOR_TIMEOUT_MARGIN_MS`).
-pub const PROCESSOR_TIMEOUT_MS_DEFAULT: u64 = 15_000;
-/// Per-attempt deadline = planned delay + this margin (capped by `PROCESSOR_TIMEOUT_MS`). A
-/// premature timeout turns a payment the processor will store into an unknown one, which our
-/// ledger learns of only on a later retry: a window in which the books disagree. So the
-/// margin covers the largest jump in delay the contest makes (0 → 5000 ms) with room to spare.
-pub const PROCESSOR_TIMEOUT_MARGIN_MS_DEFAULT: u64 = 6_000;
-/// How far past its expected answer an attempt must be before its processor is presumed
-/// slower than planned (see `dispatch`, *Delay jumps*). Above the jitter of a healthy answer
-/// (a CFS-throttled core stalls ~25 ms per 100 ms period), and small, because the payments sent
-/// before the jump shows are the ones whose books can differ.
-pub const OVERDUE_MARGIN_MS_DEFAULT: u64 = 150;
-/// The delay planned for a processor while one of its attempts is overdue, until news of its
-/// real delay: the largest the contest sets, so no payment sent meanwhile lands late.
-pub const OVERDUE_PLAN_DELAY_MS_DEFAULT: u64 = 5_000;
-/// Fee of the default processor, in parts per million (the published rules: 5%).
-pub const FEE_DEFAULT_PPM_DEFAULT: u64 = 50_000;
-/// Fee of the fallback processor, in parts per million (the published rules: 15%).
-pub const FEE_FALLBACK_PPM_DEFAULT: u64 = 150_000;
-/// Expected test time left for a payment arriving now. Under the contest's linear ramp a
-/// payment arrives on average at 2/3 of the test, so a third of a 300 s run remains.
-pub const LAG_HORIZON_MS_DEFAULT: u64 = 100_000;
-/// Length of a test run, counted from `POST /purge-payments` (0 = unknown). The contest's
-/// final ran 300 s; near the end, a slow processor's delay becomes a certain loss.
-pub const TEST_DURATION_MS_DEFAULT: u64 = 0;
-/// Health poll interval per processor. The endpoint allows one call per 5 s for everyone.
-pub const HEALTH_POLL_INTERVAL_MS_DEFAULT: u64 = 5_000;
-/// Refusals in a row that open a core's breaker: fewer reacts to noise, more wastes a
-/// processor's delay on payments that will be refused.
-pub const BREAKER_FAILURES_TO_OPEN_DEFAULT: u32 = 3;
-/// While a breaker is open, one payment probes the processor this often.
-pub const BREAKER_PROBE_INTERVAL_MS_DEFAULT: u64 = 200;
-/// On SIGTERM, how long the instance may take to forward what it holds before it exits.
-pub const DRAIN_DEADLINE_MS_DEFAULT: u64 = 10_000;
-/// Pause after both processors refused a payment, before trying again.
-pub const RETRY_BACKOFF_MS_DEFAULT: u64 = 100;
-/// Deadline for one call to the peer instance over the private link (loopback, answered in
-/// well under a millisecond). Half of `peer::PEER_CALLS_BUDGET`, so that a summary whose first
-/// call fails still has time for its retry within the contest client's 1.5 s.
-pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 500;
-/// Largest request head (request line plus headers). The contest's are ~150 bytes.
-pub const REQUEST_HEAD_BYTES_MAX_DEFAULT: usize = 8 * 1024;
-/// Largest request body. A payment is ~70 bytes.
-pub const REQUEST_BODY_BYTES_MAX_DEFAULT: usize = 4 * 1024;
-/// Open client connections per core; beyond it a new connection is closed at once. Each costs
-/// a descriptor and ~6 KB (buffers and task): 16384 is ~100 MB at worst, and leaves room
-/// under compose's `nofile` 65536 for the processor connections.
-pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
-/// A connection that completes no request and receives no response for this long is closed
-/// (a partial request gets 408 first). The contest's clients send a request every ~1 s on
-/// each connection; a stalled or dribbling client (slowloris) holds its descriptor no longer.
-pub const CONNECTION_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 
 /// Which io driver each core runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,113 +33,127 @@ impl IoDriver {
     }
 }
 
-/// The whole configuration of one instance. Built once in `main`, then shared read-only.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Address every core binds with `SO_REUSEPORT` for the public API.
-    pub api_bind_addr: SocketAddr,
-    /// Where this instance serves the private peer link; `None` = no peer link served.
-    pub peer_bind_addr: Option<SocketAddr>,
-    /// The peer instance's private link; `None` = this instance is alone.
-    pub peer_addr: Option<SocketAddr>,
-    /// Base URL of the default processor (`http://host:port`).
-    pub processor_default_url: String,
-    /// Base URL of the fallback processor.
-    pub processor_fallback_url: String,
-    /// Worker cores; 0 = the CPUs this process may really use (cpuset and CFS quota).
-    pub worker_count: usize,
-    /// Pin each worker to one CPU.
-    pub worker_pin: bool,
-    /// Index of the first CPU to pin to; a second instance on the same box starts after the
-    /// first one's workers so that the two never share a CPU.
-    pub worker_cpu_first: usize,
-    /// io driver choice.
-    pub io_driver: IoDriver,
-    /// io_uring submission queue entries per core.
-    pub io_uring_entries: u32,
-    /// Accept backlog of each listener.
-    pub listen_backlog: i32,
-    /// Queued payments per core before 503.
-    pub queue_len_max: usize,
-    /// Forwarding tasks per core.
-    pub dispatch_inflight_max: usize,
-    /// Requests in flight per core at one processor.
-    pub processor_inflight_max: usize,
-    /// Cap on the per-attempt deadline to a processor.
-    pub processor_timeout_ms: u64,
-    /// Per-attempt deadline above the planned delay.
-    pub processor_timeout_margin_ms: u64,
-    /// How late past its expected answer an attempt makes its processor overdue.
-    pub overdue_margin_ms: u64,
-    /// Delay planned for an overdue processor until its real delay is known.
-    pub overdue_plan_delay_ms: u64,
-    /// Default processor's fee, parts per million.
-    pub fee_default_ppm: u64,
-    /// Fallback processor's fee, parts per million.
-    pub fee_fallback_ppm: u64,
-    /// Expected test time left for a payment arriving now (routing's lag risk).
-    pub lag_horizon_ms: u64,
-    /// Test length after a purge (0 = unknown).
-    pub test_duration_ms: u64,
-    /// Health poll interval per processor (at least 5000: the endpoint's limit).
-    pub health_poll_interval_ms: u64,
-    /// Refusals in a row that open a breaker.
-    pub breaker_failures_to_open: u32,
-    /// Probe interval of an open breaker.
-    pub breaker_probe_interval_ms: u64,
-    /// Drain deadline on SIGTERM.
-    pub drain_deadline_ms: u64,
-    /// Pause after both processors refused.
-    pub retry_backoff_ms: u64,
-    /// Deadline of one peer call.
-    pub peer_timeout_ms: u64,
-    /// Largest request head accepted.
-    pub request_head_bytes_max: usize,
-    /// Largest request body accepted.
-    pub request_body_bytes_max: usize,
-    /// Open client connections per core.
-    pub connections_max: usize,
-    /// Idle (or stalled) connections are closed after this long.
-    pub connection_idle_timeout_ms: u64,
-    /// Every variable as read (or defaulted), for the start-up log line.
-    effective: Vec<(&'static str, String)>,
+/// Declares the configuration from one table: each row is a field of [`Config`], its variable
+/// (in [`ENV_VARS`], in row order), how it is read (an [`Env`] getter) and its default, so a
+/// knob is one row here and one in `tuning/README.md` (`tests/tuning_doc.rs` compares the two,
+/// defaults included).
+macro_rules! knobs {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $getter:ident($name:literal $(, $arg:expr)*),)*) => {
+        /// The whole configuration of one instance. Built once in `main`, then shared
+        /// read-only. Each field's doc says what it is and why its default is what it is.
+        #[derive(Clone, Debug)]
+        pub struct Config {
+            $($(#[$doc])* pub $field: $ty,)*
+            /// Every variable as read (or defaulted), for the start-up log line.
+            effective: Vec<(&'static str, String)>,
+        }
+
+        /// Every environment variable the server reads, in the order of `Config`'s fields.
+        pub const ENV_VARS: &[&str] = &[$($name),*];
+
+        impl Config {
+            /// Every knob through `env`, in table order.
+            fn read(env: &Env<'_>) -> Result<Config, ConfigError> {
+                Ok(Config { $($field: env.$getter($name $(, $arg)*)?,)* effective: Vec::new() })
+            }
+        }
+    };
 }
 
-/// Every environment variable the server reads, in the order of `Config`'s fields.
-pub const ENV_VARS: &[&str] = &[
-    "API_BIND_ADDR",
-    "PEER_BIND_ADDR",
-    "PEER_ADDR",
-    "PROCESSOR_DEFAULT_URL",
-    "PROCESSOR_FALLBACK_URL",
-    "WORKER_COUNT",
-    "WORKER_PIN",
-    "WORKER_CPU_FIRST",
-    "IO_DRIVER",
-    "IO_URING_ENTRIES",
-    "LISTEN_BACKLOG",
-    "QUEUE_LEN_MAX",
-    "DISPATCH_INFLIGHT_MAX",
-    "PROCESSOR_INFLIGHT_MAX",
-    "PROCESSOR_TIMEOUT_MS",
-    "PROCESSOR_TIMEOUT_MARGIN_MS",
-    "OVERDUE_MARGIN_MS",
-    "OVERDUE_PLAN_DELAY_MS",
-    "FEE_DEFAULT",
-    "FEE_FALLBACK",
-    "LAG_HORIZON_MS",
-    "TEST_DURATION_MS",
-    "HEALTH_POLL_INTERVAL_MS",
-    "BREAKER_FAILURES_TO_OPEN",
-    "BREAKER_PROBE_INTERVAL_MS",
-    "DRAIN_DEADLINE_MS",
-    "RETRY_BACKOFF_MS",
-    "PEER_TIMEOUT_MS",
-    "REQUEST_HEAD_BYTES_MAX",
-    "REQUEST_BODY_BYTES_MAX",
-    "CONNECTIONS_MAX",
-    "CONNECTION_IDLE_TIMEOUT_MS",
-];
+knobs! {
+    /// Address every core binds with `SO_REUSEPORT` for the public API: the contest calls
+    /// port 9999.
+    api_bind_addr: SocketAddr = addr("API_BIND_ADDR", "0.0.0.0:9999"),
+    /// Where this instance serves the private peer link; `None` = no peer link served.
+    peer_bind_addr: Option<SocketAddr> = addr_opt("PEER_BIND_ADDR"),
+    /// The peer instance's private link; `None` = this instance is alone.
+    peer_addr: Option<SocketAddr> = addr_opt("PEER_ADDR"),
+    /// Base URL of the cheaper processor (`http://host:port`; by default the lab's emulator).
+    processor_default_url: String = url("PROCESSOR_DEFAULT_URL", "http://127.0.0.1:8001"),
+    /// Base URL of the dearer processor.
+    processor_fallback_url: String = url("PROCESSOR_FALLBACK_URL", "http://127.0.0.1:8002"),
+    /// Worker cores; 0 = the CPUs this process may really use (cpuset and CFS quota).
+    worker_count: usize = number("WORKER_COUNT", 0, 0, 256),
+    /// Pin each worker to one CPU.
+    worker_pin: bool = flag("WORKER_PIN", true),
+    /// Index of the first CPU to pin to; a second instance on the same box starts after the
+    /// first one's workers so that the two never share a CPU.
+    worker_cpu_first: usize = number("WORKER_CPU_FIRST", 0, 0, 4096),
+    /// io driver choice.
+    io_driver: IoDriver = driver("IO_DRIVER"),
+    /// io_uring submission queue entries per core: 1024 covers a core's in-flight forwards plus
+    /// its client connections' reads and writes without the queue filling between two enters.
+    io_uring_entries: u32 = number("IO_URING_ENTRIES", 1024, 256, 32_768),
+    /// Accept backlog of each listener: the load ramps to ~600 new connections in a burst at
+    /// start.
+    listen_backlog: i32 = number("LISTEN_BACKLOG", 4096, 1, 65_535),
+    /// Queued payments per core before `POST /payments` answers 503. At the contest's peak
+    /// (~600 payments/s for the whole deployment) this is over a minute of arrivals for one
+    /// core: enough to ride out both processors failing for the longest outage seen, while a
+    /// bounded queue (48 bytes a payment, `cores::queue`: 3 MB at most) keeps memory far under
+    /// the envelope.
+    queue_len_max: usize = number("QUEUE_LEN_MAX", 65_536, 1, 10_000_000),
+    /// Forwarding tasks per core: enough to keep both processors at their in-flight limit.
+    dispatch_inflight_max: usize = number("DISPATCH_INFLIGHT_MAX", 768, 1, 100_000),
+    /// Requests in flight per core at one processor. A processor takes 800 in progress (plus
+    /// 500 queued, then 429) for everyone: two instances of one core each stay under it.
+    processor_inflight_max: usize = number("PROCESSOR_INFLIGHT_MAX", 384, 1, 100_000),
+    /// Cap on the per-attempt deadline to a processor (see `processor_timeout_margin_ms`).
+    processor_timeout_ms: u64 = number("PROCESSOR_TIMEOUT_MS", 15_000, 1, 600_000),
+    /// Per-attempt deadline = planned delay + this margin (capped by `processor_timeout_ms`).
+    /// A premature timeout turns a payment the processor will store into an unknown one, which
+    /// our ledger learns of only on a later retry: a window in which the books disagree. So the
+    /// margin covers the largest jump in delay the contest makes (0 → 5000 ms) with room to
+    /// spare.
+    processor_timeout_margin_ms: u64 = number("PROCESSOR_TIMEOUT_MARGIN_MS", 6_000, 0, 600_000),
+    /// How far past its expected answer an attempt must be before its processor is presumed
+    /// slower than planned (see `forward::dispatch`, *Delay jumps*). Above the jitter of a
+    /// healthy answer (a CFS-throttled core stalls ~25 ms per 100 ms period), and small,
+    /// because the payments sent before the jump shows are the ones whose books can differ.
+    overdue_margin_ms: u64 = number("OVERDUE_MARGIN_MS", 150, 1, 600_000),
+    /// The delay planned for a processor while one of its attempts is overdue, until news of
+    /// its real delay: the largest the contest sets, so no payment sent meanwhile lands late.
+    overdue_plan_delay_ms: u64 = number("OVERDUE_PLAN_DELAY_MS", 5_000, 0, 600_000),
+    /// Fee of the default processor, in parts per million (the published rules: 5%).
+    fee_default_ppm: u64 = fraction_ppm("FEE_DEFAULT", 50_000),
+    /// Fee of the fallback processor, in parts per million (the published rules: 15%).
+    fee_fallback_ppm: u64 = fraction_ppm("FEE_FALLBACK", 150_000),
+    /// Expected test time left for a payment arriving now (routing's lag risk). Under the
+    /// contest's linear ramp a payment arrives on average at 2/3 of the test, so a third of a
+    /// 300 s run remains.
+    lag_horizon_ms: u64 = number("LAG_HORIZON_MS", 100_000, 1, 86_400_000),
+    /// Length of a test run, counted from `POST /purge-payments` (0 = unknown). The contest's
+    /// final ran 300 s; near the end, a slow processor's delay becomes a certain loss.
+    test_duration_ms: u64 = number("TEST_DURATION_MS", 0, 0, 86_400_000),
+    /// Health poll interval per processor. The endpoint allows one call per 5 s for everyone.
+    health_poll_interval_ms: u64 = number("HEALTH_POLL_INTERVAL_MS", 5_000, 5_000, 3_600_000),
+    /// Refusals in a row that open a core's breaker: fewer reacts to noise, more wastes a
+    /// processor's delay on payments that will be refused.
+    breaker_failures_to_open: u32 = number("BREAKER_FAILURES_TO_OPEN", 3, 1, 1_000),
+    /// While a breaker is open, one payment probes the processor this often.
+    breaker_probe_interval_ms: u64 = number("BREAKER_PROBE_INTERVAL_MS", 200, 1, 60_000),
+    /// On SIGTERM, how long the instance may take to forward what it holds before it exits.
+    drain_deadline_ms: u64 = number("DRAIN_DEADLINE_MS", 10_000, 0, 3_600_000),
+    /// Pause after both processors refused a payment, before trying again.
+    retry_backoff_ms: u64 = number("RETRY_BACKOFF_MS", 100, 1, 60_000),
+    /// Deadline for one call to the peer instance over the private link (loopback, answered in
+    /// well under a millisecond). Under half of `peer::PEER_CALLS_BUDGET`, so that a summary
+    /// whose first call fails still has time for its retry within the contest client's 1.5 s.
+    peer_timeout_ms: u64 = number("PEER_TIMEOUT_MS", 500, 1, 60_000),
+    /// Largest request head (request line plus headers). The contest's are ~150 bytes.
+    request_head_bytes_max: usize = number("REQUEST_HEAD_BYTES_MAX", 8 * 1024, 256, 1 << 20),
+    /// Largest request body. A payment is ~70 bytes.
+    request_body_bytes_max: usize = number("REQUEST_BODY_BYTES_MAX", 4 * 1024, 128, 1 << 20),
+    /// Open client connections per core; beyond it a new connection is closed at once. Each
+    /// costs a descriptor and ~6 KB (buffers and task): 16384 is ~100 MB at worst, and leaves
+    /// room under compose's `nofile` 65536 for the processor connections.
+    connections_max: usize = number("CONNECTIONS_MAX", 16_384, 16, 1 << 20),
+    /// A connection that completes no request and receives no response for this long is closed
+    /// (a partial request gets 408 first). The contest's clients send a request every ~1 s on
+    /// each connection; a stalled or dribbling client (slowloris) holds its descriptor no
+    /// longer.
+    connection_idle_timeout_ms: u64 = number("CONNECTION_IDLE_TIMEOUT_MS", 60_000, 100, 86_400_000),
+}
 
 /// A configuration error: which variable, what it held, what was expected.
 #[derive(Debug)]
@@ -239,123 +180,7 @@ impl Config {
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = Env { lookup: &lookup, effective: RefCell::new(Vec::new()) };
-        let mut config = Config {
-            api_bind_addr: env.addr("API_BIND_ADDR", API_BIND_ADDR_DEFAULT)?,
-            peer_bind_addr: env.addr_opt("PEER_BIND_ADDR")?,
-            peer_addr: env.addr_opt("PEER_ADDR")?,
-            processor_default_url: env
-                .url("PROCESSOR_DEFAULT_URL", PROCESSOR_DEFAULT_URL_DEFAULT)?,
-            processor_fallback_url: env
-                .url("PROCESSOR_FALLBACK_URL", PROCESSOR_FALLBACK_URL_DEFAULT)?,
-            worker_count: env.number("WORKER_COUNT", 0, 0, 256)?,
-            worker_pin: env.flag("WORKER_PIN", true)?,
-            worker_cpu_first: env.number("WORKER_CPU_FIRST", 0, 0, 4096)?,
-            io_driver: env.driver("IO_DRIVER")?,
-            io_uring_entries: env.number(
-                "IO_URING_ENTRIES",
-                IO_URING_ENTRIES_DEFAULT,
-                256,
-                32_768,
-            )?,
-            listen_backlog: env.number("LISTEN_BACKLOG", LISTEN_BACKLOG_DEFAULT, 1, 65_535)?,
-            queue_len_max: env.number("QUEUE_LEN_MAX", QUEUE_LEN_MAX_DEFAULT, 1, 10_000_000)?,
-            dispatch_inflight_max: env.number(
-                "DISPATCH_INFLIGHT_MAX",
-                DISPATCH_INFLIGHT_MAX_DEFAULT,
-                1,
-                100_000,
-            )?,
-            processor_inflight_max: env.number(
-                "PROCESSOR_INFLIGHT_MAX",
-                PROCESSOR_INFLIGHT_MAX_DEFAULT,
-                1,
-                100_000,
-            )?,
-            processor_timeout_ms: env.number(
-                "PROCESSOR_TIMEOUT_MS",
-                PROCESSOR_TIMEOUT_MS_DEFAULT,
-                1,
-                600_000,
-            )?,
-            processor_timeout_margin_ms: env.number(
-                "PROCESSOR_TIMEOUT_MARGIN_MS",
-                PROCESSOR_TIMEOUT_MARGIN_MS_DEFAULT,
-                0,
-                600_000,
-            )?,
-            overdue_margin_ms: env.number(
-                "OVERDUE_MARGIN_MS",
-                OVERDUE_MARGIN_MS_DEFAULT,
-                1,
-                600_000,
-            )?,
-            overdue_plan_delay_ms: env.number(
-                "OVERDUE_PLAN_DELAY_MS",
-                OVERDUE_PLAN_DELAY_MS_DEFAULT,
-                0,
-                600_000,
-            )?,
-            fee_default_ppm: env.fraction_ppm("FEE_DEFAULT", FEE_DEFAULT_PPM_DEFAULT)?,
-            fee_fallback_ppm: env.fraction_ppm("FEE_FALLBACK", FEE_FALLBACK_PPM_DEFAULT)?,
-            lag_horizon_ms: env.number("LAG_HORIZON_MS", LAG_HORIZON_MS_DEFAULT, 1, 86_400_000)?,
-            test_duration_ms: env.number(
-                "TEST_DURATION_MS",
-                TEST_DURATION_MS_DEFAULT,
-                0,
-                86_400_000,
-            )?,
-            health_poll_interval_ms: env.number(
-                "HEALTH_POLL_INTERVAL_MS",
-                HEALTH_POLL_INTERVAL_MS_DEFAULT,
-                5_000,
-                3_600_000,
-            )?,
-            breaker_failures_to_open: env.number(
-                "BREAKER_FAILURES_TO_OPEN",
-                BREAKER_FAILURES_TO_OPEN_DEFAULT,
-                1,
-                1_000,
-            )?,
-            breaker_probe_interval_ms: env.number(
-                "BREAKER_PROBE_INTERVAL_MS",
-                BREAKER_PROBE_INTERVAL_MS_DEFAULT,
-                1,
-                60_000,
-            )?,
-            drain_deadline_ms: env.number(
-                "DRAIN_DEADLINE_MS",
-                DRAIN_DEADLINE_MS_DEFAULT,
-                0,
-                3_600_000,
-            )?,
-            retry_backoff_ms: env.number(
-                "RETRY_BACKOFF_MS",
-                RETRY_BACKOFF_MS_DEFAULT,
-                1,
-                60_000,
-            )?,
-            peer_timeout_ms: env.number("PEER_TIMEOUT_MS", PEER_TIMEOUT_MS_DEFAULT, 1, 60_000)?,
-            request_head_bytes_max: env.number(
-                "REQUEST_HEAD_BYTES_MAX",
-                REQUEST_HEAD_BYTES_MAX_DEFAULT,
-                256,
-                1 << 20,
-            )?,
-            request_body_bytes_max: env.number(
-                "REQUEST_BODY_BYTES_MAX",
-                REQUEST_BODY_BYTES_MAX_DEFAULT,
-                128,
-                1 << 20,
-            )?,
-            connections_max: env.number("CONNECTIONS_MAX", CONNECTIONS_MAX_DEFAULT, 16, 1 << 20)?,
-            connection_idle_timeout_ms: env.number(
-                "CONNECTION_IDLE_TIMEOUT_MS",
-                CONNECTION_IDLE_TIMEOUT_MS_DEFAULT,
-                100,
-                86_400_000,
-            )?,
-            effective: Vec::new(),
-        };
+        let mut config = Config::read(&env)?;
         let mut effective = env.effective.into_inner();
         let position = |name: &str| ENV_VARS.iter().position(|v| *v == name).unwrap_or(usize::MAX);
         effective.sort_by_key(|(name, _)| position(name));
@@ -536,7 +361,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.api_bind_addr.port(), 9999);
         assert_eq!(c.peer_addr, None);
-        assert_eq!(c.queue_len_max, QUEUE_LEN_MAX_DEFAULT);
+        assert_eq!(c.queue_len_max, 65_536);
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert!(c.workers() >= 1);
     }

@@ -1,6 +1,7 @@
-//! Goal: the tuning document and the code name exactly the same environment variables, and the
-//! contest profile sets only variables that exist. Method: read the first column of
-//! `tuning/README.md`'s table and the keys of `tuning/contest.env`, compare with `ENV_VARS`.
+//! Goal: the tuning document and the code name exactly the same environment variables with the
+//! same defaults, and the contest profile sets only variables that exist. Method: read the
+//! first and fourth columns of `tuning/README.md`'s table and the keys of `tuning/contest.env`,
+//! compare with `ENV_VARS` and with the start-up log line of an empty environment.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +21,33 @@ fn tuning_doc_lists_exactly_the_variables_the_code_reads() {
         .collect();
     let code: BTreeSet<&str> = ENV_VARS.iter().copied().collect();
     assert_eq!(documented, code, "tuning/README.md and config::ENV_VARS disagree");
+}
+
+#[test]
+fn tuning_doc_gives_the_defaults_the_code_uses() {
+    let doc = root("tuning/README.md");
+    let config = Config::from_lookup(|_| None).expect("the defaults parse");
+    let line = config.to_string();
+    let effective: Vec<(&str, &str)> =
+        line.split(' ').filter_map(|pair| pair.split_once('=')).collect();
+    for row in doc.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let name = cells[0].trim_start_matches("| `").trim_end_matches('`');
+        let documented = cells[3].trim_matches('`');
+        let (_, code) = effective.iter().find(|(n, _)| *n == name).expect(name);
+        // The log line writes an unset address as `-` and a fraction with six decimals.
+        let same = match (documented, *code) {
+            ("empty", "-") => true,
+            (doc, code) => match (doc.parse::<f64>(), code.parse::<f64>()) {
+                (Ok(doc), Ok(code)) => doc == code,
+                _ => doc == code,
+            },
+        };
+        assert!(same, "{name}: tuning/README.md says {documented}, the code {code}");
+        if name.ends_with("_MS") {
+            assert!(cells[2].starts_with("ms"), "{name}: its unit column says {}", cells[2]);
+        }
+    }
 }
 
 #[test]
