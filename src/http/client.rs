@@ -3,10 +3,9 @@
 //! request on a fresh connection for rare calls.
 
 use super::{
-    HEADERS_MAX,
     body::{BadFraming, chunked_len, dechunk_in_place},
-    head::HeaderFacts,
-    read_more,
+    buffer::read_more,
+    head::{HEADERS_MAX, HeaderFacts},
 };
 
 /// Largest response [`call_once`] reads: its callers' answers are under 1 KiB.

@@ -5,6 +5,7 @@
 //! - [`head`]: the one header scan behind requests and responses.
 //! - [`request`], [`response`]: the server side.
 //! - [`body`]: chunked bodies, framed and decoded in place.
+//! - [`buffer`]: [`read_more`], one read appended to a caller's buffer.
 //! - [`client`]: [`read_response`], the one reader of every answer our client gets, and
 //!   [`call_once`] for rare calls on a fresh connection.
 //! - [`query`]: query strings and JSON bodies.
@@ -15,6 +16,7 @@
 //! request, and that crate's client keeping dead connections in its pool).
 
 pub mod body;
+pub mod buffer;
 pub mod client;
 pub mod date;
 pub mod endpoint;
@@ -24,6 +26,7 @@ pub mod request;
 pub mod response;
 
 pub use body::BadFraming;
+pub use buffer::read_more;
 pub use client::{
     BodyFraming, CallError, ParsedResponse, ReadError, Response, call_once, parse_response,
     read_response, take_response,
@@ -33,20 +36,3 @@ pub use head::HEADERS_MAX;
 pub use query::{BadEncoding, json_body, query_number, query_param};
 pub use request::{Limits, Method, Parsed, Request, parse_request};
 pub use response::{Body, JSON, PROMETHEUS_TEXT, Status, write_error_json, write_response};
-
-/// Reads once from `stream`, appending to `buf` after its current contents (monoio's
-/// `read(Vec)` would overwrite from index 0). Ensures some spare capacity first.
-pub async fn read_more(
-    stream: &mut monoio::net::TcpStream,
-    mut buf: Vec<u8>,
-    grow_bytes: usize,
-) -> (std::io::Result<usize>, Vec<u8>) {
-    use monoio::{buf::IoBufMut, io::AsyncReadRent};
-    if buf.capacity() - buf.len() < grow_bytes / 2 {
-        buf.reserve(grow_bytes);
-    }
-    let len = buf.len();
-    let cap = buf.capacity();
-    let (read, slice) = stream.read(buf.slice_mut(len..cap)).await;
-    (read, slice.into_inner())
-}

@@ -1,8 +1,7 @@
 //! Server side, in: one request parsed from a connection's read buffer, within its limits.
 
 use super::{
-    HEADERS_MAX,
-    head::{HeaderError, HeaderFacts},
+    head::{HEADERS_MAX, HeaderError, HeaderFacts},
     response::Status,
 };
 
