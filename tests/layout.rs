@@ -277,10 +277,10 @@ fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     for (module, code) in &modules {
         let mut targets = BTreeSet::new();
         for path in use_paths(code).into_iter().chain(inline_paths(code)) {
-            if let Some(target) = resolve(module, &path, &modules) {
-                if target != *module {
-                    targets.insert(target);
-                }
+            if let Some(target) = resolve(module, &path, &modules)
+                && target != *module
+            {
+                targets.insert(target);
             }
         }
         graph.insert(module.clone(), targets);
