@@ -29,6 +29,22 @@ use crate::{
     peer::{Boot, Continuity},
 };
 
+/// Where the cores listen.
+#[derive(Debug)]
+pub enum Listen {
+    /// Each core binds `API_BIND_ADDR` with `SO_REUSEPORT`, and core 0 `PEER_BIND_ADDR`: the
+    /// server's own way.
+    Configured,
+    /// Listeners the caller bound (an in-process test on ephemeral ports): every core accepts
+    /// on a duplicate of `api`, core 0 on `peer`. The configured addresses are not bound.
+    Given {
+        /// The public API.
+        api: std::net::TcpListener,
+        /// The private peer link, if any.
+        peer: Option<std::net::TcpListener>,
+    },
+}
+
 /// What every worker needs to build its core, prepared once on the main thread.
 struct Plan {
     config: &'static Config,
@@ -37,11 +53,36 @@ struct Plan {
     mesh: Mesh,
     continuity: Arc<Continuity>,
     cpus: Vec<core_affinity::CoreId>,
+    listen: Listen,
 }
 
-/// Starts one worker per core and returns once every one is listening (or the first error).
-/// The returned handles run until the process exits.
-pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>, Mesh)> {
+/// A started server: its cores' threads (they run until the process exits) and their mailboxes.
+#[derive(Debug)]
+pub struct Running {
+    threads: Vec<thread::JoinHandle<()>>,
+    mesh: Mesh,
+}
+
+impl Running {
+    /// The number of cores serving.
+    pub fn cores(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// SIGTERM's work: every core stops accepting and forwards what it holds, until `deadline`.
+    pub fn drain(&self, deadline: Instant) -> DrainReport {
+        drain_all(&self.mesh, deadline)
+    }
+}
+
+/// Starts one worker per core on the configured addresses and returns once every one is
+/// listening (or the first error).
+pub fn start(config: &'static Config) -> io::Result<Running> {
+    start_with(config, Listen::Configured)
+}
+
+/// [`start`], listening where `listen` says.
+pub fn start_with(config: &'static Config, listen: Listen) -> io::Result<Running> {
     let driver = choose_driver(config)?;
     let endpoints = [
         resolve_patiently(&config.processor_default_url)?,
@@ -56,8 +97,15 @@ pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>
     };
     let mesh: Mesh = senders.into();
     let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
-    let plan =
-        Arc::new(Plan { config, driver, endpoints, mesh: Arc::clone(&mesh), continuity, cpus });
+    let plan = Arc::new(Plan {
+        config,
+        driver,
+        endpoints,
+        mesh: Arc::clone(&mesh),
+        continuity,
+        cpus,
+        listen,
+    });
     eprintln!("payrelay: {config} io_driver_used={}", driver.name());
 
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -78,7 +126,7 @@ pub fn start(config: &'static Config) -> io::Result<(Vec<thread::JoinHandle<()>>
             Err(_) => return Err(io::Error::other("a worker exited before it was ready")),
         }
     }
-    Ok((handles, mesh))
+    Ok(Running { threads: handles, mesh })
 }
 
 /// What a drain left behind.
@@ -92,7 +140,7 @@ pub struct DrainReport {
 
 /// Asks every core to stop accepting and forward what it holds (SIGTERM), and waits for
 /// their answers.
-pub fn drain_all(mesh: &Mesh, deadline: Instant) -> DrainReport {
+fn drain_all(mesh: &Mesh, deadline: Instant) -> DrainReport {
     let (reply, replies) = flume::unbounded();
     for mailbox in mesh.iter() {
         // A core whose mailbox is closed is gone; it is counted as silent below.
@@ -218,7 +266,10 @@ async fn core_main(
     let mesh = Arc::clone(&plan.mesh);
     let continuity = Arc::clone(&plan.continuity);
     let core = Rc::new(Core::new(id, config, mesh, continuity, plan.endpoints.clone()));
-    let bound = bind(id, config);
+    let bound = match &plan.listen {
+        Listen::Configured => bind(id, config),
+        Listen::Given { api, peer } => adopt(id, api, peer.as_ref()),
+    };
     let (api, peer) = match bound {
         Ok(listeners) => listeners,
         Err(e) => {
@@ -263,6 +314,25 @@ fn bind(id: usize, config: &Config) -> io::Result<(TcpListener, Option<TcpListen
             })?;
             Some(listener)
         }
+        _ => None,
+    };
+    Ok((api, peer))
+}
+
+/// Core `id`'s duplicates of listeners the caller bound (the peer's on core 0 only).
+fn adopt(
+    id: usize,
+    api: &std::net::TcpListener,
+    peer: Option<&std::net::TcpListener>,
+) -> io::Result<(TcpListener, Option<TcpListener>)> {
+    let own = |listener: &std::net::TcpListener| {
+        let listener = listener.try_clone()?;
+        listener.set_nonblocking(true)?;
+        TcpListener::from_std(listener)
+    };
+    let api = own(api)?;
+    let peer = match peer {
+        Some(peer) if id == 0 => Some(own(peer)?),
         _ => None,
     };
     Ok((api, peer))

@@ -40,18 +40,18 @@ fn main() -> ExitCode {
         Ok(limit) => eprintln!("payrelay: open files limit {limit}"),
         Err(e) => eprintln!("payrelay: open files limit unchanged: {e}"),
     }
-    let (workers, mesh) = match boot::start(config) {
-        Ok(started) => started,
+    let running = match boot::start(config) {
+        Ok(running) => running,
         Err(e) => {
             eprintln!("payrelay: start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("payrelay: ready, {} cores", workers.len());
+    eprintln!("payrelay: ready, {} cores", running.cores());
     let signal = wait_for(&signals);
     let deadline = Instant::now() + Duration::from_millis(config.drain_deadline_ms);
     eprintln!("payrelay: signal {signal}: draining (deadline {} ms)", config.drain_deadline_ms);
-    let report = boot::drain_all(&mesh, deadline);
+    let report = running.drain(deadline);
     if report == boot::DrainReport::default() {
         eprintln!("payrelay: drained; exiting");
         ExitCode::SUCCESS
