@@ -253,6 +253,28 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
 /// already listening on loopback, until Ctrl-C or SIGTERM.
 fn pair(args: &[String]) -> Result<(), String> {
     let args = Args::parse(args)?;
+    let spec = pair_spec(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut backend = Backend::start(&spec)?;
+    let envelope = if backend.envelope_applied() {
+        "applied".to_owned()
+    } else {
+        format!("not applied: {}", backend.envelope_note())
+    };
+    let logs: Vec<String> = backend.log_paths().iter().map(|p| p.display().to_string()).collect();
+    eprintln!("payrelay pair starting (envelope {envelope}), logs: {}", logs.join(", "));
+    runtime.block_on(run_pair(&mut backend, &spec))?;
+    // Dropping the pair stops both instances (SIGTERM, then SIGKILL) and removes the cgroup;
+    // the logs stay for reading.
+    eprintln!("stopping the pair; logs kept in {}", backend.log_dir().display());
+    Ok(())
+}
+
+/// The pair `pair`'s options describe, once they are all known and the env file exists.
+fn pair_spec(args: &Args) -> Result<BackendSpec, String> {
     args.check_known(&[
         "--payrelay",
         "--api-port",
@@ -272,7 +294,7 @@ fn pair(args: &[String]) -> Result<(), String> {
         ));
     }
     let loopback = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let spec = BackendSpec {
+    Ok(BackendSpec {
         payrelay: PathBuf::from(payrelay),
         api_port: args.parsed("--api-port", contest::API_PORT)?,
         default_addr: loopback(args.parsed("--default-port", contest::DEFAULT_PORT)?),
@@ -280,55 +302,42 @@ fn pair(args: &[String]) -> Result<(), String> {
         env_file: Some(env_file.clone()),
         envelope: (!args.flag("--no-envelope"))
             .then(|| PathBuf::from(args.get("--compose-file").unwrap_or("docker-compose.yml"))),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    })
+}
+
+/// Waits for the pair to answer, then watches it until Ctrl-C or SIGTERM. Fails if it never
+/// answers or an instance dies.
+async fn run_pair(backend: &mut Backend, spec: &BackendSpec) -> Result<(), String> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
-    let mut backend = Backend::start(&spec)?;
-    let envelope = if backend.envelope_applied() {
-        "applied".to_owned()
-    } else {
-        format!("not applied: {}", backend.envelope_note())
+    let ready = tokio::select! {
+        ready = backend.wait_ready() => Some(ready),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
     };
-    let logs: Vec<String> = backend.log_paths().iter().map(|p| p.display().to_string()).collect();
-    eprintln!("payrelay pair starting (envelope {envelope}), logs: {}", logs.join(", "));
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e.to_string())?;
-        let ready = tokio::select! {
-            ready = backend.wait_ready() => Some(ready),
-            _ = tokio::signal::ctrl_c() => None,
-            _ = term.recv() => None,
-        };
-        match ready {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(backend.describe_failure(&e)),
-            Some(Ok(())) => {}
-        }
-        println!(
-            "payrelay pair ready on http://{} (default http://{}, fallback http://{}); \
-             Ctrl-C stops both",
-            backend.api_addr(),
-            spec.default_addr,
-            spec.fallback_addr
-        );
-        // Watch for an instance dying while we wait for the signal.
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = term.recv() => return Ok(()),
-                _ = tick.tick() => {
-                    if let Some(reason) = backend.exited() {
-                        return Err(backend.describe_failure(&reason));
-                    }
+    match ready {
+        None => return Ok(()),
+        Some(Err(e)) => return Err(backend.describe_failure(&e)),
+        Some(Ok(())) => {}
+    }
+    println!(
+        "payrelay pair ready on http://{} (default http://{}, fallback http://{}); \
+         Ctrl-C stops both",
+        backend.api_addr(),
+        spec.default_addr,
+        spec.fallback_addr
+    );
+    // Watch for an instance dying while we wait for the signal.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = tick.tick() => {
+                if let Some(reason) = backend.exited() {
+                    return Err(backend.describe_failure(&reason));
                 }
             }
         }
-    })?;
-    // Dropping the pair stops both instances (SIGTERM, then SIGKILL) and removes the cgroup;
-    // the logs stay for reading.
-    eprintln!("stopping the pair; logs kept in {}", backend.log_dir().display());
-    Ok(())
+    }
 }

@@ -8,9 +8,10 @@ use std::{
 };
 
 use serde::Serialize;
+use tokio::runtime::Runtime;
 
 use crate::{
-    backend::{self, Backend, BackendSpec, READY_INTERVAL_OFFICIAL, READY_TRIES_OFFICIAL},
+    backend::{self, Backend, BackendSpec, READY_INTERVAL_OFFICIAL, READY_TRIES_OFFICIAL, Usage},
     client,
     emulator::{self, Emulator, EmulatorConfig, Which},
     framing::Framing,
@@ -180,18 +181,7 @@ pub struct Results {
 /// Runs one contest. Everything it started is stopped before it returns, error or not.
 pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let scenario = Scenario::load(&options.scenario).map_err(|e| e.to_string())?;
-    let mut config = EmulatorConfig::new(
-        options.default_port,
-        options.fallback_port,
-        scenario.fee_default,
-        scenario.fee_fallback,
-    );
-    config.framing = options.framing;
-    let processors = if options.processors_running {
-        None
-    } else {
-        Some(emulator::start(config).map_err(|e| format!("starting the processors: {e}"))?)
-    };
+    let processors = start_processors(options, &scenario)?;
     let loopback = |port| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
     let processor_addrs = match &processors {
         Some(emulator) => [emulator.addr(Which::Default), emulator.addr(Which::Fallback)],
@@ -218,56 +208,13 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         );
     }
 
-    let mut backend = None;
-    let target: SocketAddr = match &options.target {
-        Some(url) => {
-            let addr = client::loopback_target(url)?;
-            runtime.block_on(backend::wait_ready(
-                addr,
-                READY_INTERVAL_OFFICIAL,
-                READY_TRIES_OFFICIAL,
-                &mut || None,
-            ))?;
-            addr
-        }
+    let (target, backend) = match &options.target {
+        Some(url) => (wait_for_target(&runtime, url)?, None),
         None => {
-            let payrelay = options
-                .payrelay
-                .clone()
-                .ok_or("no payrelay binary given (use --payrelay or --target)")?;
-            let spec = BackendSpec {
-                payrelay,
-                api_port: options.api_port,
-                default_addr: processor_addrs[0],
-                fallback_addr: processor_addrs[1],
-                env_file: options.env_file.clone(),
-                envelope: options.envelope.then(|| options.compose_file.clone()),
-            };
-            let started = backend.insert(Backend::start(&spec)?);
-            if verbose {
-                eprintln!(
-                    "payrelay pair on {} (envelope {}), logs: {}",
-                    started.api_addr(),
-                    if started.envelope_applied() {
-                        "applied".to_owned()
-                    } else {
-                        format!("not applied: {}", started.envelope_note())
-                    },
-                    started
-                        .log_paths()
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            if let Err(e) = runtime.block_on(interruptible(started.wait_ready())) {
-                return Err(started.describe_failure(&e));
-            }
-            started.api_addr()
+            let started = start_pair(options, &runtime, processor_addrs)?;
+            (started.api_addr(), Some(started))
         }
     };
-
     let plan = LoadPlan {
         scenario: scenario.clone(),
         target,
@@ -277,6 +224,111 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         progress_every: verbose.then_some(PROGRESS_EVERY),
     };
     let report = runtime.block_on(interruptible(load::run(plan)));
+    let (report, pair) = stop_pair(backend, report, verbose)?;
+
+    let late_ms = (scenario.window_end_s * 1000.0) as i64 - LATE_SLACK_MS;
+    let late = processors.as_ref().map(|emulator| emulator.late_landings(late_ms));
+    let mut results = results(&scenario, &report, target, pair.envelope_applied);
+    results.late_landings = late.map(|(count, _)| count);
+    results.late_landing_max_ms = late.map(|(_, max_ms)| max_ms);
+    drop(processors);
+    record_usage(&mut results, pair.usage);
+    if let Some(path) = &options.json {
+        write_json(path, &results)?;
+    }
+    if verbose {
+        println!("{}", table(&results));
+    }
+    Ok(results)
+}
+
+/// The lab's own processors, with the scenario's fees; `None` when they are already running.
+fn start_processors(
+    options: &ContestOptions,
+    scenario: &Scenario,
+) -> Result<Option<Emulator>, String> {
+    let mut config = EmulatorConfig::new(
+        options.default_port,
+        options.fallback_port,
+        scenario.fee_default,
+        scenario.fee_fallback,
+    );
+    config.framing = options.framing;
+    if options.processors_running {
+        return Ok(None);
+    }
+    emulator::start(config).map(Some).map_err(|e| format!("starting the processors: {e}"))
+}
+
+/// An already running backend at `url`, once it answers, probed as the official harness does.
+fn wait_for_target(runtime: &Runtime, url: &str) -> Result<SocketAddr, String> {
+    let addr = client::loopback_target(url)?;
+    runtime.block_on(backend::wait_ready(
+        addr,
+        READY_INTERVAL_OFFICIAL,
+        READY_TRIES_OFFICIAL,
+        &mut || None,
+    ))?;
+    Ok(addr)
+}
+
+/// The payrelay pair, started against the processors at `processor_addrs`, once it answers. If
+/// it never does, the pair is stopped and the error names its logs.
+fn start_pair(
+    options: &ContestOptions,
+    runtime: &Runtime,
+    processor_addrs: [SocketAddr; 2],
+) -> Result<Backend, String> {
+    let payrelay =
+        options.payrelay.clone().ok_or("no payrelay binary given (use --payrelay or --target)")?;
+    let spec = BackendSpec {
+        payrelay,
+        api_port: options.api_port,
+        default_addr: processor_addrs[0],
+        fallback_addr: processor_addrs[1],
+        env_file: options.env_file.clone(),
+        envelope: options.envelope.then(|| options.compose_file.clone()),
+    };
+    let mut started = Backend::start(&spec)?;
+    if options.verbose {
+        eprintln!(
+            "payrelay pair on {} (envelope {}), logs: {}",
+            started.api_addr(),
+            if started.envelope_applied() {
+                "applied".to_owned()
+            } else {
+                format!("not applied: {}", started.envelope_note())
+            },
+            started
+                .log_paths()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Err(e) = runtime.block_on(interruptible(started.wait_ready())) {
+        return Err(started.describe_failure(&e));
+    }
+    Ok(started)
+}
+
+/// What the results keep of the pair once it is stopped.
+struct PairRecord {
+    /// Resource use per instance (`a`, `b`); empty without a pair.
+    usage: Vec<(&'static str, Usage)>,
+    /// Whether both instances ran inside their envelopes.
+    envelope_applied: bool,
+}
+
+/// Reads the pair's resource use and whether it ran in its envelope (none and `false` without a
+/// pair), then stops it, keeping its logs unless the run was clean. The load's error, if any,
+/// names the logs.
+fn stop_pair(
+    mut backend: Option<Backend>,
+    report: Result<LoadReport, String>,
+    verbose: bool,
+) -> Result<(LoadReport, PairRecord), String> {
     let (usage, envelope_applied, died) = match backend.as_mut() {
         Some(backend) => (backend.usage(), backend.envelope_applied(), backend.exited()),
         None => (Vec::new(), false, None),
@@ -300,13 +352,11 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         }
     }
     drop(backend);
+    Ok((report, PairRecord { usage, envelope_applied }))
+}
 
-    let late_ms = (scenario.window_end_s * 1000.0) as i64 - LATE_SLACK_MS;
-    let late = processors.as_ref().map(|emulator| emulator.late_landings(late_ms));
-    let mut results = results(&scenario, &report, target, envelope_applied);
-    results.late_landings = late.map(|(count, _)| count);
-    results.late_landing_max_ms = late.map(|(_, max_ms)| max_ms);
-    drop(processors);
+/// Files each instance's resource use (`a`, `b`) under its own columns.
+fn record_usage(results: &mut Results, usage: Vec<(&'static str, Usage)>) {
     for (name, usage) in usage {
         let (rss, cpu) = match name {
             "a" => (&mut results.backend_a_rss_mb_max, &mut results.backend_a_cpu_s),
@@ -315,13 +365,6 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         *rss = Some(round3(usage.rss_mb_max));
         *cpu = Some(round3(usage.cpu_s));
     }
-    if let Some(path) = &options.json {
-        write_json(path, &results)?;
-    }
-    if verbose {
-        println!("{}", table(&results));
-    }
-    Ok(results)
 }
 
 /// Runs `work` unless Ctrl-C comes first: then the run fails normally, so everything it started

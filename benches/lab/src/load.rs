@@ -59,7 +59,7 @@ pub struct LoadPlan {
 /// One consistency check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Check {
-    /// Seconds since the load started.
+    /// Milliseconds since the checker started (with the load, give or take a task start).
     pub at_ms: u64,
     /// The backend's default count in the window (0 if its answer was unusable).
     pub ours_default: u64,
@@ -171,6 +171,20 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Copies what the VUs counted and the admin calls' record into the report, once every
+    /// task that writes them is done.
+    fn fill_report(&self, report: &mut LoadReport) {
+        let counters = &self.counters;
+        report.posts_ok = counters.ok.load(Ordering::Relaxed);
+        report.posts_failed_status = counters.failed_status.load(Ordering::Relaxed);
+        report.posts_failed_timeout = counters.failed_timeout.load(Ordering::Relaxed);
+        report.posts_failed_connect = counters.failed_connect.load(Ordering::Relaxed);
+        report.posts_failed_io = counters.failed_io.load(Ordering::Relaxed);
+        report.admin_latencies_us =
+            std::mem::take(&mut *self.admin_latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
+        report.admin_failures = self.admin_failures.load(Ordering::Relaxed);
+    }
+
     fn record_admin(&self, result: &Result<Reply, Failure>) {
         match result {
             Ok(reply) if reply.expected() => {
@@ -193,14 +207,74 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     // Validated positive when the scenario was loaded.
     let timeout = Duration::from_millis(scenario.timeout_ms.unsigned_abs());
     let token = uuid::Uuid::new_v4().simple().to_string();
+    // One connection per processor for setup and teardown, kept alive in between.
+    let mut admin = AdminConns {
+        default: Conn::new(plan.default_addr),
+        fallback: Conn::new(plan.fallback_addr),
+        token,
+    };
+    let setup_latencies = setup(&plan, &mut admin, timeout).await?;
 
-    // Setup, in the final's order: change the admin token (so the backend cannot use it), purge
-    // both processors with it, then purge the backend (errors ignored).
-    let mut default_admin = Conn::new(plan.default_addr);
-    let mut fallback_admin = Conn::new(plan.fallback_addr);
+    let started = tokio::time::Instant::now();
+    let started_at_ms = time::now_ms();
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let ctx = Arc::new(Ctx {
+        target: plan.target,
+        amount_json,
+        timeout,
+        end: started + duration,
+        counters: Counters::default(),
+        admin_latencies_us: Mutex::new(setup_latencies),
+        admin_failures: AtomicU64::new(0),
+    });
+
+    let checker = tokio::spawn(checker(ctx.clone(), plan.clone(), admin.token.clone()));
+    let stages = tokio::spawn(stages(ctx.clone(), plan.clone(), admin.token.clone(), started));
+    let progress = plan.progress_every.map(|every| {
+        tokio::spawn(progress(ctx.clone(), plan.recorded.clone(), every, started, duration))
+    });
+    let vus = ramp(&ctx, scenario.vus_max, started, duration).await;
+    let mut report = LoadReport { started_at_ms, ..LoadReport::default() };
+    for vu in vus {
+        if let Ok(samples) = vu.await {
+            report.post_latencies_us.extend_from_slice(&samples);
+        }
+    }
+    let (checks, summary_latencies, summary_failures) =
+        checker.await.map_err(|e| format!("checker: {e}"))?;
+    stages.await.map_err(|e| format!("stages: {e}"))?;
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+
+    (report.default, report.fallback) = teardown(&ctx, &mut admin, scenario.duration_s).await?;
+    report.inconsistencies = checks.iter().map(Check::inconsistencies).sum();
+    report.checks = checks;
+    report.summary_latencies_us = summary_latencies;
+    report.summary_failures = summary_failures;
+    ctx.fill_report(&mut report);
+    Ok(report)
+}
+
+/// The admin side of one run: a keep-alive connection to each processor and the token that
+/// setup sets on both.
+struct AdminConns {
+    default: Conn,
+    fallback: Conn,
+    token: String,
+}
+
+/// Setup, in the final's order: change the admin token (so the backend cannot use it), purge
+/// both processors with it, then purge the backend (errors ignored). Returns the latencies of
+/// the calls that succeeded.
+async fn setup(
+    plan: &LoadPlan,
+    admin: &mut AdminConns,
+    timeout: Duration,
+) -> Result<Vec<u64>, String> {
     let mut setup_latencies = Vec::new();
-    let token_body = Bytes::from(serde_json::json!({ "token": token }).to_string());
-    for (name, conn) in [("default", &mut default_admin), ("fallback", &mut fallback_admin)] {
+    let token_body = Bytes::from(serde_json::json!({ "token": admin.token }).to_string());
+    for (name, conn) in [("default", &mut admin.default), ("fallback", &mut admin.fallback)] {
         let reply = conn
             .request(
                 Method::PUT,
@@ -219,12 +293,12 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
             }
         }
     }
-    for (name, conn) in [("default", &mut default_admin), ("fallback", &mut fallback_admin)] {
+    for (name, conn) in [("default", &mut admin.default), ("fallback", &mut admin.fallback)] {
         let reply = conn
             .request(
                 Method::POST,
                 "/admin/purge-payments",
-                &[("x-rinha-token", token.as_str())],
+                &[("x-rinha-token", admin.token.as_str())],
                 None,
                 ADMIN_TIMEOUT,
             )
@@ -243,31 +317,21 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     {
         setup_latencies.push(reply.latency_us);
     }
-    drop(target_conn);
+    Ok(setup_latencies)
+}
 
-    let started = tokio::time::Instant::now();
-    let started_at_ms = time::now_ms();
-    let duration = Duration::from_secs_f64(scenario.duration_s);
-    let ctx = Arc::new(Ctx {
-        target: plan.target,
-        amount_json,
-        timeout,
-        end: started + duration,
-        counters: Counters::default(),
-        admin_latencies_us: Mutex::new(setup_latencies),
-        admin_failures: AtomicU64::new(0),
-    });
-
-    let checker = tokio::spawn(checker(ctx.clone(), plan.clone(), token.clone()));
-    let stages = tokio::spawn(stages(ctx.clone(), plan.clone(), token.clone(), started));
-    let progress = plan.progress_every.map(|every| {
-        tokio::spawn(progress(ctx.clone(), plan.recorded.clone(), every, started, duration))
-    });
-
-    // Ramp: VU k (0-based) starts at k/(vus_max-1) of the test, so the count climbs linearly
-    // from 1 to vus_max like k6's ramping-vus executor.
-    let vus_max = u64::from(scenario.vus_max);
-    let mut vus = Vec::with_capacity(scenario.vus_max as usize);
+/// Starts the virtual users on the ramp and returns their tasks. VU k (0-based) starts at
+/// k/(vus_max-1) of the test, so the count climbs linearly from 1 to vus_max like k6's
+/// ramping-vus executor.
+async fn ramp(
+    ctx: &Arc<Ctx>,
+    vus_max: u32,
+    started: tokio::time::Instant,
+    duration: Duration,
+) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    let vus_count = vus_max as usize;
+    let vus_max = u64::from(vus_max);
+    let mut vus = Vec::with_capacity(vus_count);
     for k in 0..vus_max {
         let offset = if vus_max > 1 {
             duration.mul_f64(k as f64 / (vus_max - 1) as f64)
@@ -282,60 +346,38 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
         ctx.counters.vus.fetch_add(1, Ordering::Relaxed);
         vus.push(tokio::spawn(virtual_user(ctx.clone())));
     }
-    let mut report = LoadReport { started_at_ms, ..LoadReport::default() };
-    for vu in vus {
-        if let Ok(samples) = vu.await {
-            report.post_latencies_us.extend_from_slice(&samples);
-        }
-    }
-    let (checks, summary_latencies, summary_failures) =
-        checker.await.map_err(|e| format!("checker: {e}"))?;
-    stages.await.map_err(|e| format!("stages: {e}"))?;
-    if let Some(progress) = progress {
-        progress.abort();
-    }
+    vus
+}
 
-    // Teardown: the processors' own totals, over the final's window: from the test's length plus
-    // a minute ago (360 s for its 300 s) until now.
+/// Teardown: the processors' own totals (default, fallback), over the final's window: from the
+/// test's length plus a minute ago (360 s for its 300 s) until now.
+async fn teardown(
+    ctx: &Ctx,
+    admin: &mut AdminConns,
+    duration_s: f64,
+) -> Result<(Totals, Totals), String> {
     let to_ms = time::now_ms();
-    let from_ms = to_ms - (scenario.duration_s * 1000.0).round() as i64 - TEARDOWN_MARGIN_MS;
+    let from_ms = to_ms - (duration_s * 1000.0).round() as i64 - TEARDOWN_MARGIN_MS;
     let teardown_path = format!(
         "/admin/payments-summary?from={}&to={}",
         time::format_iso_ms(from_ms),
         time::format_iso_ms(to_ms)
     );
-    for (which, conn) in [(0, &mut default_admin), (1, &mut fallback_admin)] {
+    let mut totals = [Totals::default(); 2];
+    let token = admin.token.as_str();
+    for (which, conn) in [(0, &mut admin.default), (1, &mut admin.fallback)] {
         let reply = conn
-            .request(Method::GET, &teardown_path, &[("x-rinha-token", &token)], None, ADMIN_TIMEOUT)
+            .request(Method::GET, &teardown_path, &[("x-rinha-token", token)], None, ADMIN_TIMEOUT)
             .await;
         ctx.record_admin(&reply);
-        let totals = match reply {
+        totals[which] = match reply {
             Ok(reply) if reply.status == 200 => processor_totals(&reply.body).ok_or_else(|| {
                 format!("teardown: unreadable processor summary {:?}", reply.body)
             })?,
             other => return Err(format!("teardown: processor summary failed: {other:?}")),
         };
-        if which == 0 {
-            report.default = totals;
-        } else {
-            report.fallback = totals;
-        }
     }
-
-    let counters = &ctx.counters;
-    report.posts_ok = counters.ok.load(Ordering::Relaxed);
-    report.posts_failed_status = counters.failed_status.load(Ordering::Relaxed);
-    report.posts_failed_timeout = counters.failed_timeout.load(Ordering::Relaxed);
-    report.posts_failed_connect = counters.failed_connect.load(Ordering::Relaxed);
-    report.posts_failed_io = counters.failed_io.load(Ordering::Relaxed);
-    report.inconsistencies = checks.iter().map(Check::inconsistencies).sum();
-    report.checks = checks;
-    report.summary_latencies_us = summary_latencies;
-    report.summary_failures = summary_failures;
-    report.admin_latencies_us =
-        std::mem::take(&mut *ctx.admin_latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
-    report.admin_failures = ctx.admin_failures.load(Ordering::Relaxed);
-    Ok(report)
+    Ok((totals[0], totals[1]))
 }
 
 /// One virtual user: POST, sleep 1 s, until the test ends. Returns its expected-status

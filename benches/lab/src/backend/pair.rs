@@ -1,64 +1,32 @@
-//! Two payrelay instances sharing one API port, started the way the contest deploys them, kept
-//! inside a 1.5 CPU / 350 MB cgroup when the machine allows, and always stopped at the end.
+//! The running pair: both instances started on one API port with a crosswise peer link, then
+//! watched, killed, restarted and stopped, one at a time or together.
 
 use std::{
     collections::HashSet,
     fs,
-    net::{SocketAddr, TcpListener},
-    os::unix::process::CommandExt,
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, ExitStatus},
     thread,
     time::{Duration, Instant},
 };
 
-use hyper::Method;
-
-use crate::{
-    client::Conn,
-    compose::{self, InstanceLimits},
+use super::{
+    envelope::Envelope,
+    launch::{BackendSpec, Launch, free_port, read_env_file},
+    procfs::{Usage, listening_inodes, read_rss_mb, read_usage, socket_inodes},
+    ready::{READY_INTERVAL_LOCAL, READY_TRIES_LOCAL, wait_ready},
+    shared::{EXIT_POLL, unique},
 };
 
-/// CFS period for the quota; the kernel default.
-const CFS_PERIOD_US: u64 = 100_000;
 /// How long a child gets to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(3);
-/// Polling step while waiting for a child to exit.
-const EXIT_POLL: Duration = Duration::from_millis(10);
+
 /// How long the kernel may take to release a dead instance's listening sockets. With io_uring
 /// the ring is torn down by a kernel worker after the process is reaped, and until then the
 /// sockets it references keep listening (measured: 5-15 ms after `wait` returns): the kernel
 /// completes handshakes into them and resets those connections when they finally close.
 const SOCKETS_RELEASE_MAX: Duration = Duration::from_secs(5);
-/// Readiness: each probe's timeout, as the official harness.
-pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Readiness: the official harness's interval between probes.
-pub const READY_INTERVAL_OFFICIAL: Duration = Duration::from_secs(5);
-/// Readiness: the official harness's number of probes.
-pub const READY_TRIES_OFFICIAL: u32 = 15;
-/// Readiness when the lab started the backend itself: same total budget, finer steps, so a
-/// run does not wait 5 s for a server that was up after 20 ms.
-pub const READY_INTERVAL_LOCAL: Duration = Duration::from_millis(50);
-/// See [`READY_INTERVAL_LOCAL`]: 15 × 5 s / 50 ms.
-pub const READY_TRIES_LOCAL: u32 = 1500;
-
-/// How to start the pair.
-#[derive(Debug, Clone)]
-pub struct BackendSpec {
-    /// The payrelay binary.
-    pub payrelay: PathBuf,
-    /// Shared API port; 0 picks a free one.
-    pub api_port: u16,
-    /// Where the default processor listens.
-    pub default_addr: SocketAddr,
-    /// Where the fallback processor listens.
-    pub fallback_addr: SocketAddr,
-    /// `KEY=VALUE` lines added to both instances' environment (skipped if missing).
-    pub env_file: Option<PathBuf>,
-    /// Apply the CPU and memory limits of this compose file's payrelay services, one cgroup
-    /// per instance (A gets the first service's, B the second's), as compose applies them.
-    pub envelope: Option<PathBuf>,
-}
 
 /// One instance: its current process and what it takes to start it again identically.
 #[derive(Debug)]
@@ -75,45 +43,6 @@ struct Instance {
     envelope: Option<Envelope>,
 }
 
-/// How an instance is started: the program and the variables added to the parent's
-/// environment (the env file's, then the per-instance ones, which win).
-#[derive(Debug, Clone)]
-struct Launch {
-    program: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Launch {
-    /// Starts the process, its stdout and stderr appended to `log`.
-    fn spawn(&self, log: &Path) -> Result<Child, String> {
-        let log_file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
-        let mut command = Command::new(&self.program);
-        command
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err);
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe; it touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                // Die with the thread that started us, even if the lab is SIGKILLed and its
-                // drops never run.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        command.spawn().map_err(|e| format!("starting {}: {e}", self.program.display()))
-    }
-}
-
 /// How one instance ended after [`Backend::terminate`].
 #[derive(Debug)]
 pub struct Termination {
@@ -123,15 +52,6 @@ pub struct Termination {
     pub status: Result<ExitStatus, String>,
     /// From the SIGTERM to its exit (or to the SIGKILL).
     pub after: Duration,
-}
-
-/// Resource use of one instance, read from `/proc` before it is stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    /// Peak resident memory (VmHWM), MB.
-    pub rss_mb_max: f64,
-    /// User + system CPU time, seconds.
-    pub cpu_s: f64,
 }
 
 /// The running pair. Dropping it stops both (SIGTERM, then SIGKILL) and removes the cgroup.
@@ -144,36 +64,6 @@ pub struct Backend {
     envelope_note: String,
     /// Keep the log directory at drop (set on any failure; cleared after a clean run).
     keep_logs: bool,
-}
-
-/// A free loopback port: bind :0, read it, release it. The port could in principle be taken
-/// again before the child binds it; on loopback in a test run that is vanishingly rare.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `KEY=VALUE` lines; `#` comments and blank lines skipped. A missing file is empty.
-pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let mut pairs = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("{}:{}: expected KEY=VALUE", path.display(), number + 1));
-        };
-        let value = value.trim();
-        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
-        pairs.push((key.trim().to_owned(), value.to_owned()));
-    }
-    Ok(pairs)
 }
 
 impl Backend {
@@ -196,14 +86,7 @@ impl Backend {
             Some(path) => read_env_file(path)?,
             None => Vec::new(),
         };
-        let (mut envelopes, envelope_note) = match &spec.envelope {
-            Some(compose_file) => match Envelope::per_instance(compose_file) {
-                Ok(envelopes) => (envelopes.into_iter().map(Some).collect(), String::new()),
-                Err(e) => (Vec::new(), e),
-            },
-            None => (Vec::new(), "not requested".to_owned()),
-        };
-        envelopes.resize_with(2, || None);
+        let (envelopes, envelope_note) = envelopes_for(spec);
         let mut backend = Backend {
             instances: Vec::new(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], api_port)),
@@ -509,6 +392,20 @@ impl Backend {
     }
 }
 
+/// One envelope per instance (`None` where there is none), and why they are not applied (empty
+/// when they are).
+fn envelopes_for(spec: &BackendSpec) -> (Vec<Option<Envelope>>, String) {
+    let (mut envelopes, envelope_note) = match &spec.envelope {
+        Some(compose_file) => match Envelope::per_instance(compose_file) {
+            Ok(envelopes) => (envelopes.into_iter().map(Some).collect(), String::new()),
+            Err(e) => (Vec::new(), e),
+        },
+        None => (Vec::new(), "not requested".to_owned()),
+    };
+    envelopes.resize_with(2, || None);
+    (envelopes, envelope_note)
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         self.stop();
@@ -518,240 +415,9 @@ impl Drop for Backend {
     }
 }
 
-/// Polls `GET /payments-summary` until 2xx: each probe times out after 3 s, `tries` probes
-/// `interval` apart. `exited` reports a dead backend so we stop waiting for it.
-pub async fn wait_ready(
-    addr: SocketAddr,
-    interval: Duration,
-    tries: u32,
-    exited: &mut dyn FnMut() -> Option<String>,
-) -> Result<(), String> {
-    let mut last = String::from("no probe made");
-    for _ in 0..tries {
-        if let Some(reason) = exited() {
-            return Err(reason);
-        }
-        let mut conn = Conn::new(addr);
-        match conn.request(Method::GET, "/payments-summary", &[], None, READY_PROBE_TIMEOUT).await {
-            Ok(reply) if (200..300).contains(&reply.status) => return Ok(()),
-            Ok(reply) => last = format!("status {}", reply.status),
-            Err(e) => last = format!("{e:?}"),
-        }
-        tokio::time::sleep(interval).await;
-    }
-    Err(format!("backend at {addr} never answered 2xx to GET /payments-summary (last: {last})"))
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-/// A memory field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`, ...), MB; `None` once the
-/// process has exited.
-fn status_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Peak RSS and CPU time of a process.
-pub fn read_usage(pid: u32) -> Option<Usage> {
-    let rss_mb_max = status_mb(pid, "VmHWM")?;
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name start at field 3 (state); utime and stime
-    // are fields 14 and 15.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks_per_s = if ticks_per_s > 0 { ticks_per_s as f64 } else { 100.0 };
-    Some(Usage { rss_mb_max, cpu_s: ticks / ticks_per_s })
-}
-
-/// Inodes of the TCP sockets (IPv4 and IPv6) listening on any of `ports`, from `/proc/net`.
-pub fn listening_inodes(ports: &[u16]) -> HashSet<u64> {
-    /// `st` of a listening socket in `/proc/net/tcp`.
-    const TCP_LISTEN: &str = "0A";
-    let mut inodes = HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else { continue };
-        // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode.
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 10 || fields[3] != TCP_LISTEN {
-                continue;
-            }
-            let port = fields[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-            if port.is_some_and(|p| ports.contains(&p))
-                && let Ok(inode) = fields[9].parse()
-            {
-                inodes.insert(inode);
-            }
-        }
-    }
-    inodes
-}
-
-/// Inodes of the sockets a process holds open (its `/proc/<pid>/fd` links `socket:[inode]`);
-/// empty once it has exited.
-pub fn socket_inodes(pid: u32) -> HashSet<u64> {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return HashSet::new();
-    };
-    fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_str()?;
-            target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect()
-}
-
-/// Current resident memory (VmRSS) of a process, MB; `None` once it has exited.
-pub fn read_rss_mb(pid: u32) -> Option<f64> {
-    status_mb(pid, "VmRSS")
-}
-
-/// A uniquely named cgroup (v1: one per controller; v2: one directory) with one instance's CPU
-/// quota and memory limit.
-#[derive(Debug)]
-pub struct Envelope {
-    dirs: Vec<PathBuf>,
-}
-
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-impl Envelope {
-    /// One cgroup for each payrelay service of `compose_file`, with its limits, in the
-    /// services' order; or why not.
-    pub fn per_instance(compose_file: &Path) -> Result<Vec<Envelope>, String> {
-        let limits = compose::instance_limits(compose_file)?;
-        if limits.len() != 2 {
-            let found = limits.len();
-            return Err(format!("{}: {found} payrelay services, not 2", compose_file.display()));
-        }
-        let run = format!("rinha-lab-{}-{}", std::process::id(), unique());
-        limits.iter().map(|l| Envelope::create(&format!("{run}-{}", l.service), l)).collect()
-    }
-
-    /// Creates the cgroup, or explains why it cannot.
-    pub fn create(name: &str, limits: &InstanceLimits) -> Result<Envelope, String> {
-        let root = Path::new(CGROUP_ROOT);
-        let quota_us = CFS_PERIOD_US * limits.cpu_millis / 1000;
-        let memory_bytes = limits.memory_bytes.to_string();
-        if root.join("cgroup.controllers").exists() {
-            // cgroup v2: enable the controllers for children, then one directory with both.
-            let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu +memory");
-            let dir = root.join(name);
-            fs::create_dir(&dir).map_err(|e| format!("cgroup v2 {}: {e}", dir.display()))?;
-            let envelope = Envelope { dirs: vec![dir.clone()] };
-            write(&dir.join("cpu.max"), &format!("{quota_us} {CFS_PERIOD_US}"))?;
-            write(&dir.join("memory.max"), &memory_bytes)?;
-            return Ok(envelope);
-        }
-        let cpu = root.join("cpu").join(name);
-        let memory = root.join("memory").join(name);
-        fs::create_dir(&cpu).map_err(|e| format!("cgroup v1 {}: {e}", cpu.display()))?;
-        let mut envelope = Envelope { dirs: vec![cpu.clone()] };
-        fs::create_dir(&memory).map_err(|e| format!("cgroup v1 {}: {e}", memory.display()))?;
-        envelope.dirs.push(memory.clone());
-        write(&cpu.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
-        write(&cpu.join("cpu.cfs_quota_us"), &quota_us.to_string())?;
-        write(&memory.join("memory.limit_in_bytes"), &memory_bytes)?;
-        Ok(envelope)
-    }
-
-    /// Moves a process (all its threads) into the cgroup.
-    pub fn add(&self, pid: u32) -> Result<(), String> {
-        for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// Removes the cgroup once its processes have exited; returns itself if that failed.
-    pub fn remove(mut self) -> Result<(), Envelope> {
-        // An exited process leaves its cgroup asynchronously; give it a moment.
-        for _ in 0..100 {
-            self.dirs.retain(|dir| fs::remove_dir(dir).is_err() && dir.exists());
-            if self.dirs.is_empty() {
-                return Ok(());
-            }
-            thread::sleep(EXIT_POLL);
-        }
-        Err(self)
-    }
-}
-
-impl Drop for Envelope {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            let _ = fs::remove_dir(dir);
-        }
-    }
-}
-
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Goal: the tuning file format (comments, blanks, quotes, `export`) reads as intended and a
-    /// missing file is simply empty. Method: a temporary file.
-    #[test]
-    fn env_file_format() {
-        let path = std::env::temp_dir().join(format!("rinha-lab-env-{}", unique()));
-        fs::write(&path, "# comment\n\nA=1\nexport B = \"two words\"\nC=x=y\n").expect("write");
-        let pairs = read_env_file(&path).expect("parse");
-        let _ = fs::remove_file(&path);
-        let expected = [("A", "1"), ("B", "two words"), ("C", "x=y")];
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        assert_eq!(pairs, expected);
-        assert_eq!(read_env_file(Path::new("/nonexistent/contest.env")), Ok(Vec::new()));
-    }
-
-    /// Goal: usage and current RSS are readable for a live process and absent for a gone one.
-    /// Method: read our own, then a pid past the kernel's maximum.
-    #[test]
-    fn reads_own_usage() {
-        let usage = read_usage(std::process::id()).expect("usage");
-        assert!(usage.rss_mb_max > 0.0);
-        let rss = read_rss_mb(std::process::id()).expect("rss");
-        assert!(rss > 0.0 && rss <= usage.rss_mb_max + 1.0, "rss {rss} hwm {}", usage.rss_mb_max);
-        assert_eq!(read_rss_mb(u32::MAX), None);
-    }
-
-    /// Goal: a listening socket is found by port in `/proc/net` under the inode its process
-    /// holds, and is gone once closed. Method: a listener of our own on an ephemeral port.
-    #[test]
-    fn finds_listening_sockets_and_their_owner() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().unwrap().port();
-        let listening = listening_inodes(&[port]);
-        assert_eq!(listening.len(), 1, "{listening:?}");
-        let ours = socket_inodes(std::process::id());
-        assert!(listening.is_subset(&ours), "{listening:?} not in {ours:?}");
-        drop(listener);
-        // A test running in parallel may fork a child between our bind and its exec: the child
-        // holds a copy of the socket (close-on-exec) for a moment, so poll rather than assert.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !listening_inodes(&[port]).is_empty() {
-            assert!(std::time::Instant::now() < deadline, "port {port} still listening");
-            thread::sleep(Duration::from_millis(5));
-        }
-        assert!(socket_inodes(u32::MAX).is_empty());
-    }
 
     /// The stand-in for payrelay (`tests/fixtures/fake-payrelay`), started as a pair with
     /// `extra` in its env file.

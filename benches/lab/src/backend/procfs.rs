@@ -1,0 +1,125 @@
+//! What `/proc` tells about a process: its resource use, its resident memory, and the sockets
+//! it holds or that listen on a port.
+
+use std::{collections::HashSet, fs};
+
+/// Resource use of one instance, read from `/proc` before it is stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Peak resident memory (VmHWM), MB.
+    pub rss_mb_max: f64,
+    /// User + system CPU time, seconds.
+    pub cpu_s: f64,
+}
+
+/// Peak RSS and CPU time of a process.
+pub fn read_usage(pid: u32) -> Option<Usage> {
+    let rss_mb_max = status_mb(pid, "VmHWM")?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3 (state); utime and stime
+    // are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks_per_s = if ticks_per_s > 0 { ticks_per_s as f64 } else { 100.0 };
+    Some(Usage { rss_mb_max, cpu_s: ticks / ticks_per_s })
+}
+
+/// Current resident memory (VmRSS) of a process, MB; `None` once it has exited.
+pub fn read_rss_mb(pid: u32) -> Option<f64> {
+    status_mb(pid, "VmRSS")
+}
+
+/// A memory field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`, ...), MB; `None` once the
+/// process has exited.
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Inodes of the TCP sockets (IPv4 and IPv6) listening on any of `ports`, from `/proc/net`.
+pub fn listening_inodes(ports: &[u16]) -> HashSet<u64> {
+    /// `st` of a listening socket in `/proc/net/tcp`.
+    const TCP_LISTEN: &str = "0A";
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else { continue };
+        // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode.
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 10 || fields[3] != TCP_LISTEN {
+                continue;
+            }
+            let port = fields[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            if port.is_some_and(|p| ports.contains(&p))
+                && let Ok(inode) = fields[9].parse()
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    inodes
+}
+
+/// Inodes of the sockets a process holds open (its `/proc/<pid>/fd` links `socket:[inode]`);
+/// empty once it has exited.
+pub fn socket_inodes(pid: u32) -> HashSet<u64> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return HashSet::new();
+    };
+    fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::TcpListener, thread, time::Duration};
+
+    use super::*;
+
+    /// Goal: usage and current RSS are readable for a live process and absent for a gone one.
+    /// Method: read our own, then a pid past the kernel's maximum.
+    #[test]
+    fn reads_own_usage() {
+        let usage = read_usage(std::process::id()).expect("usage");
+        assert!(usage.rss_mb_max > 0.0);
+        let rss = read_rss_mb(std::process::id()).expect("rss");
+        assert!(rss > 0.0 && rss <= usage.rss_mb_max + 1.0, "rss {rss} hwm {}", usage.rss_mb_max);
+        assert_eq!(read_rss_mb(u32::MAX), None);
+    }
+
+    /// Goal: a listening socket is found by port in `/proc/net` under the inode its process
+    /// holds, and is gone once closed. Method: a listener of our own on an ephemeral port.
+    #[test]
+    fn finds_listening_sockets_and_their_owner() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let listening = listening_inodes(&[port]);
+        assert_eq!(listening.len(), 1, "{listening:?}");
+        let ours = socket_inodes(std::process::id());
+        assert!(listening.is_subset(&ours), "{listening:?} not in {ours:?}");
+        drop(listener);
+        // A test running in parallel may fork a child between our bind and its exec: the child
+        // holds a copy of the socket (close-on-exec) for a moment, so poll rather than assert.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !listening_inodes(&[port]).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "port {port} still listening");
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(socket_inodes(u32::MAX).is_empty());
+    }
+}

@@ -1,0 +1,187 @@
+//! The endpoints the backend calls, `POST /payments`, `GET /payments/{id}` and
+//! `GET /payments/service-health`, with the answers the real processor gives: its `429` and its
+//! over-long `422`.
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use hyper::{Request, StatusCode, body::Incoming, header::RETRY_AFTER};
+use serde_json::{Value, json};
+
+use super::{
+    body::read_json,
+    health_window::HealthTurn,
+    processor::{IN_PROGRESS_MAX, Payment, Processor, QUEUED_MAX, processor_health},
+};
+use crate::{
+    framing::{Answer, Framing},
+    money, time,
+};
+
+pub(super) async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answer {
+    // 1. Concurrency limit: in progress plus queued, then 429.
+    if processor.admitted.fetch_add(1, Ordering::AcqRel) >= IN_PROGRESS_MAX + QUEUED_MAX {
+        processor.admitted.fetch_sub(1, Ordering::AcqRel);
+        return too_many_requests(processor.framing);
+    }
+    let _admission = Admission(&processor.admitted);
+    let Ok(_slot) = processor.in_progress.acquire().await else {
+        return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let Some(body) = read_json(request).await else {
+        return processor.framing.bad_request("invalid JSON body");
+    };
+    let correlation_id = body
+        .get("correlationId")
+        .and_then(Value::as_str)
+        .and_then(|text| uuid::Uuid::parse_str(text).ok());
+    let amount = body.get("amount").and_then(amount_cents);
+    let requested_at = body.get("requestedAt").and_then(Value::as_str).and_then(time::parse_iso_ms);
+    let (Some(correlation_id), Some(amount_cents), Some(requested_at_ms)) =
+        (correlation_id, amount, requested_at)
+    else {
+        return processor.framing.bad_request(
+            "correlationId (uuid), amount (number) and requestedAt (ISO timestamp) are required",
+        );
+    };
+    // 2. The delay, read when the payment starts being processed.
+    let delay_ms = processor.state().delay_ms;
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    // 3-4. The failure switch as it is after the delay, then the insert, under one lock.
+    let mut state = processor.state();
+    if state.failing {
+        return processor.framing.empty(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    if state.payments.contains_key(&correlation_id.as_u128()) {
+        return duplicate(processor.framing, correlation_id);
+    }
+    let stored_at_ms = time::now_ms();
+    let payment = Payment { amount_cents, requested_at_ms, stored_at_ms };
+    state.payments.insert(correlation_id.as_u128(), payment);
+    processor.framing.json(StatusCode::OK, &json!({"message": "payment processed successfully"}))
+}
+
+/// Releases an admission when the request finishes or its connection goes away.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn amount_cents(value: &Value) -> Option<i64> {
+    let number = value.as_number()?;
+    match number.as_i64() {
+        Some(whole) => whole.checked_mul(100),
+        None => money::cents_from_f64(number.as_f64()?),
+    }
+}
+
+pub(super) async fn health(processor: &Processor) -> Answer {
+    processor.health_calls.fetch_add(1, Ordering::Relaxed);
+    let turn = processor_health(processor).arrive(Instant::now());
+    match turn {
+        HealthTurn::Now => {}
+        HealthTurn::Refused => return too_many_requests(processor.framing),
+        HealthTurn::Queued(id) => {
+            let mut waiter = HealthWaiter { processor, id: Some(id) };
+            loop {
+                let next = processor_health(processor).next_window(Instant::now());
+                tokio::time::sleep_until(next.into()).await;
+                if processor_health(processor).take_turn(id, Instant::now()) {
+                    waiter.id = None;
+                    break;
+                }
+            }
+        }
+    }
+    let state = processor.state();
+    processor
+        .framing
+        .json(StatusCode::OK, &json!({"failing": state.failing, "minResponseTime": state.delay_ms}))
+}
+
+/// A queued health call; leaves the queue if dropped (the client went away) before its turn.
+struct HealthWaiter<'a> {
+    processor: &'a Processor,
+    id: Option<u64>,
+}
+
+impl Drop for HealthWaiter<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            processor_health(self.processor).leave(id);
+        }
+    }
+}
+
+pub(super) fn get_payment(processor: &Processor, id: &str) -> Answer {
+    let Ok(id) = uuid::Uuid::parse_str(id) else {
+        return processor.framing.empty(StatusCode::NOT_FOUND);
+    };
+    let state = processor.state();
+    match state.payments.get(&id.as_u128()) {
+        Some(payment) => processor.framing.json(
+            StatusCode::OK,
+            &json!({
+                "correlationId": id.to_string(),
+                "amount": money::cents_to_f64(payment.amount_cents),
+                "requestedAt": time::format_iso_ms(payment.requested_at_ms),
+            }),
+        ),
+        None => processor.framing.empty(StatusCode::NOT_FOUND),
+    }
+}
+
+/// The rate limiter's rejection text (`OnRejected` in the processor's source writes another,
+/// ruder one of the same length class).
+const TOO_MANY_REQUESTS_TEXT: &str = "Too many requests. Please try again later.";
+
+/// The `429` of either rate limiter, with `Retry-After` as the processor sets it.
+fn too_many_requests(framing: Framing) -> Answer {
+    framing.text(StatusCode::TOO_MANY_REQUESTS, TOO_MANY_REQUESTS_TEXT, &[(RETRY_AFTER, "5")])
+}
+
+/// What the real processor writes after the database refused a known correlationId: its
+/// `warning`, the exception's whole text, over a kilobyte, so `System.Text.Json` writes it in
+/// two chunks (see `framing`).
+fn duplicate(framing: Framing, correlation_id: uuid::Uuid) -> Answer {
+    let warning = format!(
+        "Payment could not be processed. CorrelationId already exists: {correlation_id}. Error \
+         details: {POSTGRES_DUPLICATE_KEY}"
+    );
+    let rest = format!("{}}}", Value::String(warning));
+    framing.json_chunks(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        vec![Bytes::from_static(b"{\"message\":"), Bytes::from(rest)],
+    )
+}
+
+/// The shape of Npgsql's `PostgresException.ToString()` for a unique violation, as the real
+/// processor embeds it in its 422 (abridged stack: the length is what matters here).
+const POSTGRES_DUPLICATE_KEY: &str = "Npgsql.PostgresException (0x80004005): 23505: duplicate \
+key value violates unique constraint \"payments_pkey\"\n\nDETAIL: Detail redacted as it may \
+contain sensitive data. Specify 'Include Error Detail' in the connection string to include \
+this information.\n   at Npgsql.Internal.NpgsqlConnector.ReadMessageLong(Boolean async, \
+DataRowLoadingMode dataRowLoadingMode, Boolean readingNotifications, Boolean isReadingPrependedMessage)\n   \
+at System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder`1.StateMachineBox`1.\
+System.Threading.Tasks.Sources.IValueTaskSource<TResult>.GetResult(Int16 token)\n   at \
+Npgsql.NpgsqlDataReader.NextResult(Boolean async, Boolean isConsuming, CancellationToken \
+cancellationToken)\n   at Npgsql.NpgsqlDataReader.NextResult(Boolean async, Boolean \
+isConsuming, CancellationToken cancellationToken)\n   at \
+Npgsql.NpgsqlCommand.ExecuteReader(Boolean async, CommandBehavior behavior, CancellationToken \
+cancellationToken)\n   at Npgsql.NpgsqlCommand.ExecuteReader(Boolean async, CommandBehavior \
+behavior, CancellationToken cancellationToken)\n   at \
+Npgsql.NpgsqlCommand.ExecuteNonQuery(Boolean async, CancellationToken cancellationToken)\n   \
+at Program.<>c.<<<Main>$>b__0_3>d.MoveNext() in /app/Endpoints.cs:line 74\n  Exception data:\n    \
+Severity: ERROR\n    SqlState: 23505\n    MessageText: duplicate key value violates unique \
+constraint \"payments_pkey\"\n    Detail: Detail redacted as it may contain sensitive data. \
+Specify 'Include Error Detail' in the connection string to include this information.\n    \
+SchemaName: public\n    TableName: payments\n    ConstraintName: payments_pkey\n    File: \
+nbtinsert.c\n    Line: 666\n    Routine: _bt_check_unique";
