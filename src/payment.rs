@@ -1,8 +1,6 @@
 //! The payment as it enters: `{"correlationId": "<uuid>", "amount": <decimal>}` decoded with
 //! sonic-rs into a fixed-size value (no heap), validated before anything is queued.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use sonic_rs::{JsonValueTrait, LazyValue};
 
@@ -108,10 +106,7 @@ fn uuid_text(value: &LazyValue<'_>) -> Option<[u8; UUID_LEN]> {
         return None;
     }
     // `as_str` unescapes; a UUID never needs escapes, but a client may still send some.
-    let text: Cow<'_, str> = match value.as_str() {
-        Some(s) => Cow::Borrowed(s),
-        None => return None,
-    };
+    let text = value.as_str()?;
     let bytes: [u8; UUID_LEN] = text.as_bytes().try_into().ok()?;
     let well_formed = bytes.iter().enumerate().all(|(i, &b)| match i {
         8 | 13 | 18 | 23 => b == b'-',

@@ -383,3 +383,27 @@ fn the_reader_finds_imports_of_every_form() {
     assert!(find_circle(&graph).is_some());
     assert!(layer("upstream::route") < layer("cores"), "state importing the core runs up");
 }
+
+/// Goal: the documents name only files that exist, so a moved module cannot leave a README
+/// pointing at its old place. Method: every backquoted path of a tracked folder in the
+/// Markdown documents, looked up from the repository's root or the document's own folder.
+#[test]
+fn documents_name_only_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let documents = ["README.md", "tuning/README.md", "benches/lab/README.md", "fuzz/README.md"];
+    let folders = ["src/", "tests/", "benches/", "deploy/", "tuning/", "fuzz/", ".ci/"];
+    let mut missing = Vec::new();
+    for document in documents {
+        let text = fs::read_to_string(root.join(document)).expect(document);
+        let here = root.join(document).parent().expect("a folder").to_path_buf();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let path = quoted.split([' ', '(', ':']).next().unwrap_or(quoted);
+            let looks_like_a_file = folders.iter().any(|f| path.starts_with(f))
+                && (path.ends_with(".rs") || path.ends_with('/') || path.ends_with(".sh"));
+            if looks_like_a_file && !root.join(path).exists() && !here.join(path).exists() {
+                missing.push(format!("{document}: {path}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "documents name files that do not exist:\n{}", missing.join("\n"));
+}

@@ -1,5 +1,5 @@
 //! Connections: the registry of one core's open client connections, for its two limits: at
-//! most `CONNECTIONS_MAX` open on the public port (and [`PEER_CONNECTIONS_MAX`] on the peer
+//! most `CONNECTIONS_MAX` open on the public port (and `PEER_CONNECTIONS_MAX` on the peer
 //! link, counted apart, so that a flood of public connections never refuses the peer's calls
 //! and with them every summary), and none idle or stalled longer than
 //! `CONNECTION_IDLE_TIMEOUT_MS`.
@@ -24,7 +24,7 @@ use slab::Slab;
 /// Open connections on the peer link. The peer opens one connection per call, and its calls
 /// are a few a second (a summary per check, health reports, metrics scrapes, a purge per test):
 /// 64 leaves room for a burst of parallel summaries and no more.
-pub const PEER_CONNECTIONS_MAX: usize = 64;
+const PEER_CONNECTIONS_MAX: usize = 64;
 
 /// Which listener a connection came from: which routes it is served, and which cap it counts
 /// against.
@@ -116,7 +116,7 @@ impl Connections {
     }
 
     /// Registers a connection just accepted on `core`'s `surface`, or refuses it (`None`) when
-    /// that surface's cap is reached (`CONNECTIONS_MAX`, [`PEER_CONNECTIONS_MAX`]).
+    /// that surface's cap is reached (`CONNECTIONS_MAX`, `PEER_CONNECTIONS_MAX`).
     pub fn register(this: &Rc<Connections>, fd: RawFd, surface: Surface) -> Option<Registration> {
         this.accepted.set(this.accepted.get() + 1);
         let open = &this.open[surface as usize];
@@ -161,7 +161,7 @@ impl Connections {
     }
 
     /// The pause between two sweeps.
-    pub fn sweep_interval(&self) -> Duration {
+    fn sweep_interval(&self) -> Duration {
         (Duration::from_millis(self.idle_timeout_ms) / 4)
             .clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX)
     }

@@ -183,7 +183,7 @@ impl Core {
     }
 
     /// What [`Core::decide`] would say for a new payment now, without taking a probe.
-    pub fn peek_route(&self, now: Instant, now_ms: i64) -> Route {
+    fn peek_route(&self, now: Instant, now_ms: i64) -> Route {
         self.decide(now, now_ms, |upstream| upstream.health().would_allow(now))
     }
 

@@ -92,7 +92,7 @@ pub struct QueueFull;
 
 /// Payments accepted (answered 202) but not yet being forwarded.
 #[derive(Debug)]
-pub struct Queue {
+struct Queue {
     /// Oldest first. Grows on demand up to `len_max`; memory is 48 bytes a payment.
     items: VecDeque<Payment>,
     /// `QUEUE_LEN_MAX`.
@@ -101,13 +101,13 @@ pub struct Queue {
 
 impl Queue {
     /// An empty queue holding at most `len_max` payments.
-    pub fn new(len_max: usize) -> Queue {
+    fn new(len_max: usize) -> Queue {
         assert!(len_max > 0, "a queue must hold at least one payment");
         Queue { items: VecDeque::new(), len_max }
     }
 
     /// Appends `payment`, or refuses when full.
-    pub fn push(&mut self, payment: Payment) -> Result<(), QueueFull> {
+    fn push(&mut self, payment: Payment) -> Result<(), QueueFull> {
         if self.items.len() >= self.len_max {
             return Err(QueueFull);
         }
@@ -116,18 +116,13 @@ impl Queue {
     }
 
     /// Takes the oldest payment.
-    pub fn pop(&mut self) -> Option<Payment> {
+    fn pop(&mut self) -> Option<Payment> {
         self.items.pop_front()
     }
 
     /// Payments waiting.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.items.len()
-    }
-
-    /// Whether none is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 }
 

@@ -104,16 +104,14 @@ impl Continuity {
         }
     }
 
-    /// The peer showed `boot` (on a call it made, or in an answer to ours). Returns whether it
-    /// restarted since we last saw it, and if so, remembers what it forgot.
-    pub fn saw_peer(&self, boot: Boot) -> bool {
+    /// The peer showed `boot` (on a call it made, or in an answer to ours). If it restarted
+    /// since we last saw it, remembers what it forgot.
+    pub fn saw_peer(&self, boot: Boot) {
         let before = self.peer_boot_id.swap(boot.id, Ordering::Relaxed);
-        let restarted = before != 0 && before != boot.id;
-        if restarted {
+        if before != 0 && before != boot.id {
             let forgot = boot.started_ms.saturating_add(self.ahead_ms);
             self.peer_forgot_before_ms.fetch_max(forgot, Ordering::Relaxed);
         }
-        restarted
     }
 
     /// The peer's boot id, once it has been seen (since this process started or the last
@@ -174,10 +172,10 @@ mod tests {
         let check = |from_ms| c.check(from_ms, peer_addr);
         let old = Boot { id: 7, started_ms: 1_000 };
         let new = Boot { id: 8, started_ms: 100_000 };
-        assert!(!c.saw_peer(old), "first sight");
-        assert!(!c.saw_peer(old));
-        assert_eq!(check(i64::MIN), Ok(()));
-        assert!(c.saw_peer(new), "the boot changed");
+        c.saw_peer(old);
+        c.saw_peer(old);
+        assert_eq!(check(i64::MIN), Ok(()), "first sight, twice: no restart");
+        c.saw_peer(new);
         let forgotten = Forgotten { who: Some(peer_addr), before_ms: 115_000 };
         assert_eq!(check(i64::MIN), Err(forgotten));
         assert_eq!(check(114_999), Err(forgotten));
@@ -188,7 +186,8 @@ mod tests {
         assert_eq!(check(15_000), Err(forgotten), "the peer's loss still applies");
         c.purged(Some(new));
         assert_eq!(check(i64::MIN), Ok(()));
-        assert!(!c.saw_peer(new), "the purge saw this boot");
+        c.saw_peer(new);
+        assert_eq!(check(i64::MIN), Ok(()), "the purge saw this boot: no restart");
         assert_eq!(c.answer(ShardSummary::default()).you_forgot_before_ms, i64::MIN);
         c.told_we_forgot(15_000);
         assert_eq!(check(0), Err(Forgotten { who: None, before_ms: 15_000 }));

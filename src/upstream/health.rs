@@ -14,9 +14,9 @@
 //! restarting peer costs at most a few seconds of stale health, and an overlap costs one `429`.
 //!
 //! Between polls each core's breaker reacts to what its own attempts see, with hysteresis:
-//! it opens after `BREAKER_OPEN_AFTER_FAILURES` refusals in a row (or when the poll says
+//! it opens after `BREAKER_FAILURES_TO_OPEN` refusals in a row (or when the poll says
 //! `failing`), lets one probe through every `BREAKER_PROBE_INTERVAL_MS` while open, and closes
-//! after [`CLOSE_AFTER_SUCCESSES`] stored payments in a row.
+//! after `CLOSE_AFTER_SUCCESSES` stored payments in a row.
 
 use std::{
     cell::Cell,
@@ -30,7 +30,7 @@ use crate::{http, ledger::Processor};
 
 /// Stored payments in a row that close an open breaker. Two, so one lucky probe during
 /// flapping does not send the whole queue into a processor that fails again at once.
-pub const CLOSE_AFTER_SUCCESSES: u32 = 2;
+const CLOSE_AFTER_SUCCESSES: u32 = 2;
 
 /// Polling intervals without news from the peer after which an instance polls a processor
 /// itself. Three: one lost report is noise, three is a peer that is gone.
@@ -38,7 +38,7 @@ pub const TAKEOVER_AFTER_POLLS: u32 = 3;
 
 /// Deadline of one health call. The endpoint answers at once unless our call was queued
 /// behind another caller's, which only happens during a takeover overlap.
-pub const HEALTH_CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+const HEALTH_CALL_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// A health report: the processor's own view, from its `service-health` endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,7 +31,7 @@ use crate::{config::Config, ledger::Processor};
 
 /// Smallest horizon routing uses near the end of a test: the test's own end is only known to
 /// within a second or so (the harness's teardown lags its last request).
-pub const HORIZON_FLOOR_MS: u64 = 1_000;
+const HORIZON_FLOOR_MS: u64 = 1_000;
 
 /// When the current test began (the last purge: a contest run purges right before its load),
 /// for the time left in it.
