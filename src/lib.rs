@@ -2,27 +2,32 @@
 //!
 //! # Layout
 //!
-//! The modules in the order a payment flows through them, accept → forward → ledger →
-//! summary, with the core that holds their state and the boot that starts it all:
+//! The modules in the order a payment flows through them, accept → queue → forward → outcome
+//! → ledger → summary, then the core that holds their state and what everything stands on:
 //!
-//! - [`accept`]: each core's listeners and connections, the route tables, intake of
-//!   `POST /payments`.
-//! - [`payment`]: the incoming JSON body, decoded and validated.
-//! - [`forward`]: the queue and the forwarding tasks, routing, the processors as a core sees
-//!   them (client, breaker, in-flight), what an answer means, and the health poller.
+//! - [`boot`]: threads, runtimes, listeners, the mailbox loop, drain; the single top.
+//! - [`accept`] (flow): each core's listener loop and connections, the route tables, intake
+//!   of `POST /payments`.
+//! - [`forward`] (flow): the forwarding tasks, from the queue through routing and attempts to
+//!   the ledger; core 0's health poller.
+//! - [`summary`] (flow): the map-reduce over shards behind `GET /payments-summary`, and the
+//!   purge.
+//! - [`cores`]: the state one core owns ([`cores::Core`]), the mesh of mailboxes between
+//!   cores, and the parts that exist per core: the connection registry, the queue, the slot
+//!   waiters.
+//! - [`upstream`]: the processors as a core sees them (client, breaker and delay news,
+//!   attempts in flight), what an answer means, and where a payment goes.
 //! - [`ledger`]: each core's append-only shard of settled payments.
-//! - [`summary`]: the map-reduce over shards behind `GET /payments-summary` and the purge.
 //! - [`peer`]: the private link that makes the other instance one more shard.
-//! - [`metrics`]: per-core counters, merged at scrape time behind `GET /metrics`.
-//! - [`cores`]: the state one core owns, and the mesh of mailboxes between cores.
-//! - [`boot`]: threads, runtimes, listeners; the single top of the import graph.
+//! - [`metrics`]: per-core counters, and one table of the families `GET /metrics` renders.
+//! - [`payment`]: the incoming JSON body, decoded and validated.
 //!
-//! Support: [`http`] (the codec), [`config`] (environment), [`money`] (integer cents),
+//! Support: [`http`] (the codec), [`config`] (one table of knobs), [`money`] (integer cents),
 //! [`timestamp`] (ISO-8601).
 //!
-//! State and flow are apart: the types a core holds (queue, ledger, upstreams, connections,
-//! metrics) never import [`cores`]; only the flows (`accept`, `forward::dispatch`,
-//! `forward::poller`, `summary`) and `boot` take a `&Core`. `tests/layout.rs` keeps the rule.
+//! State and flow are apart: imports run down from `boot` to the flows, to `cores`, to the
+//! state and support modules; the types a core holds never import [`cores`], and the flows
+//! take a `&Core`. `tests/layout.rs` keeps the rule.
 
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
