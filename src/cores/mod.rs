@@ -29,7 +29,7 @@ use crate::{
     upstream::{
         Upstream,
         health::{PeerNews, Report},
-        route::{self, Load, Route, TestClock},
+        route::{self, HOLD_QUEUE_SHARE, Load, Route, TestClock},
     },
 };
 
@@ -172,19 +172,31 @@ impl Core {
         self.ledger.borrow().summary(range)
     }
 
-    /// Where a payment would go now, each upstream judged usable by `usable` (see
-    /// `route::decide`). `now_ms` is the caller's wall-clock reading.
-    pub fn decide(&self, now: Instant, now_ms: i64, usable: impl Fn(&Upstream) -> bool) -> Route {
+    /// Where a payment held for the cheaper processor for `held_ms` so far would go now, each
+    /// upstream judged usable by `usable` (see `route::decide`). `now_ms` is the caller's
+    /// wall-clock reading.
+    pub fn decide(
+        &self,
+        now: Instant,
+        now_ms: i64,
+        held_ms: u64,
+        usable: impl Fn(&Upstream) -> bool,
+    ) -> Route {
+        let forwarding = &self.forwarding;
         let load = Load {
-            queue_len: self.forwarding.queue_len(),
-            horizon_ms: self.test_clock.horizon_ms(now_ms, self.config),
+            waiting: forwarding.waiting_for_slot(),
+            backlog: forwarding.held(),
+            arrivals_per_s: forwarding.arrivals_per_s(now),
+            held_ms,
+            room_to_hold: forwarding.queue_len() < self.config.queue_len_max / HOLD_QUEUE_SHARE,
+            end: self.test_clock.end(now_ms, self.config),
         };
         route::decide(&self.upstreams, self.config, load, now, usable)
     }
 
     /// What [`Core::decide`] would say for a new payment now, without taking a probe.
     fn peek_route(&self, now: Instant, now_ms: i64) -> Route {
-        self.decide(now, now_ms, |upstream| upstream.health().would_allow(now))
+        self.decide(now, now_ms, 0, |upstream| upstream.health().would_allow(now))
     }
 
     /// Applies a health report here.
@@ -267,6 +279,7 @@ impl Core {
             core: self.id,
             queue_len: self.forwarding.queue_len() as u64,
             forwarding: self.forwarding.tasks() as u64,
+            holding: self.forwarding.holding() as u64,
             inflight_at: Processor::ALL.map(|p| upstream(p).inflight().len() as u64),
             overdue: Processor::ALL.map(|p| upstream(p).inflight().overdue_count()),
             processor_connects: Processor::ALL.map(|p| upstream(p).client().connects()),

@@ -5,6 +5,7 @@
 use std::{
     cell::{Cell, RefCell},
     collections::{HashSet, VecDeque},
+    time::{Duration, Instant},
 };
 
 use super::slots::{SlotWait, SlotWaiters};
@@ -21,7 +22,17 @@ pub struct Forwarding {
     tasks_max: usize,
     /// Tasks waiting for a slot at a processor.
     slot_waiters: SlotWaiters,
+    /// Tasks holding their payment for the cheaper processor (`Route::Hold`).
+    holding: Cell<usize>,
+    /// Payments submitted to this core since it started.
+    arrived: Cell<u64>,
+    /// The last measure of the arrival rate: when, `arrived` then, and the rate (per second).
+    arrivals_sample: Cell<(Instant, u64, u64)>,
 }
+
+/// How long one measure of the arrival rate spans: a second smooths the contest's per-second
+/// bursts (each virtual user sends once a second) and follows its ramp closely enough.
+const ARRIVALS_WINDOW: Duration = Duration::from_secs(1);
 
 impl Forwarding {
     /// No work: `queue_len_max` payments may wait, `tasks_max` tasks may run.
@@ -31,7 +42,29 @@ impl Forwarding {
             tasks: Cell::new(0),
             tasks_max,
             slot_waiters: SlotWaiters::default(),
+            holding: Cell::new(0),
+            arrived: Cell::new(0),
+            arrivals_sample: Cell::new((Instant::now(), 0, 0)),
         }
+    }
+
+    /// A payment was submitted (queued or given a task).
+    pub fn arrived(&self) {
+        self.arrived.set(self.arrived.get() + 1);
+    }
+
+    /// Payments submitted a second over the last full [`ARRIVALS_WINDOW`] before `now`.
+    pub fn arrivals_per_s(&self, now: Instant) -> u64 {
+        let (at, count, rate) = self.arrivals_sample.get();
+        let elapsed = now.saturating_duration_since(at);
+        if elapsed < ARRIVALS_WINDOW {
+            return rate;
+        }
+        let arrived = self.arrived.get();
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX).max(1);
+        let rate = (arrived - count).saturating_mul(1_000) / ms;
+        self.arrivals_sample.set((now, arrived, rate));
+        rate
     }
 
     /// Starts a forwarding task if fewer than the limit run: `true` if the caller may spawn it.
@@ -83,6 +116,35 @@ impl Forwarding {
     /// An attempt ended: its slot goes to the task that has waited longest.
     pub fn slot_freed(&self) {
         self.slot_waiters.wake_one();
+    }
+
+    /// Tasks waiting for a slot.
+    pub fn waiting_for_slot(&self) -> usize {
+        self.slot_waiters.len()
+    }
+
+    /// A task starts holding its payment for the cheaper processor, until the mark drops.
+    pub fn hold(&self) -> HoldMark<'_> {
+        self.holding.set(self.holding.get() + 1);
+        HoldMark { holding: &self.holding }
+    }
+
+    /// Tasks holding their payment for the cheaper processor.
+    pub fn holding(&self) -> usize {
+        self.holding.get()
+    }
+}
+
+/// A task holding its payment for the cheaper processor; counted in
+/// [`Forwarding::holding`] until dropped, whichever way the task goes on.
+#[derive(Debug)]
+pub struct HoldMark<'a> {
+    holding: &'a Cell<usize>,
+}
+
+impl Drop for HoldMark<'_> {
+    fn drop(&mut self) {
+        self.holding.set(self.holding.get() - 1);
     }
 }
 
@@ -226,5 +288,25 @@ mod tests {
         assert_eq!(q.pop().map(|p| p.cents), Some(1));
         q.push(p(3)).unwrap();
         assert_eq!((q.pop().unwrap().cents, q.pop().unwrap().cents, q.pop()), (2, 3, None));
+    }
+
+    /// Goal: the arrival rate is measured over whole windows, kept between them, and a hold
+    /// counts a task until its mark drops. Method: synthetic instants.
+    #[test]
+    fn arrival_rate_and_holding() {
+        let forwarding = Forwarding::new(8, 4);
+        let t0 = forwarding.arrivals_sample.get().0;
+        for _ in 0..300 {
+            forwarding.arrived();
+        }
+        assert_eq!(forwarding.arrivals_per_s(t0 + Duration::from_millis(500)), 0, "too soon");
+        let t1 = t0 + Duration::from_millis(1_500);
+        assert_eq!(forwarding.arrivals_per_s(t1), 200);
+        assert_eq!(forwarding.arrivals_per_s(t1 + Duration::from_millis(999)), 200, "kept");
+        assert_eq!(forwarding.arrivals_per_s(t1 + Duration::from_secs(2)), 0, "quiet since");
+        let mark = forwarding.hold();
+        assert_eq!(forwarding.holding(), 1);
+        drop(mark);
+        assert_eq!(forwarding.holding(), 0);
     }
 }

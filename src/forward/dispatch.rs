@@ -56,7 +56,10 @@ use std::{
 };
 
 use crate::{
-    cores::{Core, queue::QueueFull},
+    cores::{
+        Core,
+        queue::{HoldMark, QueueFull},
+    },
     ledger::{Entry, Processor},
     payment::Payment,
     timestamp,
@@ -73,6 +76,7 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 
 /// Accepts `payment` onto the core: straight into a free forwarding slot, or into the queue.
 pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
+    core.forwarding().arrived();
     if core.forwarding().try_start_task() {
         monoio::spawn(drain(Rc::clone(core), payment));
         Ok(())
@@ -91,11 +95,18 @@ async fn drain(core: Rc<Core>, first: Payment) {
     core.forwarding().end_task();
 }
 
-/// Where the core would send a payment at `now` (wall clock `now_ms`); `refused_by` just said
-/// "not stored" to it. Sending to a processor whose breaker is open takes its probe; asking
-/// about one that is not chosen does not.
-fn route(core: &Core, refused_by: Option<Processor>, now: Instant, now_ms: i64) -> Route {
-    let route = core.decide(now, now_ms, |upstream| {
+/// Where the core would send a payment at `now` (wall clock `now_ms`), held for the cheaper
+/// processor for `held_ms` so far; `refused_by` just said "not stored" to it. Sending to a
+/// processor whose breaker is open takes its probe; asking about one that is not chosen does
+/// not.
+fn route(
+    core: &Core,
+    refused_by: Option<Processor>,
+    now: Instant,
+    now_ms: i64,
+    held_ms: u64,
+) -> Route {
+    let route = core.decide(now, now_ms, held_ms, |upstream| {
         refused_by != Some(upstream.processor()) && upstream.health().would_allow(now)
     });
     if let Route::Send(processor) = route {
@@ -105,49 +116,91 @@ fn route(core: &Core, refused_by: Option<Processor>, now: Instant, now_ms: i64) 
     route
 }
 
+/// One payment's way through its attempts: what earlier ones settled about where it may go.
+struct Course<'a> {
+    /// Set after an unknown outcome: the processor that may hold the payment, and the
+    /// `requestedAt` it may hold it with. Every later attempt repeats exactly that.
+    pinned: Option<(Processor, i64)>,
+    /// The processor that just answered "not stored".
+    refused_by: Option<Processor>,
+    /// Since when the payment has been held for the cheaper processor, if ever.
+    held_since: Option<Instant>,
+    /// Present while it is held (`Route::Hold`): counted in the core's holding gauge.
+    holding: Option<HoldMark<'a>>,
+}
+
+impl<'a> Course<'a> {
+    fn new() -> Course<'a> {
+        Course { pinned: None, refused_by: None, held_since: None, holding: None }
+    }
+
+    /// Where the next attempt goes and its `requestedAt`, or `None` after waiting (for a
+    /// probe, a slot, or the cheaper processor): then the caller looks again.
+    async fn next(&mut self, core: &'a Core, started: Instant, now_ms: i64) -> Option<Target> {
+        if let Some((processor, requested_at_ms)) = self.pinned {
+            let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
+            return Some(Target { processor, requested_at_ms, planned_delay_ms });
+        }
+        let held_ms = self.held_since.map_or(0, |since| {
+            u64::try_from(started.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX)
+        });
+        let route = route(core, self.refused_by, started, now_ms, held_ms);
+        if route != Route::Hold {
+            self.holding = None;
+        }
+        match route {
+            Route::Send(processor) => {
+                let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
+                let requested_at_ms = now_ms.saturating_add(planned_delay_ms as i64);
+                Some(Target { processor, requested_at_ms, planned_delay_ms })
+            }
+            Route::Hold | Route::Wait => {
+                if route == Route::Hold && self.holding.is_none() {
+                    self.held_since.get_or_insert(started);
+                    self.holding = Some(core.forwarding().hold());
+                }
+                // Look again when the next probe is due: it finds a recovered processor.
+                self.refused_by = None;
+                let probe_interval = core.config().breaker_probe_interval_ms;
+                monoio::time::sleep(Duration::from_millis(probe_interval)).await;
+                None
+            }
+            Route::Full => {
+                core.forwarding().wait_for_slot().await;
+                None
+            }
+        }
+    }
+}
+
+/// Where one attempt goes.
+struct Target {
+    processor: Processor,
+    requested_at_ms: i64,
+    planned_delay_ms: u64,
+}
+
 /// Forwards one payment until it is stored (or refused for good), and records it once.
 async fn forward(core: &Core, payment: Payment) {
-    // Set after an unknown outcome: the processor that may hold the payment, and the
-    // `requestedAt` it may hold it with. Every later attempt repeats exactly that.
-    let mut pinned: Option<(Processor, i64)> = None;
-    let mut refused_by: Option<Processor> = None;
+    let mut course = Course::new();
     let mut backoff = core.config().retry_backoff();
     loop {
         // One reading of each clock per attempt serves routing, `requestedAt` and the
         // latency measurement (clock reads showed in the profile).
         let started = Instant::now();
         let now_ms = timestamp::now_ms();
-        let planned_delay_ms;
-        let (processor, requested_at_ms) = match pinned {
-            Some((processor, requested_at_ms)) => {
-                planned_delay_ms = planned_delay_ms_capped(core, processor, started);
-                (processor, requested_at_ms)
-            }
-            None => match route(core, refused_by, started, now_ms) {
-                Route::Send(p) => {
-                    planned_delay_ms = planned_delay_ms_capped(core, p, started);
-                    (p, now_ms.saturating_add(planned_delay_ms as i64))
-                }
-                Route::Wait => {
-                    // Nothing usable: look again when the next probe is due.
-                    refused_by = None;
-                    let probe_interval = core.config().breaker_probe_interval_ms;
-                    monoio::time::sleep(Duration::from_millis(probe_interval)).await;
-                    continue;
-                }
-                Route::Full => {
-                    core.forwarding().wait_for_slot().await;
-                    continue;
-                }
-            },
+        let Some(Target { processor, requested_at_ms, planned_delay_ms }) =
+            course.next(core, started, now_ms).await
+        else {
+            continue;
         };
         let attempt =
             send(core, processor, &payment, requested_at_ms, started, planned_delay_ms).await;
-        if attempt.maybe_stored_before && pinned.is_none() {
+        if attempt.maybe_stored_before && course.pinned.is_none() {
             // A dead pooled connection took the request first: it may be stored here.
-            pinned = Some((processor, requested_at_ms));
+            course.pinned = Some((processor, requested_at_ms));
         }
-        let outcome = outcome::classify(attempt.result, pinned.is_some());
+        let outcome = outcome::classify(attempt.result, course.pinned.is_some());
         observe(core, processor, &payment, &attempt, outcome, started.elapsed());
         match outcome {
             Outcome::Stored => {
@@ -156,11 +209,11 @@ async fn forward(core: &Core, payment: Payment) {
                 return;
             }
             Outcome::Duplicate | Outcome::Refused => return,
-            Outcome::Unknown | Outcome::NotStored => match pinned {
+            Outcome::Unknown | Outcome::NotStored => match course.pinned {
                 None if outcome == Outcome::Unknown => {
-                    pinned = Some((processor, requested_at_ms));
+                    course.pinned = Some((processor, requested_at_ms));
                 }
-                None => refused_by = Some(processor),
+                None => course.refused_by = Some(processor),
                 Some(_) => {
                     // This attempt settled nothing, and an earlier one may have stored it: stay.
                     monoio::time::sleep(backoff).await;
@@ -263,12 +316,16 @@ mod tests {
         assert!(fallback.is_open());
         let probe_due = t0 + Duration::from_millis(core.config().breaker_probe_interval_ms);
         let now_ms = timestamp::now_ms();
-        assert_eq!(route(&core, None, probe_due, now_ms), Route::Send(Processor::Default));
+        assert_eq!(route(&core, None, probe_due, now_ms, 0), Route::Send(Processor::Default));
         assert!(fallback.would_allow(probe_due), "the fallback's probe is still there");
         for _ in 0..core.config().breaker_failures_to_open {
             default.record_failure(probe_due);
         }
-        assert_eq!(route(&core, None, probe_due, now_ms), Route::Send(Processor::Fallback));
+        assert_eq!(route(&core, None, probe_due, now_ms, 0), Route::Hold, "worth waiting for");
+        assert!(fallback.would_allow(probe_due), "holding takes no probe");
+        let held_too_long = u64::MAX;
+        let route = route(&core, None, probe_due, now_ms, held_too_long);
+        assert_eq!(route, Route::Send(Processor::Fallback));
         assert!(!fallback.would_allow(probe_due), "now it is taken");
     }
 

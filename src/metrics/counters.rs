@@ -193,6 +193,8 @@ pub struct CoreSnapshot {
     pub queue_len: u64,
     /// Forwarding tasks running (each holds one payment).
     pub forwarding: u64,
+    /// Of those, the tasks holding their payment for the cheaper processor.
+    pub holding: u64,
     /// Requests in flight per processor.
     pub inflight_at: [u64; 2],
     /// Connections opened to each processor since start.

@@ -202,7 +202,7 @@ pub const FAMILIES: &[Family] = &[
     split(
         "payrelay_route",
         Gauge,
-        "Where the core would send a payment now (one-hot): default, fallback, wait (none usable), full (no free slot).",
+        "Where the core would send a payment now (one-hot): default, fallback, hold (for the cheaper one), wait (none usable), full (no free slot).",
         &[Label::Route],
         |c, i| u64::from(c.route.is_some_and(|route| route.index() == i[0])),
     ),
@@ -217,6 +217,12 @@ pub const FAMILIES: &[Family] = &[
         Gauge,
         "Forwarding tasks running, each holding one payment.",
         |c, _| c.forwarding,
+    ),
+    per_core(
+        "payrelay_holding",
+        Gauge,
+        "Forwarding tasks holding their payment for the cheaper processor while it is unusable (route decision hold); the queue waits behind them.",
+        |c, _| c.holding,
     ),
     split(
         "payrelay_inflight_requests",
@@ -474,6 +480,7 @@ mod tests {
             connections_expired: 1,
             queue_len: 1,
             forwarding: 1,
+            holding: 1,
             inflight_at: [1, 1],
             processor_connects: [1, 1],
             breaker_open: [true, true],

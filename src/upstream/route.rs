@@ -1,37 +1,90 @@
-//! Route: per payment, default, fallback or wait — one pure function ([`choose`]) over what the
-//! core knows, and the one place that gathers it ([`decide`]: each upstream's planned delay,
-//! breaker and slots; the queue; the time left in the test, [`TestClock`]).
+//! Route: per payment, default, fallback, hold or wait — one pure function ([`choose`]) over
+//! what the core knows, and the one place that gathers it ([`decide`]: each upstream's planned
+//! delay, breaker and slots; the core's backlog; the test's end, [`TestClock`]).
 //!
-//! The cost of sending a payment to processor P is its fee plus the chance that the payment
-//! is not yet stored when the test ends (then it earns nothing: "lag"). That chance grows with
-//! how long the payment takes to land: the processor's delay, plus the wait for a forwarding
-//! slot when the queue is longer than the slots can turn over. With `H` the expected time left
-//! in the test for a payment arriving now (`LAG_HORIZON_MS`, or the time really left when
-//! `TEST_DURATION_MS` is known), for a usable processor:
+//! # What a payment is worth where
+//!
+//! A payment stored at processor P before the test's final count earns its amount less P's
+//! fee; one still with us, or still in flight, at the count earns nothing ("lag"). When it is
+//! sent does not matter otherwise: the checker compares books, and a payment in our queue is in
+//! nobody's. So the question per payment is where it lands *in time* for least fee, and a
+//! payment may wait for the cheaper processor as long as waiting does not risk the count.
+//!
+//! **The end is known** (`TEST_DURATION_MS` after the last purge; the contest's script fixes
+//! it). A processor lands a payment in time when it is usable and its landing time (its
+//! planned delay, plus the turns of its slots that the tasks waiting for one take first) ends
+//! [`END_MARGIN_MS`] before the end. Then:
+//! 1. The cheaper processor with a free slot, when it lands in time.
+//! 2. Else, while the dearer one could still take this core's whole backlog and land it in
+//!    time ([`release_ms`] plus [`RELEASE_MARGIN_MS`] before the end), the payment is held for
+//!    the cheaper one: [`Route::Hold`] while it is unusable (failing: its breaker's probes find
+//!    when it recovers), [`Route::Full`] while its slots are busy. Holding costs no profit,
+//!    because the dearer processor stays a way out until the release deadline, and no
+//!    consistency. It does cost memory, so it stops at half of `QUEUE_LEN_MAX`, before the
+//!    queue would refuse payments. And it costs the dearer processor's capacity meanwhile:
+//!    when that one could not keep up with the payments still arriving (its slots turn over
+//!    slower than they come), what it did not take during the hold is lag at the end, so the
+//!    release deadline counts the arrivals too, and there is no hold when it cannot keep up.
+//! 3. Else the dearer one, when it lands in time.
+//! 4. Else nothing lands in time: the usable processor that lands sooner (the end may come
+//!    later than planned), or wait when neither is usable.
+//!
+//! A failing processor's recovery time is unknown, and the model assumes nothing about it:
+//! holding pays off if the cheaper processor recovers before the release deadline, and costs
+//! nothing if it does not, since the backlog then goes to the dearer one in time. What the model
+//! does assume is that the dearer processor is still usable at the deadline; if it fails in
+//! the last seconds while the backlog is held, what it cannot take lags. A slow cheaper
+//! processor (1-5 s, with fees 5% and 15%) is waited for the same way while it lands in time:
+//! its slots turn over slowly, so its waiting tasks count in its landing time, and the backlog
+//! behind them in the release deadline. Near the end, the other way round: what the cheaper
+//! one cannot land in time goes to the one that can.
+//!
+//! **The end is unknown** (`TEST_DURATION_MS` 0). Then `H = LAG_HORIZON_MS` is the expected time
+//! left for a payment arriving now, and the chance that a payment taking `t` to land misses
+//! the end is about `t / H`. The cost of sending to P, in parts of the amount:
 //!
 //! ```text
-//! cost(P) = fee(P) + (delay(P) + queue_len × delay(P) / slots(P)) / H
+//! cost(P) = fee(P) + (delay(P) + waiting × delay(P) / slots(P)) / H
 //! ```
 //!
 //! where `slots(P)` is how many requests this core may keep in flight at P
-//! (`PROCESSOR_INFLIGHT_MAX`: a processor serves 800 at once for everyone). A processor whose
-//! breaker is open (failing, or refusing) is not usable. The cheaper usable one wins; ties go
-//! to the default. If the winner has no free slot, the other takes the payment when it is usable
-//! and has one; otherwise the payment waits for a slot to be freed ([`Route::Full`]). When
-//! neither is usable the payment waits in the queue:
-//! nothing is lost while a processor may recover, and sending to a failing processor only
-//! costs its delay and a 500. Waiting for a failing default while the fallback works is not
-//! done: an outage's end is unknowable, and a payment still queued when the test ends loses
-//! its whole amount, against a fee difference of a few percent.
+//! (`PROCESSOR_INFLIGHT_MAX`: a processor serves 800 at once for everyone). The cheaper usable
+//! one wins; ties go to the default. If the winner has no free slot, the other takes the payment
+//! when it is usable and has one; otherwise the payment waits for a slot ([`Route::Full`]).
+//! While the cheaper processor is unusable, a payment is held for it as long as holding is
+//! cheaper than the risk it runs: held for `t`, it misses the end with chance `t / H` and then
+//! loses `1 − fee(dearer)`, against a saving of the fee difference. So it is held at most
+//! `H × (fee(dearer) − fee(cheaper)) / (1 − fee(dearer))` (12 s with fees 5% and 15% and
+//! `H` = 100 s; 3.3 s with 7% and 10%), then sent to the dearer one.
+//!
+//! When neither processor is usable the payment waits in the queue: nothing is lost while a
+//! processor may recover, and sending to a failing processor only costs its delay and a 500.
 
 use std::{cell::Cell, time::Instant};
 
 use super::Upstream;
 use crate::{config::Config, ledger::Processor};
 
-/// Smallest horizon routing uses near the end of a test: the test's own end is only known to
-/// within a second or so (the harness's teardown lags its last request).
-const HORIZON_FLOOR_MS: u64 = 1_000;
+/// How long before the test's known end a payment must land: the end is known to within a
+/// second or so (the harness's teardown lags its last request), and a payment that lands
+/// after the final count earns nothing.
+pub const END_MARGIN_MS: u64 = 1_000;
+
+/// Slack of the release deadline: a held payment is looked at again every
+/// `BREAKER_PROBE_INTERVAL_MS`, the queue behind the tasks reaches the dearer processor only
+/// as tasks free up, and the estimate of how fast it drains ([`release_ms`]) is rough. Two
+/// seconds covers all three at the contest's rates.
+pub const RELEASE_MARGIN_MS: u64 = 2_000;
+
+/// CPU time one forward costs a core, µs, which caps how fast a core forwards when the
+/// processor answers at once: a forward is ~30-50 µs of CPU (request, answer, ledger), more
+/// under a 0.75-CPU quota; 100 µs (10,000 a second) errs on the safe side.
+pub const FORWARD_CPU_US: u64 = 100;
+
+/// The share of `QUEUE_LEN_MAX` up to which payments are held for the cheaper processor (1 in
+/// this many): beyond it the dearer one takes them, so that the queue keeps room and never
+/// answers 503 because of holding.
+pub const HOLD_QUEUE_SHARE: usize = 2;
 
 /// When the current test began (the last purge: a contest run purges right before its load),
 /// for the time left in it.
@@ -47,17 +100,16 @@ impl TestClock {
         self.started_ms.set(Some(now_ms));
     }
 
-    /// Time left in the test for routing's lag risk: `TEST_DURATION_MS` after the start,
-    /// within [`HORIZON_FLOOR_MS`, `LAG_HORIZON_MS`]; just `LAG_HORIZON_MS` when unknown.
-    /// `now_ms` is the caller's wall-clock reading (the hot path reads the clock once).
-    pub fn horizon_ms(&self, now_ms: i64, config: &Config) -> u64 {
+    /// What routing knows of the end: `TEST_DURATION_MS` after the start when both are known,
+    /// else `LAG_HORIZON_MS` as the expected time left. `now_ms` is the caller's wall-clock
+    /// reading (the hot path reads the clock once).
+    pub fn end(&self, now_ms: i64, config: &Config) -> End {
         match self.started_ms.get() {
             Some(started_ms) if config.test_duration_ms > 0 => {
                 let end_ms = started_ms.saturating_add(config.test_duration_ms as i64);
-                let left_ms = end_ms.saturating_sub(now_ms).max(0) as u64;
-                left_ms.clamp(HORIZON_FLOOR_MS, config.lag_horizon_ms.max(HORIZON_FLOOR_MS))
+                End::Known { left_ms: end_ms.saturating_sub(now_ms).max(0) as u64 }
             }
-            _ => config.lag_horizon_ms,
+            _ => End::Unknown { horizon_ms: config.lag_horizon_ms },
         }
     }
 }
@@ -97,13 +149,70 @@ pub struct View {
     pub fee_ppm: u64,
 }
 
-/// The core's dispatch state.
+impl View {
+    /// When a payment sent now lands, ms: the delay, after the turns of the slots that
+    /// `waiting` tasks ahead of it take.
+    fn landing_ms(self, waiting: usize) -> u64 {
+        let slots = self.inflight_max.max(1) as u64;
+        let turns = self.delay_ms.saturating_mul(waiting as u64) / slots;
+        self.delay_ms.saturating_add(turns)
+    }
+
+    /// Payments a second this core can land there: its slots' turns at the delay, at most
+    /// what its CPU forwards ([`FORWARD_CPU_US`]).
+    fn per_s(self) -> u64 {
+        let turns = (self.inflight_max as u64).saturating_mul(1_000) / self.delay_ms.max(1);
+        turns.min(1_000_000 / FORWARD_CPU_US)
+    }
+
+    fn free(self) -> bool {
+        self.usable && self.inflight < self.inflight_max
+    }
+}
+
+/// How long `view`'s processor takes to land this core's `backlog` while payments keep
+/// arriving at `arrivals_per_s`, ms: the backlog over what it takes beyond the arrivals, then
+/// one delay. `u64::MAX` when it cannot keep up with the arrivals alone.
+pub fn release_ms(view: View, backlog: usize, arrivals_per_s: u64) -> u64 {
+    match view.per_s().checked_sub(arrivals_per_s) {
+        Some(spare_per_s) if spare_per_s > 0 => {
+            let drain_ms = (backlog as u64).saturating_mul(1_000) / spare_per_s;
+            drain_ms.saturating_add(view.delay_ms)
+        }
+        _ => u64::MAX,
+    }
+}
+
+/// What routing knows of the test's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// `TEST_DURATION_MS` after the last purge: this much is left (0 once past).
+    Known {
+        /// Time left, ms.
+        left_ms: u64,
+    },
+    /// No known end: the expected time left for a payment arriving now (`LAG_HORIZON_MS`).
+    Unknown {
+        /// `H`, ms.
+        horizon_ms: u64,
+    },
+}
+
+/// The core's side of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Load {
-    /// Payments waiting for a slot on this core.
-    pub queue_len: usize,
-    /// Time left in the test ([`TestClock::horizon_ms`]).
-    pub horizon_ms: u64,
+    /// Forwarding tasks of this core waiting for a slot: they go before this payment.
+    pub waiting: usize,
+    /// Payments this core holds (queued, or with a task): what a release must move.
+    pub backlog: usize,
+    /// Payments arriving at this core a second, lately.
+    pub arrivals_per_s: u64,
+    /// How long this payment has been held for the cheaper processor already, ms.
+    pub held_ms: u64,
+    /// The queue is below its holding share ([`HOLD_QUEUE_SHARE`]).
+    pub room_to_hold: bool,
+    /// The test's end.
+    pub end: End,
 }
 
 /// The decision.
@@ -111,17 +220,21 @@ pub struct Load {
 pub enum Route {
     /// Send to this processor now.
     Send(Processor),
+    /// Keep the payment for the cheaper processor, unusable for now, although the other is
+    /// usable: it is worth waiting for.
+    Hold,
     /// Keep the payment until a processor is usable.
     Wait,
-    /// The processor to use has no free slot, and the other cannot take it: retry shortly.
+    /// The processor to use has no free slot: wait for one to be freed.
     Full,
 }
 
 impl Route {
     /// Every decision, in [`Route::index`] order.
-    pub const ALL: [Route; 4] = [
+    pub const ALL: [Route; 5] = [
         Route::Send(Processor::Default),
         Route::Send(Processor::Fallback),
+        Route::Hold,
         Route::Wait,
         Route::Full,
     ];
@@ -130,8 +243,9 @@ impl Route {
     pub fn index(self) -> usize {
         match self {
             Route::Send(processor) => processor.index(),
-            Route::Wait => 2,
-            Route::Full => 3,
+            Route::Hold => 2,
+            Route::Wait => 3,
+            Route::Full => 4,
         }
     }
 
@@ -139,24 +253,70 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Route::Send(processor) => processor.name(),
+            Route::Hold => "hold",
             Route::Wait => "wait",
             Route::Full => "full",
         }
     }
 }
 
-/// Chooses where the next payment goes.
+/// Chooses where the next payment goes (the module's argument, case by case).
 pub fn choose(views: [View; 2], load: Load) -> Route {
+    // The cheaper by fee; ties go to the default.
+    let cheap =
+        if views[1].fee_ppm < views[0].fee_ppm { Processor::Fallback } else { Processor::Default };
+    match load.end {
+        End::Known { left_ms } => choose_by_end(views, cheap, load, left_ms),
+        End::Unknown { horizon_ms } => choose_by_cost(views, cheap, load, horizon_ms),
+    }
+}
+
+/// The end is known: the cheapest processor that lands in time, holding for the cheaper one
+/// while the dearer one can still take the backlog in time.
+fn choose_by_end(views: [View; 2], cheap: Processor, load: Load, left_ms: u64) -> Route {
+    let dear = cheap.other();
+    let (c, d) = (views[cheap.index()], views[dear.index()]);
+    let lands =
+        |v: View| v.usable && v.landing_ms(load.waiting).saturating_add(END_MARGIN_MS) <= left_ms;
+    if lands(c) && c.free() {
+        return Route::Send(cheap);
+    }
+    let worth_holding = c.fee_ppm < d.fee_ppm && (lands(c) || !c.usable);
+    let release_in_time = d.usable
+        && load.room_to_hold
+        && release_ms(d, load.backlog, load.arrivals_per_s).saturating_add(RELEASE_MARGIN_MS)
+            < left_ms;
+    if worth_holding && release_in_time {
+        return if c.usable { Route::Full } else { Route::Hold };
+    }
+    if lands(d) {
+        return if d.free() { Route::Send(dear) } else { Route::Full };
+    }
+    // Nothing lands in time: the sooner, in case the end comes later than planned.
+    let sooner = match (c.usable, d.usable) {
+        (false, false) => return Route::Wait,
+        (true, false) => cheap,
+        (false, true) => dear,
+        (true, true) if d.landing_ms(load.waiting) < c.landing_ms(load.waiting) => dear,
+        (true, true) => cheap,
+    };
+    if views[sooner.index()].free() { Route::Send(sooner) } else { Route::Full }
+}
+
+/// The end is unknown: the least expected cost, holding for the cheaper processor while it is
+/// unusable for at most the time the fee difference pays for.
+fn choose_by_cost(views: [View; 2], cheap: Processor, load: Load, horizon_ms: u64) -> Route {
+    let dear = cheap.other();
+    let (c, d) = (views[cheap.index()], views[dear.index()]);
+    if !c.usable && d.usable && load.room_to_hold && load.held_ms < hold_max_ms(c, d, horizon_ms) {
+        return Route::Hold;
+    }
     let cost = |view: View| -> Option<u128> {
         view.usable.then(|| {
             // Everything in parts per million of the amount, scaled by the horizon so that
             // the arithmetic stays in integers: cost × H = fee × H + landing time (× 10^6).
-            let slots = view.inflight_max.max(1) as u128;
-            let delay = u128::from(view.delay_ms);
-            let landing_ms =
-                delay.saturating_add((load.queue_len as u128).saturating_mul(delay) / slots);
-            let fee = u128::from(view.fee_ppm).saturating_mul(u128::from(load.horizon_ms.max(1)));
-            fee.saturating_add(landing_ms.saturating_mul(1_000_000))
+            let fee = u128::from(view.fee_ppm).saturating_mul(u128::from(horizon_ms.max(1)));
+            fee.saturating_add(u128::from(view.landing_ms(load.waiting)) * 1_000_000)
         })
     };
     let best = match (cost(views[0]), cost(views[1])) {
@@ -165,17 +325,21 @@ pub fn choose(views: [View; 2], load: Load) -> Route {
         (None, Some(_)) => Processor::Fallback,
         (None, None) => return Route::Wait,
     };
-    let free = |p: Processor| {
-        let view = views[p.index()];
-        view.usable && view.inflight < view.inflight_max
-    };
-    if free(best) {
+    if views[best.index()].free() {
         Route::Send(best)
-    } else if free(best.other()) {
+    } else if views[best.other().index()].free() {
         Route::Send(best.other())
     } else {
         Route::Full
     }
+}
+
+/// The longest a payment is held for `cheap` with the end unknown: `H × Δfee / (1 − fee(dear))`.
+fn hold_max_ms(cheap: View, dear: View, horizon_ms: u64) -> u64 {
+    let saving_ppm = u128::from(dear.fee_ppm.saturating_sub(cheap.fee_ppm));
+    let left_ppm = 1_000_000u128.saturating_sub(u128::from(dear.fee_ppm)).max(1);
+    let ms = u128::from(horizon_ms).saturating_mul(saving_ppm) / left_ppm;
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -184,7 +348,15 @@ mod tests {
 
     const FINAL_FEES: (u64, u64) = (70_000, 100_000);
     const DOC_FEES: (u64, u64) = (50_000, 150_000);
-    const LOAD: Load = Load { queue_len: 0, horizon_ms: 100_000 };
+    /// An unknown end, nothing held, nothing waiting.
+    const LOAD: Load = Load {
+        waiting: 0,
+        backlog: 0,
+        arrivals_per_s: 0,
+        held_ms: 0,
+        room_to_hold: true,
+        end: End::Unknown { horizon_ms: 100_000 },
+    };
 
     fn views(fees: (u64, u64), default: Option<u64>, fallback: Option<u64>) -> [View; 2] {
         let view = |fee_ppm, delay: Option<u64>| View {
@@ -197,12 +369,23 @@ mod tests {
         [view(fees.0, default), view(fees.1, fallback)]
     }
 
-    /// Goal: the decision table over fees, delays, failures and queue length, row by row.
+    fn known(left_ms: u64, backlog: usize) -> Load {
+        Load { backlog, end: End::Known { left_ms }, ..LOAD }
+    }
+
+    fn full(mut v: [View; 2], p: Processor) -> [View; 2] {
+        v[p.index()].inflight = v[p.index()].inflight_max;
+        v
+    }
+
+    /// Goal: with the end unknown, the decision table over fees, delays, failures, waiting
+    /// tasks and time held, row by row.
     #[test]
-    fn decision_table() {
+    fn decision_table_end_unknown() {
         use Processor::{Default as D, Fallback as F};
         let send = Route::Send;
-        let deep = Load { queue_len: 384, ..LOAD };
+        let deep = Load { waiting: 384, ..LOAD };
+        let held = |held_ms| Load { held_ms, ..LOAD };
         #[rustfmt::skip]
         let table: &[([View; 2], Load, Route)] = &[
             // Both healthy and fast: the cheaper one.
@@ -212,18 +395,61 @@ mod tests {
             (views(FINAL_FEES, Some(2000), Some(0)), LOAD, send(D)),
             (views(FINAL_FEES, Some(5000), Some(0)), LOAD, send(F)),
             (views(DOC_FEES, Some(5000), Some(0)), LOAD, send(D)),
-            // A queue longer than the slots doubles the default's landing time.
+            // A full turn of slots waiting ahead doubles the default's landing time.
             (views(FINAL_FEES, Some(2000), Some(0)), deep, send(F)),
             (views(FINAL_FEES, Some(1000), Some(1000)), deep, send(D)),
-            // Failures.
-            (views(FINAL_FEES, None, Some(5000)), LOAD, send(F)),
+            // A failing default is held for: 100 s × 3% / 90% = 3.3 s with the final's fees,
+            // 100 s × 10% / 85% = 11.8 s with the rules' fees; then the fallback.
+            (views(FINAL_FEES, None, Some(0)), LOAD, Route::Hold),
+            (views(FINAL_FEES, None, Some(0)), held(3_332), Route::Hold),
+            (views(FINAL_FEES, None, Some(0)), held(3_334), send(F)),
+            (views(DOC_FEES, None, Some(0)), held(11_000), Route::Hold),
+            (views(DOC_FEES, None, Some(0)), held(11_800), send(F)),
+            // Not with the queue past its holding share, and never for the dearer one.
+            (views(FINAL_FEES, None, Some(0)), Load { room_to_hold: false, ..LOAD }, send(F)),
             (views(FINAL_FEES, Some(5000), None), LOAD, send(D)),
             (views(FINAL_FEES, None, None), LOAD, Route::Wait),
-            // Near the end of a known test (30 s left) a 2 s delay is worth more than 3%.
-            (views(FINAL_FEES, Some(2000), Some(0)), Load { horizon_ms: 30_000, ..LOAD }, send(F)),
-            (views(FINAL_FEES, Some(100), Some(0)), Load { horizon_ms: 30_000, ..LOAD }, send(D)),
-            // Equal costs: the default.
+            // Equal costs: the default; equal fees: nothing to hold for.
             (views((100_000, 100_000), Some(10), Some(10)), LOAD, send(D)),
+            (views((100_000, 100_000), None, Some(10)), LOAD, send(F)),
+        ];
+        for (i, (views, load, route)) in table.iter().enumerate() {
+            assert_eq!(choose(*views, *load), *route, "row {i}: {views:?} {load:?}");
+        }
+    }
+
+    /// Goal: with the end known, the cheapest processor that lands in time, holding for the
+    /// cheaper one while the dearer could still take the backlog in time, row by row.
+    #[test]
+    fn decision_table_end_known() {
+        use Processor::{Default as D, Fallback as F};
+        let send = Route::Send;
+        #[rustfmt::skip]
+        let table: &[([View; 2], Load, Route)] = &[
+            // Far from the end any delay lands in time: the cheaper one, however slow.
+            (views(FINAL_FEES, Some(5000), Some(0)), known(200_000, 0), send(D)),
+            (views(DOC_FEES, Some(5000), Some(0)), known(200_000, 0), send(D)),
+            // A failing default is held for while the fallback could take the backlog in time:
+            // 10,000 payments at 10,000 a second (the CPU's pace), one delay, 2 s of margin.
+            (views(FINAL_FEES, None, Some(20)), known(60_000, 10_000), Route::Hold),
+            (views(FINAL_FEES, None, Some(20)), known(3_000, 10_000), send(F)),
+            // Not when the fallback could not keep up with the arrivals: 384 slots at 2 s take
+            // 192 a second.
+            (views(FINAL_FEES, None, Some(2000)), known(60_000, 0), Route::Hold),
+            (views(FINAL_FEES, None, Some(2000)), Load { arrivals_per_s: 192, ..known(60_000, 0) }, send(F)),
+            (views(FINAL_FEES, None, Some(0)), known(2_500, 1), Route::Hold),
+            (views(FINAL_FEES, None, Some(0)), known(2_000, 1), send(F)),
+            // Not with the queue past its holding share.
+            (views(FINAL_FEES, None, Some(0)), Load { room_to_hold: false, ..known(60_000, 1) }, send(F)),
+            // Near the end, a slow default is not waited for.
+            (views(FINAL_FEES, Some(2500), Some(0)), known(3_600, 0), send(D)),
+            (views(FINAL_FEES, Some(2500), Some(0)), known(3_400, 0), send(F)),
+            // Nothing lands in time: the sooner one; nothing usable: wait.
+            (views(FINAL_FEES, Some(2500), None), known(2_000, 0), send(D)),
+            (views(FINAL_FEES, Some(2500), Some(1000)), known(1_500, 0), send(F)),
+            (views(FINAL_FEES, None, None), known(60_000, 0), Route::Wait),
+            // The dearer one failing too: nobody to release to, so nothing is held either.
+            (views(DOC_FEES, None, None), known(60_000, 0), Route::Wait),
         ];
         for (i, (views, load, route)) in table.iter().enumerate() {
             assert_eq!(choose(*views, *load), *route, "row {i}: {views:?} {load:?}");
@@ -231,20 +457,34 @@ mod tests {
     }
 
     /// Goal: a full processor overflows to the other when that one is usable and has room,
-    /// and the payment waits for a slot otherwise.
+    /// and the payment waits for a slot otherwise; with the end known, a full cheaper one is
+    /// waited for while the dearer could still take the backlog in time.
     #[test]
     fn capacity_overflow() {
-        let full = |mut v: [View; 2], i: usize| {
-            v[i].inflight = v[i].inflight_max;
-            v
-        };
+        use Processor::{Default as D, Fallback as F};
         let healthy = views(FINAL_FEES, Some(1000), Some(1000));
-        assert_eq!(choose(full(healthy, 0), LOAD), Route::Send(Processor::Fallback));
-        assert_eq!(choose(full(full(healthy, 0), 1), LOAD), Route::Full);
+        assert_eq!(choose(full(healthy, D), LOAD), Route::Send(F));
+        assert_eq!(choose(full(full(healthy, D), F), LOAD), Route::Full);
         let fallback_down = views(FINAL_FEES, Some(1000), None);
-        assert_eq!(choose(full(fallback_down, 0), LOAD), Route::Full);
+        assert_eq!(choose(full(fallback_down, D), LOAD), Route::Full);
         let slow_default = views(FINAL_FEES, Some(5000), Some(0));
-        assert_eq!(choose(full(slow_default, 1), LOAD), Route::Send(Processor::Default));
+        assert_eq!(choose(full(slow_default, F), LOAD), Route::Send(D));
+        assert_eq!(choose(full(healthy, D), known(60_000, 1_000)), Route::Full);
+        assert_eq!(choose(full(healthy, D), known(5_000, 1_000)), Route::Send(F));
+    }
+
+    /// Goal: the release estimate drains the backlog at what the processor takes beyond the
+    /// arrivals (its slots' turns, at most the CPU's pace), then waits one delay; never when
+    /// the arrivals alone fill it.
+    #[test]
+    fn release_estimate() {
+        let fast = views(FINAL_FEES, Some(0), Some(20))[1];
+        assert_eq!(release_ms(fast, 0, 0), 20);
+        assert_eq!(release_ms(fast, 10_000, 0), 1_000 + 20, "10,000 a second: the CPU");
+        let slow = views(FINAL_FEES, Some(0), Some(2_000))[1];
+        assert_eq!(release_ms(slow, 1_920, 0), 10_000 + 2_000, "384 slots every 2 s");
+        assert_eq!(release_ms(slow, 1_920, 96), 20_000 + 2_000, "half of it for arrivals");
+        assert_eq!(release_ms(slow, 0, 192), u64::MAX, "all of it for arrivals");
     }
 
     /// Goal: no input overflows or divides by zero (the values come from config and peers).
@@ -257,7 +497,12 @@ mod tests {
             delay_ms: u64::MAX,
             fee_ppm: u64::MAX,
         };
-        let load = Load { queue_len: usize::MAX, horizon_ms: 0 };
+        let load = Load { waiting: usize::MAX, backlog: usize::MAX, held_ms: u64::MAX, ..LOAD };
         assert_eq!(choose([extreme, extreme], load), Route::Full);
+        let load = Load { end: End::Known { left_ms: u64::MAX }, ..load };
+        assert_eq!(choose([extreme, extreme], load), Route::Full);
+        let broke = View { usable: false, ..extreme };
+        assert_eq!(hold_max_ms(broke, extreme, u64::MAX), 0);
+        assert_eq!(choose([broke, extreme], Load { held_ms: 0, ..load }), Route::Full);
     }
 }

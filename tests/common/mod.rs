@@ -60,6 +60,7 @@ impl Rig {
             default_addr: emulator.addr(Which::Default),
             fallback_addr: emulator.addr(Which::Fallback),
             env_file: Some(env_file.clone()),
+            env: Vec::new(),
             envelope: None,
         };
         let mut backend = Backend::start(&spec).expect("payrelay instances");

@@ -300,6 +300,7 @@ fn pair_spec(args: &Args) -> Result<BackendSpec, String> {
         default_addr: loopback(args.parsed("--default-port", contest::DEFAULT_PORT)?),
         fallback_addr: loopback(args.parsed("--fallback-port", contest::FALLBACK_PORT)?),
         env_file: Some(env_file.clone()),
+        env: Vec::new(),
         envelope: (!args.flag("--no-envelope"))
             .then(|| PathBuf::from(args.get("--compose-file").unwrap_or("docker-compose.yml"))),
     })

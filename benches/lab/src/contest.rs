@@ -211,7 +211,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let (target, backend) = match &options.target {
         Some(url) => (wait_for_target(&runtime, url)?, None),
         None => {
-            let started = start_pair(options, &runtime, processor_addrs)?;
+            let started = start_pair(options, &scenario, &runtime, processor_addrs)?;
             (started.api_addr(), Some(started))
         }
     };
@@ -222,6 +222,10 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         fallback_addr: processor_addrs[1],
         recorded: processors.as_ref().map(Emulator::recorded_probe),
         progress_every: verbose.then_some(PROGRESS_EVERY),
+        metrics: backend
+            .as_ref()
+            .map(|b| ["a", "b"].iter().filter_map(|name| b.peer_addr(name)).collect())
+            .unwrap_or_default(),
     };
     let report = runtime.block_on(interruptible(load::run(plan)));
     let (report, pair) = stop_pair(backend, report, verbose)?;
@@ -240,6 +244,19 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         println!("{}", table(&results));
     }
     Ok(results)
+}
+
+/// What an operator sets for the test it enters, and the lab sets for each scenario, over the
+/// env file: the test's length from the purge that starts it (`TEST_DURATION_MS`: the contest's
+/// script fixes it) and the processors' fees (published with them).
+pub fn scenario_env(scenario: &Scenario) -> Vec<(String, String)> {
+    [
+        ("TEST_DURATION_MS", format!("{:.0}", scenario.duration_s * 1000.0)),
+        ("FEE_DEFAULT", scenario.fee_default.to_string()),
+        ("FEE_FALLBACK", scenario.fee_fallback.to_string()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
 }
 
 /// The lab's own processors, with the scenario's fees; `None` when they are already running.
@@ -276,6 +293,7 @@ fn wait_for_target(runtime: &Runtime, url: &str) -> Result<SocketAddr, String> {
 /// it never does, the pair is stopped and the error names its logs.
 fn start_pair(
     options: &ContestOptions,
+    scenario: &Scenario,
     runtime: &Runtime,
     processor_addrs: [SocketAddr; 2],
 ) -> Result<Backend, String> {
@@ -287,6 +305,7 @@ fn start_pair(
         default_addr: processor_addrs[0],
         fallback_addr: processor_addrs[1],
         env_file: options.env_file.clone(),
+        env: scenario_env(scenario),
         envelope: options.envelope.then(|| options.compose_file.clone()),
     };
     let mut started = Backend::start(&spec)?;
@@ -306,6 +325,8 @@ fn start_pair(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let set: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!("payrelay configured for the scenario: {}", set.join(" "));
     }
     if let Err(e) = runtime.block_on(interruptible(started.wait_ready())) {
         return Err(started.describe_failure(&e));

@@ -54,6 +54,9 @@ pub struct LoadPlan {
     pub recorded: Option<RecordedProbe>,
     /// Print a progress line this often (None: silent).
     pub progress_every: Option<Duration>,
+    /// Each instance's `/metrics` address (its peer link), read for the progress line's
+    /// backlog: payments queued and held for the cheaper processor. Empty: not shown.
+    pub metrics: Vec<SocketAddr>,
 }
 
 /// One consistency check.
@@ -231,7 +234,15 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     let checker = tokio::spawn(checker(ctx.clone(), plan.clone(), admin.token.clone()));
     let stages = tokio::spawn(stages(ctx.clone(), plan.clone(), admin.token.clone(), started));
     let progress = plan.progress_every.map(|every| {
-        tokio::spawn(progress(ctx.clone(), plan.recorded.clone(), every, started, duration))
+        let metrics = plan.metrics.clone();
+        tokio::spawn(progress(
+            ctx.clone(),
+            plan.recorded.clone(),
+            metrics,
+            every,
+            started,
+            duration,
+        ))
     });
     let vus = ramp(&ctx, scenario.vus_max, started, duration).await;
     let mut report = LoadReport { started_at_ms, ..LoadReport::default() };
@@ -559,11 +570,12 @@ async fn stages(ctx: Arc<Ctx>, plan: LoadPlan, token: String, started: tokio::ti
     }
 }
 
-/// Prints time, VUs, POST rate, queue lag (accepted but not yet at a processor) and
-/// inconsistencies so far.
+/// Prints time, VUs, POST rate, queue lag (accepted but not yet at a processor), the
+/// backend's backlog as its metrics tell it, and inconsistencies so far.
 async fn progress(
     ctx: Arc<Ctx>,
     recorded: Option<RecordedProbe>,
+    metrics: Vec<SocketAddr>,
     every: Duration,
     started: tokio::time::Instant,
     duration: Duration,
@@ -571,6 +583,7 @@ async fn progress(
     let counters = &ctx.counters;
     let mut last_done = 0;
     let mut last_at = started;
+    let mut scrapers: Vec<Conn> = metrics.into_iter().map(Conn::new).collect();
     loop {
         tokio::time::sleep(every).await;
         let now = tokio::time::Instant::now();
@@ -582,8 +595,9 @@ async fn progress(
         let done = ok + failed;
         let rate = (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64().max(1e-3);
         let lag = recorded.as_ref().map(|probe| ok as i64 - probe.recorded() as i64);
+        let backlog = backlog(&mut scrapers).await;
         eprintln!(
-            "t={:>6.1}s/{:.0}s vus={:>4} rate={:>6.1}/s ok={} failed={} queue_lag={} inconsistencies={}",
+            "t={:>6.1}s/{:.0}s vus={:>4} rate={:>6.1}/s ok={} failed={} queue_lag={}{backlog} inconsistencies={}",
             now.duration_since(started).as_secs_f64(),
             duration.as_secs_f64(),
             counters.vus.load(Ordering::Relaxed),
@@ -596,4 +610,28 @@ async fn progress(
         last_done = done;
         last_at = now;
     }
+}
+
+/// ` queued=N holding=M` summed over the instances' metrics, or nothing without them (a
+/// scrape that fails shows `?`).
+async fn backlog(scrapers: &mut [Conn]) -> String {
+    if scrapers.is_empty() {
+        return String::new();
+    }
+    let families = ["payrelay_queue_len", "payrelay_holding"];
+    let mut sums = [Some(0.0); 2];
+    for scraper in scrapers.iter_mut() {
+        let reply =
+            scraper.request(Method::GET, "/metrics", &[], None, Duration::from_millis(500)).await;
+        let text = reply.ok().map(|r| String::from_utf8_lossy(&r.body).into_owned());
+        for (sum, family) in sums.iter_mut().zip(families) {
+            let series = format!("{family}{{core=\"all\"}} ");
+            let value = text.as_deref().and_then(|text| {
+                text.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
+            });
+            *sum = sum.zip(value).map(|(a, b)| a + b);
+        }
+    }
+    let show = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
+    format!(" queued={} holding={}", show(sums[0]), show(sums[1]))
 }

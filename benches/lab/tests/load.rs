@@ -47,6 +47,7 @@ fn short_run_against_canned_backend() {
         fallback_addr: processors.addr(Which::Fallback),
         recorded: None,
         progress_every: None,
+        metrics: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -22,6 +22,9 @@ pub struct BackendSpec {
     pub fallback_addr: SocketAddr,
     /// `KEY=VALUE` lines added to both instances' environment (skipped if missing).
     pub env_file: Option<PathBuf>,
+    /// Variables for both instances after the env file's (these win): what the contest
+    /// configures for the scenario it runs.
+    pub env: Vec<(String, String)>,
     /// Apply the CPU and memory limits of this compose file's payrelay services, one cgroup
     /// per instance (A gets the first service's, B the second's), as compose applies them.
     pub envelope: Option<PathBuf>,

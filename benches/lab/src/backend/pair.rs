@@ -109,6 +109,7 @@ impl Backend {
         {
             let log = backend.log_dir.join(format!("payrelay-{name}.log"));
             let mut env = file_env.clone();
+            env.extend(spec.env.iter().cloned());
             env.extend(
                 [
                     ("API_BIND_ADDR", format!("0.0.0.0:{api_port}")),
@@ -434,6 +435,7 @@ mod tests {
             default_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             fallback_addr: SocketAddr::from(([127, 0, 0, 1], 2)),
             env_file: Some(env_file.clone()),
+            env: Vec::new(),
             envelope: envelope.then(|| PathBuf::from(compose_file)),
         };
         let backend = Backend::start(&spec).expect("fake pair");

@@ -1,0 +1,68 @@
+//! The hold policy end to end: with the test's end known, payments wait for the cheaper
+//! processor while it fails, as long as the dearer one could still take them in time, and go
+//! to the dearer one when that time runs out. (`src/upstream/route.rs` has the argument; its
+//! unit tests have the decision table.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, Rig, emulator_totals, parse_summary, uuid, wait_until};
+use rinha_lab::emulator::Which;
+
+/// Starts the test's clock, as the contest's setup does.
+fn purge(client: &mut Client) -> Instant {
+    let reply = client.post("/purge-payments", "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Instant::now()
+}
+
+/// Goal: a default failing for 10 s in the middle of a long test is waited for. Every payment
+/// accepted meanwhile ends on the default once it recovers; the fallback gets none (the
+/// default gets its breaker's probes). Method: a 120 s test, the default failing for 10 s
+/// while payments arrive every 100 ms; then the books of both processors and ours.
+#[test]
+fn a_failing_default_is_waited_for_far_from_the_end() {
+    let rig = Rig::start_with(&[("TEST_DURATION_MS", "120000")]);
+    let mut client = Client::connect(rig.api());
+    purge(&mut client);
+    rig.emulator.set_failing(Which::Default, true);
+    let failing_since = Instant::now();
+    let mut accepted = 0;
+    while failing_since.elapsed() < Duration::from_secs(10) {
+        assert_eq!(client.post_payment(&uuid(accepted)).status, 202);
+        accepted += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let during = emulator_totals(&rig.emulator, None, None);
+    assert_eq!(during, [(0, 0), (0, 0)], "nothing stored while the default failed");
+    rig.emulator.set_failing(Which::Default, false);
+    wait_until("every payment on the default", || {
+        emulator_totals(&rig.emulator, None, None)[0].0 == u64::from(accepted)
+    });
+    let books = emulator_totals(&rig.emulator, None, None);
+    assert_eq!(books[1], (0, 0), "the fallback got nothing");
+    let summary = client.get("/payments-summary");
+    assert_eq!(parse_summary(&summary.body), books, "our books are theirs");
+}
+
+/// Goal: the same failure in the last seconds of a known-length test goes to the fallback, in
+/// time for the final count. Method: an 8 s test; at 5 s the default fails and ten payments
+/// arrive; every one must be stored by the fallback before the test's end.
+#[test]
+fn a_failing_default_near_the_end_is_not_waited_for() {
+    let rig = Rig::start_with(&[("TEST_DURATION_MS", "8000")]);
+    let mut client = Client::connect(rig.api());
+    let started = purge(&mut client);
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
+    rig.emulator.set_failing(Which::Default, true);
+    for i in 0..10 {
+        assert_eq!(client.post_payment(&uuid(i)).status, 202);
+    }
+    wait_until("every payment on the fallback", || {
+        emulator_totals(&rig.emulator, None, None)[1].0 == 10
+    });
+    let landed_at = started.elapsed();
+    assert!(landed_at < Duration::from_secs(8), "landed {landed_at:?} into an 8 s test");
+    assert_eq!(emulator_totals(&rig.emulator, None, None)[0], (0, 0));
+}
