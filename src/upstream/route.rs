@@ -15,8 +15,9 @@
 //! planned delay, plus the turns of its slots that the tasks waiting for one take first) ends
 //! [`END_MARGIN_MS`] before the end. Then:
 //! 1. The cheaper processor with a free slot, when it lands in time.
-//! 2. Else, while the dearer one could still take this core's whole backlog and land it in
-//!    time ([`release_ms`] plus [`RELEASE_MARGIN_MS`] before the end), the payment is held for
+//! 2. Else, while the dearer one works (its breaker closed) and could still take this core's
+//!    whole backlog and land it in time ([`release_ms`] plus [`RELEASE_MARGIN_MS`] before the
+//!    end), the payment is held for
 //!    the cheaper one: [`Route::Hold`] while it is unusable (failing: its breaker's probes find
 //!    when it recovers), [`Route::Full`] while its slots are busy. Holding costs no profit,
 //!    because the dearer processor stays a way out until the release deadline, and no
@@ -126,6 +127,7 @@ pub fn decide(
     let fees = [config.fee_default_ppm, config.fee_fallback_ppm];
     let views = upstreams.each_ref().map(|upstream| View {
         usable: usable(upstream),
+        failing: upstream.health().is_open(),
         inflight: upstream.inflight().len(),
         inflight_max: config.processor_inflight_max,
         delay_ms: upstream.planned_delay_ms(now, config),
@@ -137,8 +139,11 @@ pub fn decide(
 /// What the router knows about one processor, as seen from one core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct View {
-    /// The breaker lets requests through.
+    /// A payment may be sent there now: its breaker is closed, or its probe is due.
     pub usable: bool,
+    /// Its breaker is open: it refused the last attempts, or the health poll says it fails.
+    /// A processor whose probe is due is usable for that probe, but no way out for a backlog.
+    pub failing: bool,
     /// Requests this core has in flight there.
     pub inflight: usize,
     /// Requests this core may have in flight there (`PROCESSOR_INFLIGHT_MAX`).
@@ -283,6 +288,7 @@ fn choose_by_end(views: [View; 2], cheap: Processor, load: Load, left_ms: u64) -
     }
     let worth_holding = c.fee_ppm < d.fee_ppm && (lands(c) || !c.usable);
     let release_in_time = d.usable
+        && !d.failing
         && load.room_to_hold
         && release_ms(d, load.backlog, load.arrivals_per_s).saturating_add(RELEASE_MARGIN_MS)
             < left_ms;
@@ -308,7 +314,9 @@ fn choose_by_end(views: [View; 2], cheap: Processor, load: Load, left_ms: u64) -
 fn choose_by_cost(views: [View; 2], cheap: Processor, load: Load, horizon_ms: u64) -> Route {
     let dear = cheap.other();
     let (c, d) = (views[cheap.index()], views[dear.index()]);
-    if !c.usable && d.usable && load.room_to_hold && load.held_ms < hold_max_ms(c, d, horizon_ms) {
+    let dear_works = d.usable && !d.failing;
+    if !c.usable && dear_works && load.room_to_hold && load.held_ms < hold_max_ms(c, d, horizon_ms)
+    {
         return Route::Hold;
     }
     let cost = |view: View| -> Option<u128> {
@@ -361,6 +369,7 @@ mod tests {
     fn views(fees: (u64, u64), default: Option<u64>, fallback: Option<u64>) -> [View; 2] {
         let view = |fee_ppm, delay: Option<u64>| View {
             usable: delay.is_some(),
+            failing: delay.is_none(),
             inflight: 0,
             inflight_max: 384,
             delay_ms: delay.unwrap_or(0),
@@ -371,6 +380,13 @@ mod tests {
 
     fn known(left_ms: u64, backlog: usize) -> Load {
         Load { backlog, end: End::Known { left_ms }, ..LOAD }
+    }
+
+    /// `p`'s breaker is open and its probe due.
+    fn probe_due(mut v: [View; 2], p: Processor) -> [View; 2] {
+        v[p.index()].usable = true;
+        v[p.index()].failing = true;
+        v
     }
 
     fn full(mut v: [View; 2], p: Processor) -> [View; 2] {
@@ -448,8 +464,11 @@ mod tests {
             (views(FINAL_FEES, Some(2500), None), known(2_000, 0), send(D)),
             (views(FINAL_FEES, Some(2500), Some(1000)), known(1_500, 0), send(F)),
             (views(FINAL_FEES, None, None), known(60_000, 0), Route::Wait),
-            // The dearer one failing too: nobody to release to, so nothing is held either.
+            // The dearer one failing too: nobody to release to, so nothing is held either; its
+            // probe, when due, is sent (and the cheaper one's, when due, before it).
             (views(DOC_FEES, None, None), known(60_000, 0), Route::Wait),
+            (probe_due(views(DOC_FEES, None, None), F), known(60_000, 0), send(F)),
+            (probe_due(probe_due(views(DOC_FEES, None, None), F), D), known(60_000, 0), send(D)),
         ];
         for (i, (views, load, route)) in table.iter().enumerate() {
             assert_eq!(choose(*views, *load), *route, "row {i}: {views:?} {load:?}");
@@ -492,6 +511,7 @@ mod tests {
     fn extremes_do_not_overflow() {
         let extreme = View {
             usable: true,
+            failing: false,
             inflight: 0,
             inflight_max: 0,
             delay_ms: u64::MAX,
@@ -501,7 +521,7 @@ mod tests {
         assert_eq!(choose([extreme, extreme], load), Route::Full);
         let load = Load { end: End::Known { left_ms: u64::MAX }, ..load };
         assert_eq!(choose([extreme, extreme], load), Route::Full);
-        let broke = View { usable: false, ..extreme };
+        let broke = View { usable: false, failing: true, ..extreme };
         assert_eq!(hold_max_ms(broke, extreme, u64::MAX), 0);
         assert_eq!(choose([broke, extreme], Load { held_ms: 0, ..load }), Route::Full);
     }
