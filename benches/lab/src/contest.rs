@@ -12,12 +12,12 @@ use tokio::runtime::Runtime;
 
 use crate::{
     backend::{self, Backend, BackendSpec, READY_INTERVAL_OFFICIAL, READY_TRIES_OFFICIAL, Usage},
-    client,
+    client, crash,
     emulator::{self, Emulator, EmulatorConfig, Which},
     framing::Framing,
     load::{self, LoadPlan, LoadReport},
     money,
-    scenario::Scenario,
+    scenario::{Kills, Scenario},
     score::{self, ScoreInput},
     stats, time,
 };
@@ -160,6 +160,22 @@ pub struct Results {
     pub late_landings: Option<u64>,
     /// The largest lateness among them, ms (0 when none).
     pub late_landing_max_ms: Option<i64>,
+    /// Crash harness (only with the scenario's `[kills]`; the key is absent otherwise): kills
+    /// made, each followed at once by a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kills: Option<u64>,
+    /// Accepted payments (200/201/202/204) in neither processor's book once the backlog has
+    /// drained: lost. Only with kills.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids_lost: Option<u64>,
+    /// Accepted payments in both processors' books: paid twice. Only with kills.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids_twice: Option<u64>,
+    /// Σ |backend − processor| of `totalRequests` (default and fallback) between the backend's
+    /// `GET /payments-summary` over the whole test and the processors' totals, once the backlog
+    /// has drained. Only with kills.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_summary_mismatch: Option<u64>,
     /// Instance A peak RSS, MB (null with `--target`).
     pub backend_a_rss_mb_max: Option<f64>,
     /// Instance A CPU seconds.
@@ -181,6 +197,7 @@ pub struct Results {
 /// Runs one contest. Everything it started is stopped before it returns, error or not.
 pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let scenario = Scenario::load(&options.scenario).map_err(|e| e.to_string())?;
+    check_kills_possible(options, &scenario)?;
     let processors = start_processors(options, &scenario)?;
     let loopback = |port| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
     let processor_addrs = match &processors {
@@ -208,7 +225,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         );
     }
 
-    let (target, backend) = match &options.target {
+    let (target, mut backend) = match &options.target {
         Some(url) => (wait_for_target(&runtime, url)?, None),
         None => {
             let started = start_pair(options, &scenario, &runtime, processor_addrs)?;
@@ -226,8 +243,12 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
             .as_ref()
             .map(|b| ["a", "b"].iter().filter_map(|name| b.peer_addr(name)).collect())
             .unwrap_or_default(),
+        load_started: None,
     };
-    let report = runtime.block_on(interruptible(load::run(plan)));
+    let (report, kills_made) = match (&scenario.kills, backend.as_mut()) {
+        (Some(kills), Some(pair)) => load_with_kills(&runtime, plan, pair, kills, verbose),
+        _ => (runtime.block_on(interruptible(load::run(plan))), None),
+    };
     let (report, pair) = stop_pair(backend, report, verbose)?;
 
     let late_ms = (scenario.window_end_s * 1000.0) as i64 - LATE_SLACK_MS;
@@ -235,6 +256,9 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let mut results = results(&scenario, &report, target, pair.envelope_applied);
     results.late_landings = late.map(|(count, _)| count);
     results.late_landing_max_ms = late.map(|(_, max_ms)| max_ms);
+    if let (Some(kills_made), Some(emulator)) = (kills_made, &processors) {
+        record_crash_checks(&mut results, &report, kills_made, emulator);
+    }
     drop(processors);
     record_usage(&mut results, pair.usage);
     if let Some(path) = &options.json {
@@ -332,6 +356,85 @@ fn start_pair(
         return Err(started.describe_failure(&e));
     }
     Ok(started)
+}
+
+/// A scenario with `[kills]` needs the pair the lab starts (to kill and restart an instance)
+/// and the lab's own processors (to look each accepted payment up in their books).
+fn check_kills_possible(options: &ContestOptions, scenario: &Scenario) -> Result<(), String> {
+    if scenario.kills.is_some() && (options.target.is_some() || options.processors_running) {
+        return Err(format!(
+            "{}: [kills] needs the payrelay pair the lab starts itself (--payrelay), to kill and \
+             restart an instance, and the lab's own processors, to check each accepted payment \
+             in their books: it cannot run with --target or --processors-running",
+            options.scenario.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Files the crash harness's findings: kills made, accepted payments lost or paid twice in
+/// `emulator`'s books, and the final summary's mismatch.
+fn record_crash_checks(
+    results: &mut Results,
+    report: &LoadReport,
+    kills_made: u64,
+    emulator: &Emulator,
+) {
+    let books = crash::check_books(emulator, &report.accepted_ids);
+    results.kills = Some(kills_made);
+    results.ids_lost = Some(books.lost);
+    results.ids_twice = Some(books.twice);
+    results.final_summary_mismatch = report.final_summary_mismatch;
+}
+
+/// The load with the scenario's kills beside it: the load runs on the runtime's workers while
+/// this thread kills and restarts the instance at each moment. Returns the load's report (or
+/// the first error, the harness's included) and how many kills were made.
+///
+/// Ownership: the `Backend` never leaves the thread that started it. That is not a matter of
+/// taste: each payrelay child gets SIGTERM when the thread that spawned it exits
+/// (`PR_SET_PDEATHSIG`), so a restart made from a kill thread of its own would die with that
+/// thread, and sharing the pair behind a mutex would put every other use of it (usage, stop,
+/// drop) one lock away from a kill in progress. So the load goes to the runtime with
+/// `spawn`, the kill schedule runs here with `&mut Backend`, and the two meet only through a
+/// channel (the load's start instant) and the load's `is_finished` (a load that ends early,
+/// by error or Ctrl-C, stops the schedule).
+fn load_with_kills(
+    runtime: &Runtime,
+    mut plan: LoadPlan,
+    backend: &mut Backend,
+    kills: &Kills,
+    verbose: bool,
+) -> (Result<LoadReport, String>, Option<u64>) {
+    let moments_s = kills.moments_s(plan.scenario.duration_s);
+    if verbose {
+        let at: Vec<String> = moments_s.iter().map(|m| format!("{m:.1}")).collect();
+        eprintln!(
+            "kills: payrelay {} at t = {} s (seed {}), each restarted at once",
+            kills.instance,
+            at.join(", "),
+            kills.seed
+        );
+    }
+    let (load_started, started_heard) = std::sync::mpsc::channel();
+    plan.load_started = Some(load_started);
+    let load = runtime.spawn(interruptible(load::run(plan)));
+    let schedule = crash::run_schedule(
+        backend,
+        &kills.instance,
+        &moments_s,
+        &started_heard,
+        &|| load.is_finished(),
+        verbose,
+    );
+    if schedule.is_err() {
+        load.abort();
+    }
+    let report = runtime.block_on(load).map_err(|e| format!("load: {e}")).and_then(|r| r);
+    match schedule {
+        Ok(kills_made) => (report, Some(kills_made)),
+        Err(e) => (Err(format!("crash harness: {e}")), None),
+    }
 }
 
 /// What the results keep of the pair once it is stopped.
@@ -462,6 +565,10 @@ pub fn results(
         admin_failures: report.admin_failures,
         late_landings: None,
         late_landing_max_ms: None,
+        kills: None,
+        ids_lost: None,
+        ids_twice: None,
+        final_summary_mismatch: None,
         backend_a_rss_mb_max: None,
         backend_a_cpu_s: None,
         backend_b_rss_mb_max: None,
@@ -533,6 +640,10 @@ const FIELD_ORDER: &[&str] = &[
     "admin_failures",
     "late_landings",
     "late_landing_max_ms",
+    "kills",
+    "ids_lost",
+    "ids_twice",
+    "final_summary_mismatch",
     "backend_a_rss_mb_max",
     "backend_a_cpu_s",
     "backend_b_rss_mb_max",

@@ -11,6 +11,8 @@
 //! - [`load`]: the k6-equivalent test: setup, ramping virtual users, consistency checks, fault
 //!   stages, teardown.
 //! - [`score`]: the official scoring formula over what the load measured.
+//! - [`crash`]: the crash harness beside the load: one instance killed and restarted at the
+//!   scenario's moments, then every accepted payment looked up in the processors' books.
 //! - [`contest`]: one call that wires all of the above and writes the results.
 //!
 //! Helpers: [`client`] (a keep-alive HTTP/1 connection with a timeout), [`stats`] (k6's
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod compose;
 pub mod contest;
+pub mod crash;
 pub mod emulator;
 pub mod framing;
 pub mod load;

@@ -6,6 +6,11 @@
 //! `POST /payments` then a 1 s sleep on its own keep-alive connection; one checker compares the
 //! backend's summary with the processors' every `check_every_s`; stages set delay and failure at
 //! their times; teardown reads the processors' totals.
+//!
+//! With the scenario's `[kills]` (the crash harness, [`crate::crash`]), the load also keeps the
+//! correlationId of every accepted POST, waits before teardown until the processors' books are
+//! still (the official script does not wait), and afterwards compares the backend's summary
+//! over the whole test with the processors' totals.
 
 use std::{
     net::SocketAddr,
@@ -38,6 +43,15 @@ const SAMPLES_PER_VU_HINT: usize = 300;
 const TEARDOWN_MARGIN_MS: i64 = 60_000;
 /// Success statuses for a payment, exactly the official list.
 const POST_OK_STATUSES: [u16; 4] = [200, 201, 202, 204];
+/// With kills, teardown waits until the processors' books have not changed for this long: the
+/// backlog a restart leaves (retries, payments taken over by the survivor) has landed by then,
+/// so what is missing afterwards is lost, not late.
+const DRAIN_STILL: Duration = Duration::from_secs(2);
+/// ... but no longer than this after the load: a backend that keeps paying in a trickle must
+/// not hold the run forever (payrelay's processor timeout is 15 s, twice that is ample).
+const DRAIN_MAX: Duration = Duration::from_secs(30);
+/// How often the drain wait reads the books.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// What to run and where.
 #[derive(Debug, Clone)]
@@ -57,6 +71,9 @@ pub struct LoadPlan {
     /// Each instance's `/metrics` address (its peer link), read for the progress line's
     /// backlog: payments queued and held for the cheaper processor. Empty: not shown.
     pub metrics: Vec<SocketAddr>,
+    /// Told the instant the load starts (after setup), for a schedule that runs beside it on
+    /// another thread (the crash harness's kills); `None`: nobody listens.
+    pub load_started: Option<std::sync::mpsc::Sender<std::time::Instant>>,
 }
 
 /// One consistency check.
@@ -124,6 +141,14 @@ pub struct LoadReport {
     pub default: Totals,
     /// Fallback processor totals at teardown.
     pub fallback: Totals,
+    /// The correlationId of every POST answered with a success status, when the scenario has
+    /// kills (the crash harness checks each against the books); empty otherwise, so that a
+    /// normal run pays nothing for it.
+    pub accepted_ids: Vec<uuid::Uuid>,
+    /// With kills, once the books are still: Σ |backend − processor| of `totalRequests` over
+    /// the whole test, default and fallback (an unusable backend answer counts as zeros, like
+    /// the checker's); `None` without kills.
+    pub final_summary_mismatch: Option<u64>,
 }
 
 impl LoadReport {
@@ -171,6 +196,17 @@ struct Ctx {
     counters: Counters,
     admin_latencies_us: Mutex<Vec<u64>>,
     admin_failures: AtomicU64,
+    /// Keep the correlationIds of accepted POSTs (only with kills: it costs memory per POST).
+    record_accepted: bool,
+}
+
+/// What one virtual user brings back.
+#[derive(Debug, Default)]
+struct VuRecord {
+    /// Its expected-status POST latencies, µs.
+    latencies_us: Vec<u64>,
+    /// The correlationIds it had accepted (only when [`Ctx::record_accepted`]).
+    accepted_ids: Vec<uuid::Uuid>,
 }
 
 impl Ctx {
@@ -220,6 +256,10 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
 
     let started = tokio::time::Instant::now();
     let started_at_ms = time::now_ms();
+    if let Some(listener) = &plan.load_started {
+        // A listener that has gone away has nothing left to schedule.
+        let _ = listener.send(started.into_std());
+    }
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let ctx = Arc::new(Ctx {
         target: plan.target,
@@ -229,6 +269,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
         counters: Counters::default(),
         admin_latencies_us: Mutex::new(setup_latencies),
         admin_failures: AtomicU64::new(0),
+        record_accepted: scenario.kills.is_some(),
     });
 
     let checker = tokio::spawn(checker(ctx.clone(), plan.clone(), admin.token.clone()));
@@ -247,8 +288,9 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     let vus = ramp(&ctx, scenario.vus_max, started, duration).await;
     let mut report = LoadReport { started_at_ms, ..LoadReport::default() };
     for vu in vus {
-        if let Ok(samples) = vu.await {
-            report.post_latencies_us.extend_from_slice(&samples);
+        if let Ok(record) = vu.await {
+            report.post_latencies_us.extend_from_slice(&record.latencies_us);
+            report.accepted_ids.extend_from_slice(&record.accepted_ids);
         }
     }
     let (checks, summary_latencies, summary_failures) =
@@ -258,7 +300,14 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
         progress.abort();
     }
 
+    if scenario.kills.is_some() {
+        wait_books_still(plan.recorded.as_ref(), plan.progress_every.is_some()).await;
+    }
     (report.default, report.fallback) = teardown(&ctx, &mut admin, scenario.duration_s).await?;
+    if scenario.kills.is_some() {
+        report.final_summary_mismatch =
+            Some(final_summary_mismatch(&ctx, &report, plan.progress_every.is_some()).await);
+    }
     report.inconsistencies = checks.iter().map(Check::inconsistencies).sum();
     report.checks = checks;
     report.summary_latencies_us = summary_latencies;
@@ -339,7 +388,7 @@ async fn ramp(
     vus_max: u32,
     started: tokio::time::Instant,
     duration: Duration,
-) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+) -> Vec<tokio::task::JoinHandle<VuRecord>> {
     let vus_count = vus_max as usize;
     let vus_max = u64::from(vus_max);
     let mut vus = Vec::with_capacity(vus_count);
@@ -391,18 +440,79 @@ async fn teardown(
     Ok((totals[0], totals[1]))
 }
 
-/// One virtual user: POST, sleep 1 s, until the test ends. Returns its expected-status
-/// latencies.
-async fn virtual_user(ctx: Arc<Ctx>) -> Vec<u64> {
+/// With kills, waits until the processors' books have not changed for [`DRAIN_STILL`], at most
+/// [`DRAIN_MAX`], so that teardown counts what was lost rather than what was still on its way.
+/// Without the lab's own processors (`recorded` is `None`) there is nothing to watch: it returns
+/// at once.
+async fn wait_books_still(recorded: Option<&RecordedProbe>, verbose: bool) {
+    let Some(recorded) = recorded else {
+        if verbose {
+            eprintln!("  drain: the processors are not the lab's own, not waited for");
+        }
+        return;
+    };
+    let began = tokio::time::Instant::now();
+    let mut last_count = recorded.recorded();
+    let mut still_since = began;
+    while still_since.elapsed() < DRAIN_STILL && began.elapsed() < DRAIN_MAX {
+        tokio::time::sleep(DRAIN_POLL).await;
+        let count = recorded.recorded();
+        if count != last_count {
+            (last_count, still_since) = (count, tokio::time::Instant::now());
+        }
+    }
+    if verbose {
+        let how = if still_since.elapsed() >= DRAIN_STILL {
+            format!("unchanged for {} s", DRAIN_STILL.as_secs())
+        } else {
+            "still changing, not waited for any longer".to_owned()
+        };
+        eprintln!(
+            "  drain: {last_count} payments at the processors after {:.1}s, {how}",
+            began.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The backend's `GET /payments-summary` over the whole test (no `from`/`to`) against the
+/// processors' teardown totals: Σ |ours − theirs| of `totalRequests`, default and fallback. An
+/// unusable answer counts as zeros, as the checker counts it.
+async fn final_summary_mismatch(ctx: &Ctx, report: &LoadReport, verbose: bool) -> u64 {
     let mut conn = Conn::new(ctx.target);
-    let mut samples = Vec::with_capacity(SAMPLES_PER_VU_HINT);
+    let reply = conn.request(Method::GET, "/payments-summary", &[], None, ctx.timeout).await;
+    let ours = backend_counts(&reply);
+    let (ours_default, ours_fallback) = ours.unwrap_or((0, 0));
+    let mismatch =
+        ours_default.abs_diff(report.default.count) + ours_fallback.abs_diff(report.fallback.count);
+    if verbose {
+        eprintln!(
+            "  final summary: backend default/fallback {ours_default}/{ours_fallback}{} vs \
+             processors {}/{}",
+            match (&ours, &reply) {
+                (Some(_), _) => String::new(),
+                (None, Ok(reply)) => format!(" (unusable answer: status {})", reply.status),
+                (None, Err(failure)) => format!(" (no answer: {failure:?})"),
+            },
+            report.default.count,
+            report.fallback.count
+        );
+    }
+    mismatch
+}
+
+/// One virtual user: POST, sleep 1 s, until the test ends. Returns its expected-status
+/// latencies, and the correlationIds it had accepted when the run records them.
+async fn virtual_user(ctx: Arc<Ctx>) -> VuRecord {
+    let mut conn = Conn::new(ctx.target);
+    let mut record = VuRecord {
+        latencies_us: Vec::with_capacity(SAMPLES_PER_VU_HINT),
+        accepted_ids: Vec::new(),
+    };
     let counters = &ctx.counters;
     while tokio::time::Instant::now() < ctx.end {
-        let body = format!(
-            r#"{{"correlationId":"{}","amount":{}}}"#,
-            uuid::Uuid::new_v4(),
-            ctx.amount_json
-        );
+        let correlation_id = uuid::Uuid::new_v4();
+        let body =
+            format!(r#"{{"correlationId":"{correlation_id}","amount":{}}}"#, ctx.amount_json);
         match conn
             .request(Method::POST, "/payments", &[], Some(Bytes::from(body)), ctx.timeout)
             .await
@@ -410,11 +520,14 @@ async fn virtual_user(ctx: Arc<Ctx>) -> Vec<u64> {
             Ok(reply) => {
                 if POST_OK_STATUSES.contains(&reply.status) {
                     counters.ok.fetch_add(1, Ordering::Relaxed);
+                    if ctx.record_accepted {
+                        record.accepted_ids.push(correlation_id);
+                    }
                 } else {
                     counters.failed_status.fetch_add(1, Ordering::Relaxed);
                 }
                 if reply.expected() {
-                    samples.push(reply.latency_us);
+                    record.latencies_us.push(reply.latency_us);
                 }
             }
             Err(Failure::Timeout) => {
@@ -433,7 +546,7 @@ async fn virtual_user(ctx: Arc<Ctx>) -> Vec<u64> {
         }
         tokio::time::sleep_until(wake).await;
     }
-    samples
+    record
 }
 
 fn processor_totals(body: &[u8]) -> Option<Totals> {
@@ -445,6 +558,20 @@ fn processor_totals(body: &[u8]) -> Option<Totals> {
 
 fn count_of(value: &Value, pointer: &str) -> Option<u64> {
     value.pointer(pointer)?.as_u64()
+}
+
+/// The backend's summary counts (default, fallback), or `None` for an unusable answer.
+fn backend_counts(reply: &Result<Reply, Failure>) -> Option<(u64, u64)> {
+    match reply {
+        Ok(reply) if reply.status == 200 => {
+            let value = serde_json::from_slice::<Value>(&reply.body).ok()?;
+            Some((
+                count_of(&value, "/default/totalRequests")?,
+                count_of(&value, "/fallback/totalRequests")?,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The checker VU: every `check_every_s`, the two processors' summaries and ours, in parallel,
@@ -481,17 +608,7 @@ async fn checker(ctx: Arc<Ctx>, plan: LoadPlan, token: String) -> (Vec<Check>, V
             }
             _ => 0,
         };
-        let ours: Option<(u64, u64)> = match &ours_reply {
-            Ok(reply) if reply.status == 200 => {
-                serde_json::from_slice::<Value>(&reply.body).ok().and_then(|v| {
-                    Some((
-                        count_of(&v, "/default/totalRequests")?,
-                        count_of(&v, "/fallback/totalRequests")?,
-                    ))
-                })
-            }
-            _ => None,
-        };
+        let ours = backend_counts(&ours_reply);
         if let Ok(reply) = &ours_reply
             && reply.expected()
         {

@@ -15,6 +15,16 @@ const VUS_MAX_MAX: u32 = 5000;
 const DELAY_MS_MAX: i64 = 60_000;
 /// Longest client timeout; the contest uses 1500 ms.
 const TIMEOUT_MS_MAX: i64 = 60_000;
+/// Kills start this far into the load (a fraction of `duration_s`): before it, the pair has
+/// barely any payment to lose, and the restarted instance should not race the first readiness.
+pub const KILLS_FROM_FRACTION: f64 = 0.05;
+/// Kills end this far into the load: after it, the last restarted instance has time to come
+/// back and the backlog to drain before teardown.
+pub const KILLS_TO_FRACTION: f64 = 0.90;
+/// Least time between two kills, seconds: a kill, its reaping, the socket release and the
+/// restart take milliseconds, and a second apart the restarted instance has started serving
+/// again (payrelay is up in well under a second), so each kill hits a working instance.
+pub const KILL_GAP_MIN_S: f64 = 1.0;
 
 /// One processor's state from a stage on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -36,6 +46,95 @@ pub struct Stage {
     pub default: ProcessorState,
     /// The fallback processor from then on.
     pub fallback: ProcessorState,
+}
+
+/// The crash harness's plan (`[kills]`): which instance dies, how often, and the seed of the
+/// moments.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kills {
+    /// The instance killed: `a` or `b`.
+    pub instance: String,
+    /// How many kills (each followed at once by a restart).
+    pub count: u32,
+    /// Seed of the moments: the same seed and duration give the same moments.
+    pub seed: u64,
+}
+
+impl Kills {
+    /// The kill moments, seconds after the load's start, in increasing order: `count` moments
+    /// in `[KILLS_FROM_FRACTION, KILLS_TO_FRACTION]` of `duration_s`, at least
+    /// [`KILL_GAP_MIN_S`] apart, drawn uniformly among all such sets (seeded by `seed`).
+    ///
+    /// How: draw `count` points uniformly in the window shortened by `(count - 1)` gaps, sort
+    /// them, and push the i-th one `i` gaps later. That map is a one-to-one, volume-preserving
+    /// map from sorted points in the short window onto sorted points with every gap at least
+    /// [`KILL_GAP_MIN_S`] in the whole window, so the result is uniform over those, and no draw
+    /// is ever rejected. A plan that does not fit (validated with the scenario) gets its
+    /// moments packed at the gap from the window's start.
+    pub fn moments_s(&self, duration_s: f64) -> Vec<f64> {
+        let from_s = duration_s * KILLS_FROM_FRACTION;
+        let slack_s = kills_slack_s(self.count, duration_s).max(0.0);
+        let mut random = SplitMix64(self.seed);
+        let mut offsets_s: Vec<f64> =
+            (0..self.count).map(|_| random.next_unit() * slack_s).collect();
+        offsets_s.sort_by(f64::total_cmp);
+        offsets_s
+            .iter()
+            .enumerate()
+            .map(|(index, offset_s)| from_s + offset_s + index as f64 * KILL_GAP_MIN_S)
+            .collect()
+    }
+
+    fn validate(&self, duration_s: f64) -> Result<(), ScenarioError> {
+        if !matches!(self.instance.as_str(), "a" | "b") {
+            return Err(ScenarioError(format!(
+                "kills.instance must be \"a\" or \"b\", got {:?}",
+                self.instance
+            )));
+        }
+        if self.count == 0 {
+            return Err(ScenarioError("kills.count must be at least 1, got 0".to_owned()));
+        }
+        if kills_slack_s(self.count, duration_s) < 0.0 {
+            return Err(ScenarioError(format!(
+                "kills.count = {} does not fit: kills at least {KILL_GAP_MIN_S} s apart need {} s \
+                 between {}% and {}% of duration_s = {duration_s}, which is {} s",
+                self.count,
+                f64::from(self.count - 1) * KILL_GAP_MIN_S,
+                KILLS_FROM_FRACTION * 100.0,
+                KILLS_TO_FRACTION * 100.0,
+                duration_s * (KILLS_TO_FRACTION - KILLS_FROM_FRACTION)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The kill window's length left once `count - 1` minimal gaps are taken out of it, seconds
+/// (negative: the kills do not fit).
+fn kills_slack_s(count: u32, duration_s: f64) -> f64 {
+    let window_s = duration_s * (KILLS_TO_FRACTION - KILLS_FROM_FRACTION);
+    window_s - f64::from(count.saturating_sub(1)) * KILL_GAP_MIN_S
+}
+
+/// splitmix64 (Steele, Lea and Flood, 2014; the seeder of the xoshiro family): a few lines, a
+/// 64-bit state, and good enough statistics to spread kill moments, without a dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`: the top 53 bits, the precision of an `f64` mantissa.
+    fn next_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// A validated scenario.
@@ -63,6 +162,10 @@ pub struct Scenario {
     /// The fault timeline, in time order.
     #[serde(default, rename = "stage")]
     pub stages: Vec<Stage>,
+    /// Crash harness: one payrelay instance SIGKILLed and restarted at seeded random moments
+    /// (`[kills]`; absent: no kills).
+    #[serde(default)]
+    pub kills: Option<Kills>,
     /// Name for reports; the file stem when loaded from a file.
     #[serde(skip)]
     pub name: String,
@@ -169,6 +272,9 @@ impl Scenario {
                 }
             }
         }
+        if let Some(kills) = &self.kills {
+            kills.validate(self.duration_s)?;
+        }
         Ok(())
     }
 }
@@ -240,6 +346,94 @@ fallback = { delay_ms = 0, failing = false }
             assert_ne!(text, VALID, "edit {from:?} did not apply");
             let error = Scenario::parse(&text).expect_err(to).0;
             assert!(error.contains(expected), "{to:?}: {error}");
+        }
+    }
+
+    /// Goal: `[kills]` parses into its plan and is absent by default. Method: the valid text
+    /// without and with a `[kills]` table.
+    #[test]
+    fn parses_kills() {
+        assert_eq!(Scenario::parse(VALID).expect("valid scenario").kills, None);
+        let text = format!("{VALID}[kills]\ninstance = \"b\"\ncount = 10\nseed = 7\n");
+        let scenario = Scenario::parse(&text).expect("valid scenario with kills");
+        let kills = Kills { instance: "b".to_owned(), count: 10, seed: 7 };
+        assert_eq!(scenario.kills, Some(kills));
+    }
+
+    /// Goal: a wrong `[kills]` is rejected with a message naming the key. Method: one table per
+    /// mistake (unknown instance, no kill, too many kills for the window, unknown and missing
+    /// keys, a negative seed) after the valid text (60 s: a 51 s window fits 52 kills 1 s apart).
+    #[test]
+    fn rejects_kill_mistakes_clearly() {
+        let cases = [
+            ("instance = \"c\"\ncount = 1\nseed = 1", "kills.instance must be"),
+            ("instance = \"b\"\ncount = 0\nseed = 1", "kills.count must be at least 1"),
+            ("instance = \"b\"\ncount = 53\nseed = 1", "kills.count = 53 does not fit"),
+            ("instance = \"b\"\ncount = 1\nseed = 1\nevery_s = 2", "unknown field `every_s`"),
+            ("instance = \"b\"\ncount = 1", "missing field `seed`"),
+            ("instance = \"b\"\ncount = 1\nseed = -1", "seed"),
+        ];
+        for (table, expected) in cases {
+            let text = format!("{VALID}[kills]\n{table}\n");
+            let error = Scenario::parse(&text).expect_err(table).0;
+            assert!(error.contains(expected), "{table:?}: {error}");
+        }
+        let text = format!("{VALID}[kills]\ninstance = \"a\"\ncount = 52\nseed = 1\n");
+        assert!(Scenario::parse(&text).is_ok(), "52 kills fill the window exactly");
+    }
+
+    /// Goal: splitmix64 is the published generator. Method: its first outputs from state 0, as
+    /// the reference implementation prints them.
+    #[test]
+    fn splitmix64_matches_the_reference() {
+        let mut random = SplitMix64(0);
+        assert_eq!(random.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(random.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    /// Goal: the kill moments are reproducible from the seed, sorted, inside the 5%..90% window
+    /// and at least the minimal gap apart, also when they fill the window exactly; another seed
+    /// gives other moments. Method: draw for several seeds and counts over 60 s and check each
+    /// property.
+    #[test]
+    fn kill_moments_are_seeded_sorted_spaced_and_inside_the_window() {
+        let duration_s = 60.0;
+        for (count, seed) in [(1, 1), (10, 7), (10, 8), (40, 3), (52, 9)] {
+            let kills = Kills { instance: "b".to_owned(), count, seed };
+            let moments = kills.moments_s(duration_s);
+            assert_eq!(moments, kills.moments_s(duration_s), "same seed, same moments");
+            assert_eq!(moments.len(), count as usize);
+            assert!(moments[0] >= duration_s * KILLS_FROM_FRACTION, "{moments:?}");
+            let last = moments[moments.len() - 1];
+            assert!(last <= duration_s * KILLS_TO_FRACTION + 1e-9, "{moments:?}");
+            for pair in moments.windows(2) {
+                assert!(pair[1] - pair[0] >= KILL_GAP_MIN_S - 1e-9, "{moments:?}");
+            }
+        }
+        let moments = |seed| Kills { instance: "b".to_owned(), count: 10, seed }.moments_s(60.0);
+        assert_ne!(moments(7), moments(8));
+    }
+
+    /// Goal: the moments are spread uniformly over the window, not bunched (a biased draw would
+    /// kill always early or always late). Method: one kill per seed over 4000 seeds: its mean
+    /// is the window's middle and each quarter of the window gets about a quarter of them.
+    #[test]
+    fn kill_moments_are_uniform_over_the_window() {
+        let (duration_s, draws) = (100.0, 4000);
+        let (from_s, to_s) = (duration_s * KILLS_FROM_FRACTION, duration_s * KILLS_TO_FRACTION);
+        let mut quarters = [0u32; 4];
+        let mut sum_s = 0.0;
+        for seed in 0..draws {
+            let moment_s =
+                Kills { instance: "a".to_owned(), count: 1, seed }.moments_s(duration_s)[0];
+            sum_s += moment_s;
+            let quarter = ((moment_s - from_s) / (to_s - from_s) * 4.0) as usize;
+            quarters[quarter.min(3)] += 1;
+        }
+        let mean_s = sum_s / draws as f64;
+        assert!((mean_s - (from_s + to_s) / 2.0).abs() < 1.5, "mean {mean_s}");
+        for count in quarters {
+            assert!((900..=1100).contains(&count), "{quarters:?}");
         }
     }
 

@@ -48,6 +48,7 @@ fn short_run_against_canned_backend() {
         recorded: None,
         progress_every: None,
         metrics: Vec::new(),
+        load_started: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -78,6 +79,8 @@ fn short_run_against_canned_backend() {
     // Setup (2 tokens, 2 purges, the backend's purge), 3 checks x 2, 4 stage calls, 2 teardown
     // summaries.
     assert_eq!(report.admin_latencies_us.len(), 2 + 2 + 1 + 6 + 4 + 2);
+    assert!(report.accepted_ids.is_empty(), "no kills: no ids kept");
+    assert_eq!(report.final_summary_mismatch, None);
     assert_eq!(processors.knobs(Which::Default), (7, true));
     assert_eq!(processors.knobs(Which::Fallback), (3, false));
 
@@ -90,4 +93,40 @@ fn short_run_against_canned_backend() {
             .map(|reply| reply.status)
     });
     assert_eq!(old_token, Ok(401));
+}
+
+/// Goal: with `[kills]`, the load keeps the correlationId of every accepted POST (what the crash
+/// harness looks up in the books), each once, and compares the backend's final summary with the
+/// processors' totals. Method: a 2 s run with a `[kills]` table against the canned 202 server
+/// (the load alone kills nothing: the contest does): as many distinct ids as `posts_ok`; the
+/// canned summary is unusable and counts as zeros, as do the processors (nothing reached them),
+/// so the mismatch is 0.
+#[test]
+fn kills_scenario_records_every_accepted_id() {
+    let backend = canned::start(std::net::Ipv4Addr::LOCALHOST, 0).expect("canned server");
+    let processors = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("processors");
+    let text =
+        SCENARIO.replace("duration_s = 3", "duration_s = 2").replace("vus_max = 20", "vus_max = 5")
+            + "[kills]\ninstance = \"b\"\ncount = 1\nseed = 7\n";
+    let plan = LoadPlan {
+        scenario: Scenario::parse(&text).expect("scenario"),
+        target: backend.addr(),
+        default_addr: processors.addr(Which::Default),
+        fallback_addr: processors.addr(Which::Fallback),
+        recorded: Some(processors.recorded_probe()),
+        progress_every: None,
+        metrics: Vec::new(),
+        load_started: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(load::run(plan)).expect("load run");
+    assert!(report.posts_ok > 0);
+    assert_eq!(report.accepted_ids.len() as u64, report.posts_ok);
+    let distinct: std::collections::HashSet<_> = report.accepted_ids.iter().collect();
+    assert_eq!(distinct.len(), report.accepted_ids.len());
+    assert_eq!(report.final_summary_mismatch, Some(0));
 }
