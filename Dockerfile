@@ -48,6 +48,9 @@ RUN groupadd --system --gid "${PAYRELAY_UID}" payrelay \
        --home-dir /nonexistent --shell /usr/sbin/nologin payrelay
 
 COPY --from=build /out/payrelay /usr/local/bin/payrelay
+# The journals' mount point, owned by the payrelay user: a new named volume mounted here takes
+# this ownership, so each instance can make its folder in it (JOURNAL_DIR=/journal/<name>).
+RUN mkdir /journal && chown "${PAYRELAY_UID}:${PAYRELAY_UID}" /journal
 
 USER ${PAYRELAY_UID}:${PAYRELAY_UID}
 EXPOSE 9999

@@ -18,8 +18,9 @@
 # ids, on /metrics through 9999), each logged io_driver_used=io_uring under our seccomp profile,
 # every container stayed inside its CPU and memory limits; and in the kill run (one instance's
 # process SIGKILLed from the host, as a crash would), no failed POST but those in flight on the
-# killed instance at that instant, the survivor answering on 9999 throughout and the killed one
-# back by itself (restart: on-failure). What the killed instance's books lose is not asserted.
+# killed instance at that instant, the survivor answering on 9999 throughout, the killed one
+# back by itself (restart: on-failure), and its books whole: 0 inconsistencies and lag 0 (its
+# journal on the shared volume: the survivor reads it while it is down, and it replays it).
 #
 # The override file changes only what this needs or a sandbox cannot grant: `image:` (the local
 # build instead of the published one), and `ulimits: nofile` lowered to the hard limit when that
@@ -165,6 +166,9 @@ killed_failed=$(key kill-run posts_failed)
 [[ $(key kill-run posts_failed_timeout) == 0 && $(key kill-run posts_failed_status) == 0 ]] ||
     fail "timeouts or error statuses in the kill run: $(cat "$WORK/kill-run.json")"
 ((killed_failed <= KILL_IN_FLIGHT_MAX)) || fail "$killed_failed failed POSTs in the kill run"
+[[ $(key kill-run inconsistencies) == 0 ]] ||
+    fail "$(key kill-run inconsistencies) inconsistencies in the kill run"
+[[ $(key kill-run lag) == 0 ]] || fail "lag $(key kill-run lag) in the kill run"
 state=$("$DOCKER" inspect -f '{{.State.Status}} {{.RestartCount}}' "$victim")
 [[ $state == "running $((restarts_before + 1))" ]] || fail "payrelay-b did not come back: $state"
 log "kill run: payrelay-b killed and back ($state), 9999 answered throughout, $killed_failed failed POSTs (in flight at the kill), inconsistencies $(key kill-run inconsistencies), lag $(key kill-run lag)"

@@ -1,13 +1,14 @@
-//! Boot: the single top of the graph. Starts one pinned thread per core, each with its own
-//! monoio runtime (io_uring, or epoll where that is blocked), builds the core's state on it,
-//! binds its listeners and spawns its flows: the accept loops, the idle sweep, the mailbox, and
-//! on core 0 the health poller. Also the process-wide steps: the open-files limit and SIGTERM's
-//! drain.
+//! Boot: the single top of the graph. Replays the journal, then starts one pinned thread per
+//! core, each with its own monoio runtime (io_uring, or epoll where that is blocked), builds the
+//! core's state on it (with its share of the replayed books), binds its listeners and spawns
+//! its flows: the accept loops, the idle sweep, the mailbox, the journal's flusher, on core 0
+//! the health poller, and the payments the journal gave back. Also the process-wide steps: the
+//! open-files limit and SIGTERM's drain.
 
 use std::{
     io,
     rc::Rc,
-    sync::{Arc, mpsc},
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -21,11 +22,13 @@ use crate::{
     accept,
     config::{Config, IoDriver},
     cores::{
-        Core, CoreMsg, Mesh,
+        Core, CoreMsg, Mesh, Start,
         connections::{self, Surface},
     },
-    forward::poller,
+    forward::{dispatch, poller},
     http::Endpoint,
+    journal::{self, Journal, Pending, Replayed},
+    ledger::Entry,
     peer::{Boot, Continuity},
 };
 
@@ -54,6 +57,96 @@ struct Plan {
     continuity: Arc<Continuity>,
     cpus: Vec<core_affinity::CoreId>,
     listen: Listen,
+    recovery: Recovery,
+}
+
+/// What the journal's replay hands each core, and what every core's journal continues.
+struct Recovery {
+    generation: u64,
+    epoch: u32,
+    test_started_ms: Option<i64>,
+    /// The replay found whole books (or there was no journal to replay from).
+    kept_books: bool,
+    /// Per core: ledger entries and pending payments, taken once by that core.
+    shares: Mutex<Vec<Share>>,
+}
+
+/// One core's part of the replayed journal.
+#[derive(Default)]
+struct Share {
+    entries: Vec<Entry>,
+    pending: Vec<Pending>,
+}
+
+/// Replays `JOURNAL_DIR` (when set) and deals its books out to `workers` cores. A folder that
+/// cannot be read leaves the journal to refuse payments (each core's file will not open), and
+/// the books are then not whole.
+fn recover(config: &Config, workers: usize) -> Recovery {
+    let mut shares: Vec<Share> = (0..workers).map(|_| Share::default()).collect();
+    let Some(dir) = &config.journal_dir else {
+        let shares = Mutex::new(shares);
+        return Recovery {
+            generation: 0,
+            epoch: 0,
+            test_started_ms: None,
+            kept_books: false,
+            shares,
+        };
+    };
+    let replayed = match journal::replay::replay(dir) {
+        Ok(replayed) => replayed,
+        Err(e) => {
+            eprintln!("payrelay: journal {}: {e}; payments will be refused", dir.display());
+            let shares = Mutex::new(shares);
+            return Recovery {
+                generation: 0,
+                epoch: 0,
+                test_started_ms: None,
+                kept_books: false,
+                shares,
+            };
+        }
+    };
+    log_replay(dir, &replayed);
+    let Replayed { generation, epoch, entries, pending, test_started_ms, .. } = replayed.clone();
+    for (i, entry) in entries.into_iter().enumerate() {
+        shares[i % workers].entries.push(entry);
+    }
+    for (i, work) in pending.into_iter().enumerate() {
+        shares[i % workers].pending.push(work);
+    }
+    let kept_books = replayed.whole();
+    Recovery { generation, epoch, test_started_ms, kept_books, shares: Mutex::new(shares) }
+}
+
+/// The start-up line of what the replay found.
+fn log_replay(dir: &std::path::Path, replayed: &Replayed) {
+    let found = &replayed.findings;
+    let pinned = replayed.pending.iter().filter(|p| p.pin.is_some()).count();
+    eprintln!(
+        "payrelay: journal {}: generation {}, epoch {}: {} files, {} bytes, {} records: {} \
+         settled, {} pending ({pinned} pinned to an attempt); {} torn bytes cut, {} damaged \
+         records skipped, {} files of another format set aside, {} older files removed",
+        dir.display(),
+        replayed.generation,
+        replayed.epoch,
+        found.files,
+        found.bytes,
+        found.records,
+        replayed.entries.len(),
+        replayed.pending.len(),
+        found.torn_bytes,
+        found.damaged,
+        found.set_aside.len(),
+        found.removed,
+    );
+    if !replayed.whole() {
+        eprintln!(
+            "payrelay: journal {}: the books are not whole; summaries over the time before \
+             this start are refused, as after a restart without a journal",
+            dir.display()
+        );
+    }
 }
 
 /// A started server: its cores' threads (they run until the process exits) and their mailboxes.
@@ -96,7 +189,9 @@ pub fn start_with(config: &'static Config, listen: Listen) -> io::Result<Running
         Vec::new()
     };
     let mesh: Mesh = senders.into();
-    let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
+    let recovery = recover(config, workers);
+    let boot = Boot { kept_books: recovery.kept_books, ..Boot::new() };
+    let continuity = Arc::new(Continuity::new(boot, config.processor_timeout_ms));
     let plan = Arc::new(Plan {
         config,
         driver,
@@ -105,6 +200,7 @@ pub fn start_with(config: &'static Config, listen: Listen) -> io::Result<Running
         continuity,
         cpus,
         listen,
+        recovery,
     });
     eprintln!("payrelay: {config} io_driver_used={}", driver.name());
 
@@ -265,7 +361,22 @@ async fn core_main(
     let config = plan.config;
     let mesh = Arc::clone(&plan.mesh);
     let continuity = Arc::clone(&plan.continuity);
-    let core = Rc::new(Core::new(id, config, mesh, continuity, plan.endpoints.clone()));
+    let share =
+        plan.recovery.shares.lock().map(|mut s| std::mem::take(&mut s[id])).unwrap_or_default();
+    let journal = match &config.journal_dir {
+        Some(dir) => {
+            let (generation, epoch) = (plan.recovery.generation, plan.recovery.epoch);
+            let (bytes_max, fsync) = (config.journal_bytes_max, config.journal_fsync);
+            Journal::open(dir, id, generation, epoch, bytes_max, fsync)
+        }
+        None => Journal::off(),
+    };
+    let test_started_ms = plan.recovery.test_started_ms;
+    let start = Start { journal, entries: share.entries, test_started_ms };
+    let endpoints = plan.endpoints.clone();
+    let core = Rc::new(Core::new(id, config, mesh, continuity, endpoints, start));
+    let flusher = Rc::clone(core.journal());
+    monoio::spawn(async move { flusher.run().await });
     let bound = match &plan.listen {
         Listen::Configured => bind(id, config),
         Listen::Given { api, peer } => adopt(id, api, peer.as_ref()),
@@ -287,6 +398,7 @@ async fn core_main(
     }
     let _ = ready.send(Ok(()));
     drop(ready);
+    dispatch::resume(&core, share.pending);
     monoio::select! {
         _ = accept::run(Rc::clone(&core), api, Surface::Api) => {}
         _ = core.until_draining() => {}

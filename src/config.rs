@@ -8,8 +8,11 @@ use std::{
     cell::RefCell,
     fmt,
     net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
     time::Duration,
 };
+
+use crate::journal::Fsync;
 
 /// Which io driver each core runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +156,19 @@ knobs! {
     /// each connection; a stalled or dribbling client (slowloris) holds its descriptor no
     /// longer.
     connection_idle_timeout_ms: u64 = number("CONNECTION_IDLE_TIMEOUT_MS", 60_000, 100, 86_400_000),
+    /// Folder of this instance's payment journal (one file per core); `None` = no journal: a
+    /// killed instance forgets what it held and its books (see `journal`).
+    journal_dir: Option<PathBuf> = path_opt("JOURNAL_DIR"),
+    /// The peer's `JOURNAL_DIR` as this instance sees it (a shared volume), read while the
+    /// peer does not answer a summary; `None` = such a summary is a 503.
+    peer_journal_dir: Option<PathBuf> = path_opt("PEER_JOURNAL_DIR"),
+    /// When the journal syncs to disk: `never` (survives the process's crash), a period in ms
+    /// (a machine's crash loses at most that much), or `always` (a disk flush per batch).
+    journal_fsync: Fsync = fsync("JOURNAL_FSYNC"),
+    /// Journal bytes per core before `POST /payments` answers 503: 64 MiB is ~330,000 payments
+    /// of three 64-byte records, three contests' worth for one core, and stays well inside an
+    /// instance's memory limit while the page cache holds it.
+    journal_bytes_max: u64 = number("JOURNAL_BYTES_MAX", 64 << 20, 64 * 1024, 1 << 40),
 }
 
 /// A configuration error: which variable, what it held, what was expected.
@@ -317,6 +333,35 @@ impl Env<'_> {
             Some(_) => Ok(self.note(name, raw)),
             None => Err(ConfigError { name, value: raw, expected: "http://host:port" }),
         }
+    }
+
+    fn path_opt(&self, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+        let path = self.get(name).map(PathBuf::from);
+        self.note(name, path.as_ref().map_or_else(|| "-".to_owned(), |p| p.display().to_string()));
+        Ok(path)
+    }
+
+    fn fsync(&self, name: &'static str) -> Result<Fsync, ConfigError> {
+        let fsync = match self.get(name).as_deref() {
+            None | Some("never") => Fsync::Never,
+            Some("always") => Fsync::Always,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(ms) if ms > 0 => Fsync::Every(Duration::from_millis(ms)),
+                _ => {
+                    let expected = "never, always, or a period in ms";
+                    return Err(ConfigError { name, value: raw.into(), expected });
+                }
+            },
+        };
+        self.note(
+            name,
+            match fsync {
+                Fsync::Never => "never".to_owned(),
+                Fsync::Always => "always".to_owned(),
+                Fsync::Every(every) => every.as_millis().to_string(),
+            },
+        );
+        Ok(fsync)
     }
 
     fn driver(&self, name: &'static str) -> Result<IoDriver, ConfigError> {

@@ -18,6 +18,7 @@
 //! - [`upstream`]: the processors as a core sees them (client, breaker and delay news,
 //!   attempts in flight), what an answer means, and where a payment goes.
 //! - [`ledger`]: each core's append-only shard of settled payments.
+//! - [`journal`]: each core's file of what happened to its payments, replayed at start.
 //! - [`peer`]: the private link that makes the other instance one more shard.
 //! - [`metrics`]: per-core counters, and one table of the families `GET /metrics` renders.
 //! - [`payment`]: the incoming JSON body, decoded and validated.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod cores;
 pub mod forward;
 pub mod http;
+pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod money;

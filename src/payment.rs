@@ -19,6 +19,10 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// No payment: what a record about something else (a purge) carries in its place.
+    pub const NONE: Payment =
+        Payment { correlation_id: *b"00000000-0000-0000-0000-000000000000", cents: 0 };
+
     /// The correlationId as text.
     pub fn correlation_id(&self) -> &str {
         // Validated as ASCII hex and hyphens in `decode`, so this cannot fail.

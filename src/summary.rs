@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::{
     cores::{Core, CoreGone, CoreMsg},
-    http,
+    http, journal,
     ledger::{ShardSummary, TimeRange},
     money, peer,
     timestamp::{self, Round},
@@ -60,16 +60,41 @@ pub async fn deployment_summary(
     let mut total = instance_summary(core, range).await?;
     if let Some(peer_addr) = core.config().peer_addr {
         let continuity = core.continuity();
-        let theirs =
-            peer::fetch_summary(peer_addr, range, continuity.boot, core.config().peer_timeout())
-                .await
-                .map_err(SummaryError::Peer)?;
-        continuity.saw_peer(theirs.boot);
-        continuity.told_we_forgot(theirs.you_forgot_before_ms);
+        let theirs = match peer::fetch_summary(
+            peer_addr,
+            range,
+            continuity.boot,
+            core.config().peer_timeout(),
+        )
+        .await
+        {
+            Ok(theirs) => {
+                continuity.saw_peer(theirs.boot);
+                continuity.told_we_forgot(theirs.you_forgot_before_ms);
+                theirs.totals
+            }
+            Err(e) => peer_books(core, range).ok_or(SummaryError::Peer(e))?,
+        };
         continuity.check(range.from_ms, peer_addr).map_err(SummaryError::Forgotten)?;
-        total.merge(&theirs.totals);
+        total.merge(&theirs);
     }
     Ok(total)
+}
+
+/// The peer's totals read from its journal (`PEER_JOURNAL_DIR`, a shared volume), when the
+/// peer itself does not answer: killed, or restarting. Its file holds what it settled but for
+/// its last instants' settlements, which its restart settles again before a check can see
+/// them (a check's window ends two seconds back). A blocking read of a few megabytes, on a
+/// path taken only while the peer is down.
+fn peer_books(core: &Core, range: TimeRange) -> Option<ShardSummary> {
+    let dir = core.config().peer_journal_dir.as_ref()?;
+    match journal::replay::settled_totals(dir, range) {
+        Ok(totals) => Some(totals),
+        Err(e) => {
+            eprintln!("payrelay: the peer's journal {}: {e}", dir.display());
+            None
+        }
+    }
 }
 
 /// Empties every shard of this instance.

@@ -21,7 +21,7 @@ use std::{
 mod common;
 
 use common::{
-    Client, DEADLINE, POLL, Reply, Rig, emulator_totals, parse_summary, uuid, wait_until,
+    Client, DEADLINE, POLL, Reply, Rig, emulator_totals, metric, parse_summary, uuid, wait_until,
 };
 use rinha_lab::{
     backend,
@@ -288,8 +288,8 @@ fn both_processors_down_fills_the_queues_then_everything_accepted_is_forwarded()
     );
 }
 
-/// Goal: while the peer instance is dead, the summary refuses with a 503 naming the missing
-/// peer (never a partial total) and payments keep being accepted and forwarded by the survivor;
+/// Goal (without a journal): while the peer instance is dead, the summary refuses with a 503
+/// naming the missing peer (never a partial total) and payments keep being accepted and forwarded by the survivor;
 /// once the peer is started again it has lost what it had recorded, so a summary reaching back
 /// before its restart is still refused, on both instances, naming the restart (never a 200
 /// that silently leaves its records out), while ranges after it are exact again without any
@@ -301,7 +301,7 @@ fn both_processors_down_fills_the_queues_then_everything_accepted_is_forwarded()
 #[test]
 fn peer_killed_summary_refuses_then_recovers_after_restart() {
     let _serial = serial();
-    let mut rig = Rig::start_with(&[("PROCESSOR_TIMEOUT_MS", "1000")]);
+    let mut rig = Rig::start_journaled(&[("PROCESSOR_TIMEOUT_MS", "1000")], false, |_| {});
     let (pid_a, peer_b) = (rig.pid("a"), rig.backend.peer_addr("b").expect("b"));
     for i in 0..40 {
         assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
@@ -375,6 +375,81 @@ fn peer_killed_summary_refuses_then_recovers_after_restart() {
         "peer restart: both instances refused the forgotten range {:.1} ms after B restarted",
         refused_after.as_secs_f64() * 1000.0
     );
+}
+
+/// Goal (with the journal): a killed instance loses nothing it accepted and keeps its books.
+/// While it is down its peer answers the summary from the dead one's journal, exactly; after
+/// its restart both answer every range exactly, with no refusal; and the payments it held when
+/// killed (queued, or in flight at a processor answering in 300 ms) are each stored exactly
+/// once. Method: 40 payments settled, kill B, summaries on A; 100 payments while B is down;
+/// restart B; then the default at 300 ms, 60 payments on fresh connections (both instances
+/// take some), kill B at once and restart it; check every id in the books and both summaries.
+#[test]
+fn a_killed_instance_keeps_its_books_and_what_it_accepted() {
+    let _serial = serial();
+    let mut rig = Rig::start();
+    let pid_a = rig.pid("a");
+    for i in 0..40 {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
+    }
+    wait_until("the first payments to be stored", || stored_count(&rig.emulator) == 40);
+    both_instances_agree_with_the_books(&rig);
+
+    rig.backend.kill("b").expect("kill b");
+    let expected = emulator_totals(&rig.emulator, None, None);
+    for _ in 0..4 {
+        let (pid, reply) = summary_on_fresh_connection(rig.api(), "");
+        assert_eq!(pid, u64::from(pid_a), "only A listens on the shared port");
+        assert_eq!(
+            reply.status, 200,
+            "the dead peer's books come from its journal: {}",
+            reply.body
+        );
+        assert_eq!(parse_summary(&reply.body), expected);
+    }
+    for i in 1000..1100 {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
+    }
+    rig.backend.restart("b").expect("restart b");
+    wait_until("the outage's payments to be stored", || stored_count(&rig.emulator) == 140);
+    both_instances_agree_with_the_books(&rig);
+
+    rig.emulator.set_delay(Which::Default, 300);
+    let held: Vec<u32> = (2000..2060).collect();
+    for &i in &held {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(i)).status, 202);
+    }
+    rig.backend.kill("b").expect("kill b with payments in flight");
+    rig.backend.restart("b").expect("restart b");
+    wait_until("every accepted payment to be stored", || stored_count(&rig.emulator) == 200);
+    let accepted: Vec<u32> = (0..40).chain(1000..1100).chain(held).collect();
+    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
+    both_instances_agree_with_the_books(&rig);
+    let log_b = rig.backend.log_paths().into_iter().find(|p| p.ends_with("payrelay-b.log"));
+    let log_b = std::fs::read_to_string(log_b.expect("B's log")).expect("B's log");
+    assert!(log_b.contains("records:") && log_b.contains("pending"), "the replay is logged");
+}
+
+/// Goal: a journal folder that cannot be written refuses every payment with a clear 503 (it
+/// accepts nothing it could lose), says why in the log, and leaves the rest of the API up.
+/// Method: `JOURNAL_DIR` under `/proc`, where no folder can be made.
+#[test]
+fn an_unwritable_journal_refuses_payments_and_says_why() {
+    let rig = Rig::start_journaled(&[("JOURNAL_DIR", "/proc/payrelay-journal")], false, |_| {});
+    let mut client = Client::connect(rig.api());
+    let reply = client.post_payment(&uuid(1));
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body, r#"{"error":"payment journal unwritable: payment not accepted"}"#);
+    assert_eq!(client.get("/payments-summary").status, 200, "the rest of the API answers");
+    let metrics = client.get("/metrics").body;
+    assert_eq!(
+        metric(&metrics, "payrelay_payments_received_total{core=\"all\",result=\"unjournaled\"}"),
+        1.0
+    );
+    let logs: String =
+        rig.backend.log_paths().iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
+    assert!(logs.contains("journal /proc/payrelay-journal"), "the log names the journal: {logs}");
+    assert_eq!(stored_count(&rig.emulator), 0);
 }
 
 fn iso(ms: i64) -> String {

@@ -93,7 +93,7 @@ pub async fn route(
 async fn handle(endpoint: Endpoint, core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     match endpoint {
         Endpoint::Pay => {
-            let (intake, status) = intake::accept_payment(core, req.body, body);
+            let (intake, status) = intake::accept_payment(core, req.body, body).await;
             core.metrics().intake(intake);
             status
         }

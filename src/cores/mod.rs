@@ -22,6 +22,7 @@ use self::{
 use crate::{
     config::Config,
     http::{Endpoint, date::DateCache},
+    journal::Journal,
     ledger::{Entry, Processor, Shard, ShardSummary, TimeRange},
     metrics::{CoreMetrics, CoreSnapshot},
     peer::Continuity,
@@ -32,6 +33,24 @@ use crate::{
         route::{self, HOLD_QUEUE_SHARE, Load, Route, TestClock},
     },
 };
+
+/// What a core starts from: its journal, and what it takes over from the journal's replay.
+#[derive(Debug)]
+pub struct Start {
+    /// Its journal (off, or its file opened to append).
+    pub journal: Journal,
+    /// Its share of the replayed ledger.
+    pub entries: Vec<Entry>,
+    /// When the test began (the last purge), if the journal knows.
+    pub test_started_ms: Option<i64>,
+}
+
+impl Start {
+    /// Nothing to take over, no journal.
+    pub fn fresh() -> Start {
+        Start { journal: Journal::off(), entries: Vec::new(), test_started_ms: None }
+    }
+}
 
 /// Everything one core owns.
 pub struct Core {
@@ -69,25 +88,37 @@ pub struct Core {
     date: DateCache,
     /// Counters and histograms, read by `GET /metrics`.
     metrics: CoreMetrics,
+    /// What happened to this core's payments, on disk (shared with the core's flusher task).
+    journal: Rc<Journal>,
 }
 
 impl Core {
-    /// Core `id`'s state, empty: no connection, no payment, nothing learned of the processors.
-    /// Built on the core's own thread (`boot`), or in a test.
+    /// Core `id`'s state: no connection, no payment in flight, nothing learned of the
+    /// processors; its journal, ledger and test clock as `start` has them. Built on the core's
+    /// own thread (`boot`), or in a test.
     pub fn new(
         id: usize,
         config: &'static Config,
         mesh: Mesh,
         continuity: Arc<Continuity>,
         endpoints: [Endpoint; 2],
+        start: Start,
     ) -> Core {
         let [default, fallback] = endpoints;
+        let mut ledger = Shard::default();
+        for entry in start.entries {
+            ledger.record(entry);
+        }
+        let test_clock = TestClock::default();
+        if let Some(started_ms) = start.test_started_ms {
+            test_clock.start(started_ms);
+        }
         Core {
             id,
             config,
             mesh,
             continuity,
-            ledger: RefCell::new(Shard::default()),
+            ledger: RefCell::new(ledger),
             seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
             forwarding: Forwarding::new(config.queue_len_max, config.dispatch_inflight_max),
             upstreams: [
@@ -95,7 +126,7 @@ impl Core {
                 Upstream::new(Processor::Fallback, fallback, config),
             ],
             peer_news: (id == 0).then(|| PeerNews::new(Instant::now())),
-            test_clock: TestClock::default(),
+            test_clock,
             draining: std::cell::Cell::new(false),
             stop_accepting: flume::bounded(1),
             connections: Rc::new(Connections::new(
@@ -104,7 +135,13 @@ impl Core {
             )),
             date: DateCache::default(),
             metrics: CoreMetrics::default(),
+            journal: Rc::new(start.journal),
         }
+    }
+
+    /// This core's journal.
+    pub fn journal(&self) -> &Rc<Journal> {
+        &self.journal
     }
 
     /// This core's index within the instance.
@@ -160,6 +197,11 @@ impl Core {
     /// Remembers that `id` was accepted here.
     pub fn remember_accepted(&self, id: u128) {
         self.seen.borrow_mut().insert(id);
+    }
+
+    /// Forgets `id`: its payment was refused after all, and may be sent again.
+    pub fn forget_accepted(&self, id: u128) {
+        self.seen.borrow_mut().remove(id);
     }
 
     /// Records a settled payment in this core's shard, once.
@@ -220,7 +262,12 @@ impl Core {
     pub fn purge(&self) {
         self.ledger.borrow_mut().purge();
         self.seen.borrow_mut().clear();
-        self.test_clock.start(timestamp::now_ms());
+        let now_ms = timestamp::now_ms();
+        self.test_clock.start(now_ms);
+        let generation = self.journal.generation() + 1;
+        if let Err(e) = self.journal.start_generation(generation, now_ms) {
+            eprintln!("payrelay: core-{}: journal generation {generation}: {e}", self.id);
+        }
     }
 
     /// Payments this core holds: queued plus being forwarded.
@@ -288,6 +335,9 @@ impl Core {
             route: Some(self.peek_route(now, timestamp::now_ms())),
             ledger_entries: self.ledger.borrow().len() as u64,
             ids_remembered: self.seen.borrow().len() as u64,
+            journal_bytes: self.journal.bytes(),
+            journal_writes: self.journal.writes(),
+            journal_failed: self.journal.failed(),
             connections_open: self.connections.len() as u64,
             connections_accepted: self.connections.accepted(),
             connections_refused: self.connections.refused(),

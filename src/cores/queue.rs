@@ -9,13 +9,17 @@ use std::{
 };
 
 use super::slots::{SlotWait, SlotWaiters};
-use crate::payment::Payment;
+use crate::{journal::Pending, payment::Payment};
 
 /// A core's forwarding work. Owned by the core; the flows in `dispatch` drive it.
 #[derive(Debug)]
 pub struct Forwarding {
     /// Accepted payments no task has taken yet.
     queue: RefCell<Queue>,
+    /// Payments a killed life of the instance had accepted and not settled (replayed from the
+    /// journal), some pinned to an attempt: taken before the queue. Not bounded by
+    /// `QUEUE_LEN_MAX`: the journal's size bounds them, and refusing them would lose them.
+    resumed: RefCell<VecDeque<Pending>>,
     /// Forwarding tasks running; at most `tasks_max`.
     tasks: Cell<usize>,
     /// `DISPATCH_INFLIGHT_MAX`.
@@ -39,6 +43,7 @@ impl Forwarding {
     pub fn new(queue_len_max: usize, tasks_max: usize) -> Forwarding {
         Forwarding {
             queue: RefCell::new(Queue::new(queue_len_max)),
+            resumed: RefCell::new(VecDeque::new()),
             tasks: Cell::new(0),
             tasks_max,
             slot_waiters: SlotWaiters::default(),
@@ -53,7 +58,7 @@ impl Forwarding {
         self.arrived.set(self.arrived.get() + 1);
     }
 
-    /// Payments submitted a second over the last full [`ARRIVALS_WINDOW`] before `now`.
+    /// Payments submitted a second over the last full `ARRIVALS_WINDOW` before `now`.
     pub fn arrivals_per_s(&self, now: Instant) -> u64 {
         let (at, count, rate) = self.arrivals_sample.get();
         let elapsed = now.saturating_duration_since(at);
@@ -83,19 +88,33 @@ impl Forwarding {
         self.tasks.set(self.tasks.get() - 1);
     }
 
+    /// Whether a payment submitted now would be refused: no free task, and the queue full.
+    pub fn queue_full(&self) -> bool {
+        let queue = self.queue.borrow();
+        self.tasks.get() >= self.tasks_max && queue.len() >= queue.len_max
+    }
+
     /// Queues `payment` for the next free task, or refuses when the queue is full.
     pub fn enqueue(&self, payment: Payment) -> Result<(), QueueFull> {
         self.queue.borrow_mut().push(payment)
     }
 
-    /// The oldest queued payment, for a task that is done with its last one.
-    pub fn next_queued(&self) -> Option<Payment> {
-        self.queue.borrow_mut().pop()
+    /// Puts a payment replayed from the journal back, for the next free task.
+    pub fn resume(&self, pending: Pending) {
+        self.resumed.borrow_mut().push_back(pending);
     }
 
-    /// Payments queued.
+    /// The next work for a task that is done with its last: a resumed payment first, then the
+    /// oldest queued one.
+    pub fn next_work(&self) -> Option<Pending> {
+        let resumed = self.resumed.borrow_mut().pop_front();
+        resumed
+            .or_else(|| self.queue.borrow_mut().pop().map(|payment| Pending { payment, pin: None }))
+    }
+
+    /// Payments queued (resumed ones included).
     pub fn queue_len(&self) -> usize {
-        self.queue.borrow().len()
+        self.queue.borrow().len() + self.resumed.borrow().len()
     }
 
     /// Tasks running.
@@ -232,6 +251,12 @@ impl SeenIds {
             self.current.clear();
         }
         self.current.insert(id);
+    }
+
+    /// Forgets `id`: its payment was not accepted after all.
+    pub fn remove(&mut self, id: u128) {
+        self.current.remove(&id);
+        self.previous.remove(&id);
     }
 
     /// Forgets every id (`POST /purge-payments` starts a new test).

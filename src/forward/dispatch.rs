@@ -60,6 +60,7 @@ use crate::{
         Core,
         queue::{HoldMark, QueueFull},
     },
+    journal::{Kind, Pending},
     ledger::{Entry, Processor},
     payment::Payment,
     timestamp,
@@ -78,19 +79,31 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
     core.forwarding().arrived();
     if core.forwarding().try_start_task() {
-        monoio::spawn(drain(Rc::clone(core), payment));
+        monoio::spawn(drain(Rc::clone(core), Pending { payment, pin: None }));
         Ok(())
     } else {
         core.forwarding().enqueue(payment)
     }
 }
 
-/// One forwarding slot: settles `first`, then whatever is queued, then frees the slot.
-async fn drain(core: Rc<Core>, first: Payment) {
+/// Takes back payments a killed life of the instance accepted and did not settle (replayed
+/// from the journal): each goes on as it was left, pinned to its last attempt if it had one.
+pub fn resume(core: &Rc<Core>, pending: Vec<Pending>) {
+    for work in pending {
+        if core.forwarding().try_start_task() {
+            monoio::spawn(drain(Rc::clone(core), work));
+        } else {
+            core.forwarding().resume(work);
+        }
+    }
+}
+
+/// One forwarding slot: settles `first`, then whatever is waiting, then frees the slot.
+async fn drain(core: Rc<Core>, first: Pending) {
     let mut next = Some(first);
-    while let Some(payment) = next {
-        forward(&core, payment).await;
-        next = core.forwarding().next_queued();
+    while let Some(work) = next {
+        forward(&core, work).await;
+        next = core.forwarding().next_work();
     }
     core.forwarding().end_task();
 }
@@ -130,13 +143,20 @@ struct Course<'a> {
 }
 
 impl<'a> Course<'a> {
-    fn new() -> Course<'a> {
-        Course { pinned: None, refused_by: None, held_since: None, holding: None }
+    /// A payment's course from where it stands: `pin` is an attempt that may have stored it.
+    fn new(pin: Option<(Processor, i64)>) -> Course<'a> {
+        Course { pinned: pin, refused_by: None, held_since: None, holding: None }
     }
 
     /// Where the next attempt goes and its `requestedAt`, or `None` after waiting (for a
     /// probe, a slot, or the cheaper processor): then the caller looks again.
-    async fn next(&mut self, core: &'a Core, started: Instant, now_ms: i64) -> Option<Target> {
+    async fn next(
+        &mut self,
+        core: &'a Core,
+        payment: &Payment,
+        started: Instant,
+        now_ms: i64,
+    ) -> Option<Target> {
         if let Some((processor, requested_at_ms)) = self.pinned {
             let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
             return Some(Target { processor, requested_at_ms, planned_delay_ms });
@@ -152,6 +172,13 @@ impl<'a> Course<'a> {
             Route::Send(processor) => {
                 let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
                 let requested_at_ms = now_ms.saturating_add(planned_delay_ms as i64);
+                // On disk before the request leaves: from then on the payment may be stored
+                // there, and a restart must retry exactly this. A journal that stopped working
+                // does not stop forwarding: what is accepted is sent (its refusal shows at
+                // intake, and in the log).
+                let journal = core.journal();
+                let seq = journal.append(Kind::Attempt, payment, Some(processor), requested_at_ms);
+                let _ = journal.durable(seq).await;
                 Some(Target { processor, requested_at_ms, planned_delay_ms })
             }
             Route::Hold | Route::Wait => {
@@ -180,9 +207,11 @@ struct Target {
     planned_delay_ms: u64,
 }
 
-/// Forwards one payment until it is stored (or refused for good), and records it once.
-async fn forward(core: &Core, payment: Payment) {
-    let mut course = Course::new();
+/// Forwards one payment until it is stored (or refused for good), and records it once, in
+/// the ledger and the journal.
+async fn forward(core: &Core, work: Pending) {
+    let Pending { payment, pin } = work;
+    let mut course = Course::new(pin);
     let mut backoff = core.config().retry_backoff();
     loop {
         // One reading of each clock per attempt serves routing, `requestedAt` and the
@@ -190,7 +219,7 @@ async fn forward(core: &Core, payment: Payment) {
         let started = Instant::now();
         let now_ms = timestamp::now_ms();
         let Some(Target { processor, requested_at_ms, planned_delay_ms }) =
-            course.next(core, started, now_ms).await
+            course.next(core, &payment, started, now_ms).await
         else {
             continue;
         };
@@ -202,18 +231,26 @@ async fn forward(core: &Core, payment: Payment) {
         }
         let outcome = outcome::classify(attempt.result, course.pinned.is_some());
         observe(core, processor, &payment, &attempt, outcome, started.elapsed());
+        let journal = core.journal();
         match outcome {
             Outcome::Stored => {
                 let entry = Entry { requested_at_ms, cents: payment.cents, processor };
                 core.record(entry);
+                journal.append(Kind::Settled, &payment, Some(processor), requested_at_ms);
                 return;
             }
-            Outcome::Duplicate | Outcome::Refused => return,
+            Outcome::Duplicate | Outcome::Refused => {
+                journal.append(Kind::Closed, &payment, Some(processor), requested_at_ms);
+                return;
+            }
             Outcome::Unknown | Outcome::NotStored => match course.pinned {
                 None if outcome == Outcome::Unknown => {
                     course.pinned = Some((processor, requested_at_ms));
                 }
-                None => course.refused_by = Some(processor),
+                None => {
+                    journal.append(Kind::NotStored, &payment, Some(processor), requested_at_ms);
+                    course.refused_by = Some(processor);
+                }
                 Some(_) => {
                     // This attempt settled nothing, and an earlier one may have stored it: stay.
                     monoio::time::sleep(backoff).await;
@@ -282,6 +319,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
+        cores::Start,
         http::Endpoint,
         peer::{Boot, Continuity},
     };
@@ -297,7 +335,8 @@ mod tests {
             authority: format!("127.0.0.1:{port}"),
             addr: ([127, 0, 0, 1], port).into(),
         };
-        Core::new(0, config, vec![mailbox].into(), continuity, [endpoint(1), endpoint(2)])
+        let endpoints = [endpoint(1), endpoint(2)];
+        Core::new(0, config, vec![mailbox].into(), continuity, endpoints, Start::fresh())
     }
 
     /// Goal: routing to one processor never spends the other's probe: with the fallback's
@@ -321,11 +360,8 @@ mod tests {
         for _ in 0..core.config().breaker_failures_to_open {
             default.record_failure(probe_due);
         }
-        assert_eq!(route(&core, None, probe_due, now_ms, 0), Route::Hold, "worth waiting for");
-        assert!(fallback.would_allow(probe_due), "holding takes no probe");
-        let held_too_long = u64::MAX;
-        let route = route(&core, None, probe_due, now_ms, held_too_long);
-        assert_eq!(route, Route::Send(Processor::Fallback));
+        // Nothing to hold for the default with the fallback failing too: its probe goes.
+        assert_eq!(route(&core, None, probe_due, now_ms, 0), Route::Send(Processor::Fallback));
         assert!(!fallback.would_allow(probe_due), "now it is taken");
     }
 

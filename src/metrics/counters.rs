@@ -35,17 +35,20 @@ pub enum Intake {
     QueueFull,
     /// 503: the instance is shutting down.
     Draining,
+    /// 503: the journal is full or cannot be written.
+    Unjournaled,
 }
 
 impl Intake {
     /// Every intake result, in index order.
-    pub const ALL: [Intake; 6] = [
+    pub const ALL: [Intake; 7] = [
         Intake::Accepted,
         Intake::Malformed,
         Intake::Invalid,
         Intake::Duplicate,
         Intake::QueueFull,
         Intake::Draining,
+        Intake::Unjournaled,
     ];
 
     /// Its position in [`Intake::ALL`].
@@ -62,6 +65,7 @@ impl Intake {
             Intake::Duplicate => "duplicate",
             Intake::QueueFull => "queue_full",
             Intake::Draining => "draining",
+            Intake::Unjournaled => "unjournaled",
         }
     }
 }
@@ -211,6 +215,12 @@ pub struct CoreSnapshot {
     pub ledger_entries: u64,
     /// Correlation ids remembered to refuse duplicates.
     pub ids_remembered: u64,
+    /// Bytes in this core's journal file (and pending for it).
+    pub journal_bytes: u64,
+    /// Writes this core's journal issued since start.
+    pub journal_writes: u64,
+    /// Whether this core's journal failed to write (it refuses payments until a purge).
+    pub journal_failed: bool,
 }
 
 impl CoreMetrics {

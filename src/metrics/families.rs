@@ -148,7 +148,7 @@ pub const FAMILIES: &[Family] = &[
     split(
         "payrelay_payments_received_total",
         Counter,
-        "POST /payments by result: accepted (202), malformed (400), invalid (422), duplicate (409), queue_full (503), draining (503).",
+        "POST /payments by result: accepted (202), malformed (400), invalid (422), duplicate (409), queue_full (503), draining (503), unjournaled (503: the journal is full or unwritable).",
         &[Label::Intake],
         |c, i| c.intake[i[0]],
     ),
@@ -273,6 +273,24 @@ pub const FAMILIES: &[Family] = &[
         Gauge,
         "Correlation ids remembered to answer duplicates 409.",
         |c, _| c.ids_remembered,
+    ),
+    per_core(
+        "payrelay_journal_bytes",
+        Gauge,
+        "Bytes in the core's journal file since the last purge (JOURNAL_BYTES_MAX refuses payments).",
+        |c, _| c.journal_bytes,
+    ),
+    per_core(
+        "payrelay_journal_writes_total",
+        Counter,
+        "Writes of the core's journal: one per turn of its event loop that had records, at most.",
+        |c, _| c.journal_writes,
+    ),
+    per_core(
+        "payrelay_journal_failed",
+        Gauge,
+        "1 while the core's journal cannot be written: it refuses payments (503) until a purge.",
+        |c, _| u64::from(c.journal_failed),
     ),
     split(
         "payrelay_http_responses_total",
@@ -489,6 +507,9 @@ mod tests {
             route: Some(Route::Wait),
             ledger_entries: 1,
             ids_remembered: 1,
+            journal_bytes: 1,
+            journal_writes: 1,
+            journal_failed: true,
         };
         let full = rendered(&mut [all]);
         for (field, snapshot) in reverted {

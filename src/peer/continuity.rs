@@ -21,13 +21,17 @@ pub struct PeerAnswer {
     pub totals: ShardSummary,
 }
 
-/// One life of an instance: a random id and when it started.
+/// One life of an instance: a random id, when it started, and whether it came back with its
+/// books.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Boot {
     /// Never 0 (0 means "no boot seen").
     pub id: u64,
     /// Start, ms since the epoch.
     pub started_ms: i64,
+    /// It replayed a whole journal: nothing recorded before its start is missing, so a restart
+    /// of it costs no summary.
+    pub kept_books: bool,
 }
 
 impl Boot {
@@ -40,7 +44,7 @@ impl Boot {
         let nanos = since_epoch.as_nanos() as u64;
         let id =
             (nanos ^ (u64::from(std::process::id()) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        Boot { id: id.max(1), started_ms }
+        Boot { id: id.max(1), started_ms, kept_books: false }
     }
 }
 
@@ -105,10 +109,10 @@ impl Continuity {
     }
 
     /// The peer showed `boot` (on a call it made, or in an answer to ours). If it restarted
-    /// since we last saw it, remembers what it forgot.
+    /// since we last saw it without its books, remembers what it forgot.
     pub fn saw_peer(&self, boot: Boot) {
         let before = self.peer_boot_id.swap(boot.id, Ordering::Relaxed);
-        if before != 0 && before != boot.id {
+        if before != 0 && before != boot.id && !boot.kept_books {
             let forgot = boot.started_ms.saturating_add(self.ahead_ms);
             self.peer_forgot_before_ms.fetch_max(forgot, Ordering::Relaxed);
         }
@@ -167,11 +171,11 @@ mod tests {
     #[test]
     fn continuity_detects_restarts() {
         let peer_addr: SocketAddr = "127.0.0.1:9102".parse().unwrap();
-        let us = Boot { id: 1, started_ms: 0 };
+        let us = Boot { id: 1, started_ms: 0, kept_books: false };
         let c = Continuity::new(us, 15_000);
         let check = |from_ms| c.check(from_ms, peer_addr);
-        let old = Boot { id: 7, started_ms: 1_000 };
-        let new = Boot { id: 8, started_ms: 100_000 };
+        let old = Boot { id: 7, started_ms: 1_000, kept_books: false };
+        let new = Boot { id: 8, started_ms: 100_000, kept_books: false };
         c.saw_peer(old);
         c.saw_peer(old);
         assert_eq!(check(i64::MIN), Ok(()), "first sight, twice: no restart");
@@ -191,5 +195,17 @@ mod tests {
         assert_eq!(c.answer(ShardSummary::default()).you_forgot_before_ms, i64::MIN);
         c.told_we_forgot(15_000);
         assert_eq!(check(0), Err(Forgotten { who: None, before_ms: 15_000 }));
+    }
+
+    /// Goal: a peer that restarted with its books (a whole journal replayed) forgot nothing:
+    /// no summary is refused for it. Method: a new boot that says so.
+    #[test]
+    fn a_restart_that_kept_its_books_forgets_nothing() {
+        let peer_addr: SocketAddr = "127.0.0.1:9102".parse().unwrap();
+        let c = Continuity::new(Boot { id: 1, started_ms: 0, kept_books: true }, 15_000);
+        c.saw_peer(Boot { id: 7, started_ms: 1_000, kept_books: true });
+        c.saw_peer(Boot { id: 8, started_ms: 100_000, kept_books: true });
+        assert_eq!(c.check(i64::MIN, peer_addr), Ok(()));
+        assert_eq!(c.answer(ShardSummary::default()).you_forgot_before_ms, i64::MIN);
     }
 }

@@ -33,19 +33,21 @@ pub fn request(method: &[u8], path: &[u8], write_query: impl FnOnce(&mut Vec<u8>
     request
 }
 
-/// Query parameters naming a boot on a peer call: `boot=N&started_ms=N`.
+/// Query parameters naming a boot on a peer call: `boot=N&started_ms=N&kept=0|1`.
 pub fn write_boot_query(out: &mut Vec<u8>, boot: Boot) {
     out.extend_from_slice(b"boot=");
     money::write_u64(out, boot.id);
     out.extend_from_slice(b"&started_ms=");
     money::write_i64(out, boot.started_ms);
+    out.extend_from_slice(if boot.kept_books { b"&kept=1" } else { b"&kept=0" });
 }
 
-/// Inverse of [`write_boot_query`] (other parameters are ignored).
+/// Inverse of [`write_boot_query`] (other parameters are ignored; no `kept`: 0).
 pub fn parse_boot_query(query: &[u8]) -> Option<Boot> {
     let id = http::query_number(query, b"boot").filter(|&id| id != 0)?;
     let started_ms = http::query_number(query, b"started_ms")?;
-    Some(Boot { id, started_ms })
+    let kept_books = http::query_number::<u8>(query, b"kept") == Some(1);
+    Some(Boot { id, started_ms, kept_books })
 }
 
 /// A summary's range as integer milliseconds: `from_ms=N&to_ms=N`.
@@ -89,13 +91,14 @@ pub fn parse_report_query(query: &[u8]) -> Option<Report> {
     Some(Report { processor, failing, delay_ms })
 }
 
-/// Appends a peer answer: `{"boot":N,"started_ms":N,"you_forgot_before_ms":N,"totals":
+/// Appends a peer answer: `{"boot":N,"started_ms":N,"kept":0|1,"you_forgot_before_ms":N,"totals":
 /// {"default":[count,cents],"fallback":[count,cents]}}`.
 pub fn write_answer_json(out: &mut Vec<u8>, answer: &PeerAnswer) {
     out.extend_from_slice(b"{\"boot\":");
     money::write_u64(out, answer.boot.id);
     out.extend_from_slice(b",\"started_ms\":");
     money::write_i64(out, answer.boot.started_ms);
+    out.extend_from_slice(if answer.boot.kept_books { b",\"kept\":1" } else { b",\"kept\":0" });
     out.extend_from_slice(b",\"you_forgot_before_ms\":");
     money::write_i64(out, answer.you_forgot_before_ms);
     out.extend_from_slice(b",\"totals\":");
@@ -119,6 +122,8 @@ struct TotalsJson {
 struct AnswerJson {
     boot: u64,
     started_ms: i64,
+    #[serde(default)]
+    kept: u8,
     you_forgot_before_ms: i64,
     totals: TotalsJson,
 }
@@ -128,7 +133,7 @@ pub fn parse_answer_json(body: &[u8]) -> Option<PeerAnswer> {
     let json: AnswerJson = http::json_body(body)?;
     let totals = |[count, cents]: [u64; 2]| Totals { count, cents };
     Some(PeerAnswer {
-        boot: Boot { id: json.boot, started_ms: json.started_ms },
+        boot: Boot { id: json.boot, started_ms: json.started_ms, kept_books: json.kept == 1 },
         you_forgot_before_ms: json.you_forgot_before_ms,
         totals: ShardSummary {
             by_processor: [totals(json.totals.default), totals(json.totals.fallback)],
@@ -148,7 +153,7 @@ mod tests {
             by_processor: [Totals { count: 3, cents: u64::MAX / 2 }, Totals { count: 0, cents: 0 }],
         };
         for you_forgot_before_ms in [i64::MIN, 1_752_582_896_789] {
-            let boot = Boot { id: u64::MAX, started_ms: 1_752_582_896_789 };
+            let boot = Boot { id: u64::MAX, started_ms: 1_752_582_896_789, kept_books: true };
             let answer = PeerAnswer { boot, you_forgot_before_ms, totals };
             let mut out = Vec::new();
             write_answer_json(&mut out, &answer);

@@ -39,8 +39,18 @@ impl Rig {
     }
 
     /// Starts the emulator, hands it to `prepare` (to set delays or failures the instances
-    /// must find when they start), then the instances with `extra` on top of the fixture.
+    /// must find when they start), then the instances with `extra` on top of the fixture, each
+    /// with a journal of its own (as the deployment runs them).
     pub fn start_after(extra: &[(&str, &str)], prepare: impl FnOnce(&Emulator)) -> Rig {
+        Rig::start_journaled(extra, true, prepare)
+    }
+
+    /// [`Rig::start_after`], with or without the instances' journals.
+    pub fn start_journaled(
+        extra: &[(&str, &str)],
+        journal: bool,
+        prepare: impl FnOnce(&Emulator),
+    ) -> Rig {
         let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
         prepare(&emulator);
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
@@ -61,6 +71,7 @@ impl Rig {
             fallback_addr: emulator.addr(Which::Fallback),
             env_file: Some(env_file.clone()),
             env: Vec::new(),
+            journal,
             envelope: None,
         };
         let mut backend = Backend::start(&spec).expect("payrelay instances");

@@ -24,12 +24,12 @@ usage:
   rinha-lab canned [--port 9999] [--bind 127.0.0.1]
   rinha-lab contest --scenario FILE (--payrelay PATH | --target URL) [--json FILE]
                     [--default-port 8001] [--fallback-port 8002] [--api-port 9999]
-                    [--env-file tuning/contest.env] [--no-envelope] [--quiet]
+                    [--env-file tuning/contest.env] [--no-envelope] [--no-journal] [--quiet]
                     [--framing kestrel|content-length] [--processors-running]
                     [--compose-file docker-compose.yml]
   rinha-lab pair --payrelay PATH [--api-port 9999] [--default-port 8001]
                  [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]
-                 [--compose-file docker-compose.yml]";
+                 [--no-journal] [--compose-file docker-compose.yml]";
 
 /// Parsed `--key value` pairs and `--flag`s.
 struct Args {
@@ -37,7 +37,8 @@ struct Args {
 }
 
 /// Flags that take no value.
-const FLAGS: &[&str] = &["--no-envelope", "--quiet", "--bench", "--processors-running"];
+const FLAGS: &[&str] =
+    &["--no-envelope", "--no-journal", "--quiet", "--bench", "--processors-running"];
 
 impl Args {
     fn parse(args: &[String]) -> Result<Args, String> {
@@ -221,6 +222,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
         "--api-port",
         "--env-file",
         "--no-envelope",
+        "--no-journal",
         "--quiet",
         "--framing",
         "--processors-running",
@@ -238,6 +240,7 @@ fn contest_command(args: &[String], payrelay: Option<PathBuf>) -> Result<(), Str
         options.env_file = Some(PathBuf::from(path));
     }
     options.envelope = !args.flag("--no-envelope");
+    options.journal = !args.flag("--no-journal");
     options.verbose = !args.flag("--quiet");
     options.framing = args.parsed("--framing", options.framing)?;
     options.processors_running = args.flag("--processors-running");
@@ -282,6 +285,7 @@ fn pair_spec(args: &Args) -> Result<BackendSpec, String> {
         "--fallback-port",
         "--env-file",
         "--no-envelope",
+        "--no-journal",
         "--compose-file",
     ])?;
     let payrelay = args.get("--payrelay").ok_or(format!("--payrelay is required\n{USAGE}"))?;
@@ -301,6 +305,7 @@ fn pair_spec(args: &Args) -> Result<BackendSpec, String> {
         fallback_addr: loopback(args.parsed("--fallback-port", contest::FALLBACK_PORT)?),
         env_file: Some(env_file.clone()),
         env: Vec::new(),
+        journal: !args.flag("--no-journal"),
         envelope: (!args.flag("--no-envelope"))
             .then(|| PathBuf::from(args.get("--compose-file").unwrap_or("docker-compose.yml"))),
     })

@@ -59,6 +59,9 @@ pub struct ContestOptions {
     pub env_file: Option<PathBuf>,
     /// Run each instance in a cgroup with its service's limits from `compose_file`.
     pub envelope: bool,
+    /// Give each instance a journal folder (`JOURNAL_DIR`, and the other's as
+    /// `PEER_JOURNAL_DIR`), as the compose deployment does.
+    pub journal: bool,
     /// The compose file whose limits the envelope applies.
     pub compose_file: PathBuf,
     /// Print progress lines and the results table.
@@ -84,6 +87,7 @@ impl ContestOptions {
             api_port: API_PORT,
             env_file: Some(PathBuf::from("tuning/contest.env")),
             envelope: true,
+            journal: true,
             compose_file: PathBuf::from("docker-compose.yml"),
             verbose: true,
             framing: Framing::Kestrel,
@@ -330,6 +334,7 @@ fn start_pair(
         fallback_addr: processor_addrs[1],
         env_file: options.env_file.clone(),
         env: scenario_env(scenario),
+        journal: options.journal,
         envelope: options.envelope.then(|| options.compose_file.clone()),
     };
     let mut started = Backend::start(&spec)?;

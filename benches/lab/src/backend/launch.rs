@@ -25,6 +25,9 @@ pub struct BackendSpec {
     /// Variables for both instances after the env file's (these win): what the contest
     /// configures for the scenario it runs.
     pub env: Vec<(String, String)>,
+    /// Give each instance a journal folder of its own under the run's folder
+    /// (`JOURNAL_DIR`), and the other's as `PEER_JOURNAL_DIR`, as compose does on a volume.
+    pub journal: bool,
     /// Apply the CPU and memory limits of this compose file's payrelay services, one cgroup
     /// per instance (A gets the first service's, B the second's), as compose applies them.
     pub envelope: Option<PathBuf>,

@@ -19,6 +19,18 @@ use super::{
     shared::{EXIT_POLL, unique},
 };
 
+/// Instance `name`'s journal folder under the run's folder (created), and its peer's, as
+/// compose gives each service its own path on a shared volume.
+fn journal_env(log_dir: &Path, name: &str) -> Result<Vec<(String, String)>, String> {
+    let folder = |name: &str| log_dir.join(format!("journal-{name}"));
+    let (own, peer) = (folder(name), folder(if name == "a" { "b" } else { "a" }));
+    fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
+    Ok(vec![
+        ("JOURNAL_DIR".to_owned(), own.display().to_string()),
+        ("PEER_JOURNAL_DIR".to_owned(), peer.display().to_string()),
+    ])
+}
+
 /// How long a child gets to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 
@@ -121,6 +133,9 @@ impl Backend {
                 ]
                 .map(|(k, v)| (k.to_owned(), v)),
             );
+            if spec.journal {
+                env.extend(journal_env(&backend.log_dir, name)?);
+            }
             let launch = Launch { program: spec.payrelay.clone(), env };
             let child = launch.spawn(&log)?;
             let pid = child.id();
@@ -436,6 +451,7 @@ mod tests {
             fallback_addr: SocketAddr::from(([127, 0, 0, 1], 2)),
             env_file: Some(env_file.clone()),
             env: Vec::new(),
+            journal: false,
             envelope: envelope.then(|| PathBuf::from(compose_file)),
         };
         let backend = Backend::start(&spec).expect("fake pair");

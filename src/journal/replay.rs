@@ -1,0 +1,403 @@
+//! Replay: what an instance's journal holds, read back at start (and, read-only, the peer's
+//! settled payments when the peer does not answer a summary).
+//!
+//! Files are `core-<core>.gen-<generation>.journal` in one folder. Only the newest generation
+//! counts: a purge starts a new one, and a crash during a purge leaves some cores on the old
+//! one, whose records the purge wiped anyway. A payment's records are ordered by the life of
+//! the instance that wrote them (the epoch) and their place in their file: within one life,
+//! one core handles a payment, so its records sit in one file in the order they happened.
+//!
+//! Damage is told from a crash: a crash tears at most the tail of a file (a short record, or
+//! records whose checksum fails with nothing valid after them), which replay cuts off. A record
+//! that fails its checksum with valid records after it is damage: it is skipped and counted,
+//! and the instance then treats its books as incomplete (summaries reaching back before its
+//! start are refused, as without a journal) rather than sum them silently wrong.
+
+use std::{
+    collections::HashMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use super::record::{BadRecord, Kind, RECORD_LEN, Record};
+use crate::{
+    ledger::{Entry, Processor, ShardSummary, TimeRange, Totals},
+    payment::Payment,
+};
+
+/// The name of core `core`'s file in `generation`.
+pub fn file_name(core: usize, generation: u64) -> String {
+    format!("core-{core}.gen-{generation}.journal")
+}
+
+/// `(core, generation)` of a journal file's name.
+fn parse_name(name: &str) -> Option<(usize, u64)> {
+    let rest = name.strip_prefix("core-")?.strip_suffix(".journal")?;
+    let (core, generation) = rest.split_once(".gen-")?;
+    Some((core.parse().ok()?, generation.parse().ok()?))
+}
+
+/// A payment accepted and not settled: it goes back on a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The payment.
+    pub payment: Payment,
+    /// The processor and `requestedAt` of an attempt that may have stored it: every retry
+    /// repeats exactly that, so a 422 there means stored.
+    pub pin: Option<(Processor, i64)>,
+}
+
+/// What a replay found, for the start-up log line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Files replayed.
+    pub files: usize,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// Records read.
+    pub records: u64,
+    /// Bytes cut off torn tails.
+    pub torn_bytes: u64,
+    /// Records skipped as damaged (a failing checksum followed by valid records).
+    pub damaged: u64,
+    /// Files of another format, renamed aside and not read.
+    pub set_aside: Vec<PathBuf>,
+    /// Files of older generations, removed.
+    pub removed: usize,
+}
+
+/// An instance's journal, replayed.
+#[derive(Clone, Debug, Default)]
+pub struct Replayed {
+    /// The current generation (0 when the folder was empty).
+    pub generation: u64,
+    /// The epoch of the life about to start: one more than any record's.
+    pub epoch: u32,
+    /// Every settled payment: the ledger.
+    pub entries: Vec<Entry>,
+    /// Every payment accepted and not settled.
+    pub pending: Vec<Pending>,
+    /// When the purge that started this generation happened: the test's start.
+    pub test_started_ms: Option<i64>,
+    /// What was found on the way.
+    pub findings: Findings,
+}
+
+impl Replayed {
+    /// Whether the books are whole: no record was skipped as damaged and no file set aside.
+    pub fn whole(&self) -> bool {
+        self.findings.damaged == 0 && self.findings.set_aside.is_empty()
+    }
+}
+
+/// A journal file: its core, its generation, its path.
+type JournalFile = (usize, u64, PathBuf);
+
+/// The files of `dir`'s newest generation, and the paths of older ones.
+fn scan(dir: &Path) -> io::Result<(Vec<JournalFile>, Vec<PathBuf>)> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some((core, generation)) = parse_name(name) {
+            files.push((core, generation, path));
+        }
+    }
+    let newest = files.iter().map(|(_, g, _)| *g).max().unwrap_or(0);
+    let (current, older): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.1 == newest);
+    Ok((current, older.into_iter().map(|(_, _, path)| path).collect()))
+}
+
+/// One file's valid records, in order; its torn tail cut (when `repair`), its damage counted.
+fn read_file(path: &Path, repair: bool, findings: &mut Findings) -> io::Result<Vec<Record>> {
+    let bytes = fs::read(path)?;
+    findings.files += 1;
+    findings.bytes += bytes.len() as u64;
+    let chunks: Vec<&[u8; RECORD_LEN]> =
+        bytes.chunks_exact(RECORD_LEN).filter_map(|c| c.try_into().ok()).collect();
+    let decoded: Vec<Result<Record, BadRecord>> =
+        chunks.iter().map(|c| Record::decode(c)).collect();
+    if let Some(Err(BadRecord::Format(version))) = decoded.first() {
+        let aside = path.with_extension(format!("format-{version}.old"));
+        if repair {
+            fs::rename(path, &aside)?;
+        }
+        findings.set_aside.push(aside);
+        return Ok(Vec::new());
+    }
+    let valid_len = decoded.iter().rposition(Result::is_ok).map_or(0, |last| last + 1);
+    let torn_bytes = bytes.len() - valid_len * RECORD_LEN;
+    if torn_bytes > 0 && repair {
+        fs::OpenOptions::new().write(true).open(path)?.set_len((valid_len * RECORD_LEN) as u64)?;
+    }
+    findings.torn_bytes += torn_bytes as u64;
+    let mut records = Vec::with_capacity(valid_len);
+    for result in decoded.into_iter().take(valid_len) {
+        match result {
+            Ok(record) => records.push(record),
+            Err(_) => findings.damaged += 1,
+        }
+    }
+    findings.records += records.len() as u64;
+    Ok(records)
+}
+
+/// Replays the instance's journal in `dir`: cuts torn tails, sets aside other formats,
+/// removes older generations, and rebuilds the ledger and the pending payments.
+pub fn replay(dir: &Path) -> io::Result<Replayed> {
+    fs::create_dir_all(dir)?;
+    let (current, older) = scan(dir)?;
+    let mut replayed = Replayed::default();
+    for path in &older {
+        fs::remove_file(path)?;
+        replayed.findings.removed += 1;
+    }
+    replayed.generation = current.first().map_or(0, |f| f.1);
+    // The last record of each payment, by (epoch, place in its file).
+    let mut last: HashMap<u128, (u32, usize, Record)> = HashMap::new();
+    let mut epoch_max = None;
+    for (_, _, path) in &current {
+        for (place, record) in
+            read_file(path, true, &mut replayed.findings)?.into_iter().enumerate()
+        {
+            epoch_max = epoch_max.max(Some(record.epoch));
+            if record.kind == Kind::Purged {
+                replayed.test_started_ms =
+                    replayed.test_started_ms.max(Some(record.requested_at_ms));
+                continue;
+            }
+            if let (Kind::Settled, Some(processor)) = (record.kind, record.processor) {
+                let entry = Entry {
+                    requested_at_ms: record.requested_at_ms,
+                    cents: record.payment.cents,
+                    processor,
+                };
+                replayed.entries.push(entry);
+            }
+            let newer =
+                |(epoch, at, _): &(u32, usize, Record)| (record.epoch, place) > (*epoch, *at);
+            let key = record.payment.id_key();
+            if last.get(&key).is_none_or(newer) {
+                last.insert(key, (record.epoch, place, record));
+            }
+        }
+    }
+    replayed.epoch = epoch_max.map_or(0, |e: u32| e.saturating_add(1));
+    replayed.pending = last.into_values().filter_map(|(_, _, r)| pending(r)).collect();
+    Ok(replayed)
+}
+
+/// The work left for a payment whose last record is `record`.
+fn pending(record: Record) -> Option<Pending> {
+    let pin = match record.kind {
+        Kind::Settled | Kind::Closed | Kind::Purged => return None,
+        Kind::Accepted | Kind::NotStored => None,
+        Kind::Attempt => record.processor.map(|p| (p, record.requested_at_ms)),
+    };
+    Some(Pending { payment: record.payment, pin })
+}
+
+/// The settled payments of the journal in `dir` over `range`, read without changing anything
+/// (the peer's books, while the peer does not answer): what its ledger holds, but for the
+/// settlements of its last instants that never reached its file.
+pub fn settled_totals(dir: &Path, range: TimeRange) -> io::Result<ShardSummary> {
+    let (current, _) = scan(dir)?;
+    let mut findings = Findings::default();
+    let mut summary = ShardSummary::default();
+    for (_, _, path) in &current {
+        for record in read_file(path, false, &mut findings)? {
+            let (Kind::Settled, Some(p)) = (record.kind, record.processor) else { continue };
+            if range.contains(record.requested_at_ms) {
+                let totals = &mut summary.by_processor[p.index()];
+                *totals =
+                    Totals { count: totals.count + 1, cents: totals.cents + record.payment.cents };
+            }
+        }
+    }
+    if findings.damaged > 0 || !findings.set_aside.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the peer's journal is damaged"));
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payment::UUID_LEN;
+
+    /// A fresh folder under the system's temporary one, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("payrelay-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("a temporary folder");
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn payment(i: u8) -> Payment {
+        let mut correlation_id = *b"00000000-7d26-4d9d-aa19-4dc1c7cf60b3";
+        correlation_id[UUID_LEN - 1] = b"0123456789"[usize::from(i % 10)];
+        correlation_id[0] = b"0123456789"[usize::from(i / 10)];
+        Payment { correlation_id, cents: 100 + u64::from(i) }
+    }
+
+    fn record(kind: Kind, epoch: u32, i: u8, processor: Option<Processor>, at_ms: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let record = Record { kind, epoch, payment: payment(i), processor, requested_at_ms: at_ms };
+        record.encode(&mut out);
+        out
+    }
+
+    fn write(dir: &Path, core: usize, generation: u64, records: &[Vec<u8>]) -> PathBuf {
+        let path = dir.join(file_name(core, generation));
+        fs::write(&path, records.concat()).expect("a journal file");
+        path
+    }
+
+    const D: Option<Processor> = Some(Processor::Default);
+    const F: Option<Processor> = Some(Processor::Fallback);
+
+    /// Goal: the books come back as the records say: settled payments are ledger entries,
+    /// accepted ones pending, pinned to their last attempt when it may have stored them, free
+    /// again after a "not stored"; a payment's later life (a new epoch, on another core's file)
+    /// wins over its earlier one. Method: files written by hand.
+    #[test]
+    fn replay_rebuilds_the_books() {
+        let dir = TempDir::new("replay-books");
+        write(
+            &dir.0,
+            0,
+            3,
+            &[
+                record(Kind::Accepted, 0, 1, None, 0),
+                record(Kind::Attempt, 0, 1, D, 1_000),
+                record(Kind::Settled, 0, 1, D, 1_000),
+                record(Kind::Accepted, 0, 2, None, 0),
+                record(Kind::Attempt, 0, 2, F, 2_000),
+                record(Kind::Accepted, 0, 3, None, 0),
+                record(Kind::Attempt, 0, 3, D, 3_000),
+                record(Kind::NotStored, 0, 3, D, 3_000),
+                record(Kind::Accepted, 0, 4, None, 0),
+                record(Kind::Accepted, 0, 5, None, 0),
+                record(Kind::Attempt, 0, 5, D, 5_000),
+            ],
+        );
+        // The next life took payment 5 over on core 1 and settled it there.
+        write(
+            &dir.0,
+            1,
+            3,
+            &[
+                record(Kind::Attempt, 1, 5, D, 5_000),
+                record(Kind::Settled, 1, 5, D, 5_000),
+                record(Kind::Accepted, 1, 6, None, 0),
+                record(Kind::Closed, 1, 6, D, 6_000),
+            ],
+        );
+        let replayed = replay(&dir.0).expect("replays");
+        assert_eq!((replayed.generation, replayed.epoch), (3, 2));
+        assert!(replayed.whole());
+        let mut entries = replayed.entries.clone();
+        entries.sort_by_key(|e| e.requested_at_ms);
+        let entry = |ms, cents, p: Option<Processor>| Entry {
+            requested_at_ms: ms,
+            cents,
+            processor: p.expect("a processor"),
+        };
+        assert_eq!(entries, [entry(1_000, 101, D), entry(5_000, 105, D)]);
+        let mut pending = replayed.pending.clone();
+        pending.sort_by_key(|p| p.payment.cents);
+        let pin = |p: Option<Processor>, ms| p.map(|p| (p, ms));
+        assert_eq!(
+            pending,
+            [
+                Pending { payment: payment(2), pin: pin(F, 2_000) },
+                Pending { payment: payment(3), pin: None },
+                Pending { payment: payment(4), pin: None },
+            ]
+        );
+    }
+
+    /// Goal: a crash's torn tail (a short record, a last record failing its checksum) is cut
+    /// off the file and the rest read; damage before valid records is skipped and counted, and
+    /// the books are then not whole. Method: files cut and damaged by hand.
+    #[test]
+    fn torn_tails_are_cut_and_damage_is_told() {
+        let dir = TempDir::new("replay-torn");
+        let mut torn = record(Kind::Settled, 0, 2, D, 2_000);
+        torn[20] ^= 1;
+        let short = record(Kind::Accepted, 0, 3, None, 0)[..30].to_vec();
+        let path = write(
+            &dir.0,
+            0,
+            0,
+            &[
+                record(Kind::Accepted, 0, 1, None, 0),
+                record(Kind::Settled, 0, 1, D, 1_000),
+                torn,
+                short,
+            ],
+        );
+        let replayed = replay(&dir.0).expect("replays");
+        assert_eq!(replayed.findings.torn_bytes, 64 + 30);
+        assert_eq!(fs::metadata(&path).expect("the file").len(), 128, "cut to its valid records");
+        assert!(replayed.whole(), "a torn tail is a crash, not damage");
+        assert_eq!(replayed.entries.len(), 1);
+
+        let mut damaged = record(Kind::Attempt, 0, 4, D, 4_000);
+        damaged[50] ^= 0x10;
+        write(
+            &dir.0,
+            1,
+            0,
+            &[
+                record(Kind::Accepted, 0, 4, None, 0),
+                damaged,
+                record(Kind::Accepted, 0, 5, None, 0),
+            ],
+        );
+        let replayed = replay(&dir.0).expect("replays");
+        assert_eq!(replayed.findings.damaged, 1);
+        assert!(!replayed.whole());
+        assert_eq!(replayed.pending.len(), 2, "payments 4 and 5, still to forward");
+    }
+
+    /// Goal: a file of another format is set aside, never read as this one; older generations
+    /// are removed; the peer's settled totals are read without changing anything; a folder
+    /// that cannot be made is an error, not a panic. Method: files written by hand.
+    #[test]
+    fn formats_generations_and_unwritable_folders() {
+        let dir = TempDir::new("replay-formats");
+        let mut old_format = record(Kind::Accepted, 0, 1, None, 0);
+        old_format[4] = 0;
+        let crc = crc32fast::hash(&old_format[4..]);
+        old_format[..4].copy_from_slice(&crc.to_le_bytes());
+        write(&dir.0, 0, 2, &[old_format]);
+        let older = write(&dir.0, 0, 1, &[record(Kind::Settled, 0, 9, D, 9_000)]);
+        write(&dir.0, 1, 2, &[record(Kind::Settled, 0, 2, F, 2_000)]);
+        let range = TimeRange { from_ms: 0, to_ms: 10_000 };
+        let peer = settled_totals(&dir.0, range);
+        assert!(peer.is_err(), "another format in the peer's journal is no total");
+        let replayed = replay(&dir.0).expect("replays");
+        assert_eq!(replayed.findings.set_aside.len(), 1);
+        assert!(replayed.findings.set_aside[0].exists(), "renamed, not deleted");
+        assert!(!older.exists(), "an older generation is removed");
+        assert!(!replayed.whole());
+        assert_eq!(replayed.entries.len(), 1);
+        let peer = settled_totals(&dir.0, range).expect("the format file is gone now");
+        assert_eq!(peer.get(Processor::Fallback), Totals { count: 1, cents: 102 });
+
+        let not_a_folder = dir.0.join("file");
+        fs::write(&not_a_folder, b"x").expect("a file");
+        assert!(replay(&not_a_folder.join("journal")).is_err());
+    }
+}
