@@ -13,17 +13,24 @@
 
 #![no_main]
 
+use std::sync::LazyLock;
+
 use libfuzzer_sys::fuzz_target;
 use payrelay::{
     config,
     http::{self, Limits, Method, Parsed, ParsedResponse, Status},
 };
 
-/// What production parses with (the `REQUEST_*_BYTES_MAX` defaults).
-const PRODUCTION: Limits = Limits {
-    head_bytes_max: config::REQUEST_HEAD_BYTES_MAX_DEFAULT,
-    body_bytes_max: config::REQUEST_BODY_BYTES_MAX_DEFAULT,
-};
+/// What production parses with: the `REQUEST_*_BYTES_MAX` defaults, read from the knobs'
+/// table itself (an empty environment) so a changed default is fuzzed as it ships.
+static PRODUCTION: LazyLock<Limits> = LazyLock::new(|| {
+    // The empty environment is valid: every knob has a default (`config`'s `defaults` test).
+    let config = config::Config::from_lookup(|_| None).expect("defaults are a valid config");
+    Limits {
+        head_bytes_max: config.request_head_bytes_max,
+        body_bytes_max: config.request_body_bytes_max,
+    }
+});
 
 /// Small enough that short inputs reach the 431 and 413 paths, large enough for the contest's
 /// POST (its head is ~150 bytes, its body 70).
@@ -298,8 +305,8 @@ fn drip_fed(buf: &[u8], limits: Limits, expected: &[Framed], last: &Outcome, las
 fuzz_target!(|data: &[u8]| {
     let (tight_requests, tight_last, tight_at) = pipelined(data, TIGHT);
     drip_fed(data, TIGHT, &tight_requests, &tight_last, tight_at);
-    let (requests, last, at) = pipelined(data, PRODUCTION);
-    drip_fed(data, PRODUCTION, &requests, &last, at);
+    let (requests, last, at) = pipelined(data, *PRODUCTION);
+    drip_fed(data, *PRODUCTION, &requests, &last, at);
     // Looser limits accept everything tighter ones accept, framed the same way.
     assert!(tight_requests.len() <= requests.len());
     assert_eq!(tight_requests[..], requests[..tight_requests.len()], "tight vs production");
