@@ -10,6 +10,8 @@
 //! - [`backend`]: starting two payrelay instances on one port, inside a CPU/memory envelope.
 //! - [`load`]: the k6-equivalent test: setup, ramping virtual users, consistency checks, fault
 //!   stages, teardown.
+//!   [`sampler`]: once a second during the load, the processors' books and each payrelay
+//!   instance's gauges and CPU, kept with the POSTs by second in a [`series::Series`].
 //! - [`score`]: the official scoring formula over what the load measured.
 //! - [`crash`]: the crash harness beside the load: one instance killed and restarted at the
 //!   scenario's moments, then every accepted payment looked up in the processors' books.
@@ -33,7 +35,9 @@ pub mod emulator;
 pub mod framing;
 pub mod load;
 pub mod money;
+pub mod sampler;
 pub mod scenario;
 pub mod score;
+pub mod series;
 pub mod stats;
 pub mod time;
