@@ -16,7 +16,7 @@ use crate::{
     emulator::{self, Emulator, EmulatorConfig, Which},
     framing::Framing,
     load::{self, LoadPlan, LoadReport},
-    money,
+    money, report,
     sampler::InstanceWatch,
     scenario::{Kills, Scenario},
     score::{self, ScoreInput},
@@ -99,7 +99,7 @@ impl ContestOptions {
 }
 
 /// The flat, stable results record (documented in `benches/lab/README.md`), and the run second
-/// by second under `series`.
+/// by second under `series`. Read back by `rinha-lab report` and `compare`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Results {
     /// Final score (money).
@@ -270,6 +270,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     record_usage(&mut results, pair.usage);
     if let Some(path) = &options.json {
         write_json(path, &results)?;
+        write_report(path, &results, verbose);
     }
     if verbose {
         println!("{}", table(&results));
@@ -298,6 +299,23 @@ fn instance_watches(backend: &Backend) -> Vec<InstanceWatch> {
         .into_iter()
         .filter_map(|(name, pid)| Some(InstanceWatch::new(name, backend.peer_addr(name)?, pid)))
         .collect()
+}
+
+/// The report beside the results JSON (`X.json` gives `X.svg`). A report that cannot be written
+/// is a warning, not a failed run: the results are safe in the JSON, and `rinha-lab report`
+/// draws them again.
+fn write_report(json: &Path, results: &Results, verbose: bool) {
+    let svg = json.with_extension("svg");
+    if svg == json {
+        eprintln!("warning: no report drawn: it would overwrite the results, {}", json.display());
+        return;
+    }
+    let label = json.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    match report::write(&svg, &[report::Run { label: &label, results }]) {
+        Ok(()) if verbose => eprintln!("report: {}", svg.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("warning: no report drawn: {e}"),
+    }
 }
 
 /// The lab's own processors, with the scenario's fees; `None` when they are already running.

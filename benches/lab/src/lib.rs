@@ -16,6 +16,8 @@
 //! - [`crash`]: the crash harness beside the load: one instance killed and restarted at the
 //!   scenario's moments, then every accepted payment looked up in the processors' books.
 //! - [`contest`]: one call that wires all of the above and writes the results.
+//! - [`report`]: the results drawn as one SVG of panels over the test's time (one run, or
+//!   several overlaid); [`compare`]: several runs' key figures side by side.
 //!
 //! Helpers: [`client`] (a keep-alive HTTP/1 connection with a timeout), [`stats`] (k6's
 //! percentile), [`money`] (integer cents), [`time`] (`toISOString()` timestamps) and [`canned`]
@@ -28,6 +30,7 @@ pub mod backend;
 pub mod canned;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod compose;
 pub mod contest;
 pub mod crash;
@@ -35,6 +38,7 @@ pub mod emulator;
 pub mod framing;
 pub mod load;
 pub mod money;
+pub mod report;
 pub mod sampler;
 pub mod scenario;
 pub mod score;

@@ -1,5 +1,5 @@
 //! The run over time: what a contest records second by second, kept in the results JSON under
-//! `series`, so that a run can be drawn again from the JSON alone.
+//! `series` so that the report ([`crate::report`]) can be drawn again from the JSON alone.
 //!
 //! Entry `i` of every per-second array covers second `[i, i + 1)` of the load: POST counts and
 //! latencies are those of the POSTs that completed in it, settled payments and CPU are what
