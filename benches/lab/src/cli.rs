@@ -1,5 +1,5 @@
-//! Command line: `processors`, `canned`, `contest` and `pair`, shared by the `rinha-lab` binary
-//! and the `contest` bench.
+//! Command line: `processors`, `canned`, `contest`, `pair`, `report` and `compare`, shared by the
+//! `rinha-lab` binary and the `contest` bench.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -12,6 +12,7 @@ use crate::{
     canned,
     contest::{self, ContestOptions},
     emulator::{self, EmulatorConfig, Which},
+    report,
 };
 
 const USAGE: &str = "\
@@ -29,7 +30,9 @@ usage:
                     [--compose-file docker-compose.yml]
   rinha-lab pair --payrelay PATH [--api-port 9999] [--default-port 8001]
                  [--fallback-port 8002] [--env-file tuning/contest.env] [--no-envelope]
-                 [--no-journal] [--compose-file docker-compose.yml]";
+                 [--no-journal] [--compose-file docker-compose.yml]
+  rinha-lab report RESULTS.json [--out RESULTS.svg]
+  rinha-lab compare A.json B.json [...] [--out compare.svg]";
 
 /// Parsed `--key value` pairs and `--flag`s.
 struct Args {
@@ -97,6 +100,8 @@ pub fn main(args: &[String]) -> ExitCode {
         "canned" => serve_canned(rest),
         "contest" => contest_command(rest, None),
         "pair" => pair(rest),
+        "report" => report::report_command(rest),
+        "compare" => report::compare_command(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

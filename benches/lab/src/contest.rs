@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
 use crate::{
@@ -16,9 +16,11 @@ use crate::{
     emulator::{self, Emulator, EmulatorConfig, Which},
     framing::Framing,
     load::{self, LoadPlan, LoadReport},
-    money,
+    money, report,
+    sampler::InstanceWatch,
     scenario::{Kills, Scenario},
     score::{self, ScoreInput},
+    series::Series,
     stats, time,
 };
 
@@ -96,8 +98,9 @@ impl ContestOptions {
     }
 }
 
-/// The flat, stable results record (documented in `benches/lab/README.md`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The flat, stable results record (documented in `benches/lab/README.md`), and the run second
+/// by second under `series`. Read back by `rinha-lab report` and `compare`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Results {
     /// Final score (money).
     pub score: f64,
@@ -196,6 +199,9 @@ pub struct Results {
     pub started_at: String,
     /// Address of the backend under test.
     pub target: String,
+    /// The run second by second, for the report (absent in files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
 }
 
 /// Runs one contest. Everything it started is stopped before it returns, error or not.
@@ -243,10 +249,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         fallback_addr: processor_addrs[1],
         recorded: processors.as_ref().map(Emulator::recorded_probe),
         progress_every: verbose.then_some(PROGRESS_EVERY),
-        metrics: backend
-            .as_ref()
-            .map(|b| ["a", "b"].iter().filter_map(|name| b.peer_addr(name)).collect())
-            .unwrap_or_default(),
+        instances: backend.as_ref().map(instance_watches).unwrap_or_default(),
         load_started: None,
     };
     let (report, kills_made) = match (&scenario.kills, backend.as_mut()) {
@@ -267,6 +270,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     record_usage(&mut results, pair.usage);
     if let Some(path) = &options.json {
         write_json(path, &results)?;
+        write_report(path, &results, verbose);
     }
     if verbose {
         println!("{}", table(&results));
@@ -285,6 +289,33 @@ pub fn scenario_env(scenario: &Scenario) -> Vec<(String, String)> {
     ]
     .map(|(k, v)| (k.to_owned(), v))
     .to_vec()
+}
+
+/// What the load watches of each instance of `backend`: its `/metrics` (served on its peer link)
+/// and its process.
+fn instance_watches(backend: &Backend) -> Vec<InstanceWatch> {
+    backend
+        .pids()
+        .into_iter()
+        .filter_map(|(name, pid)| Some(InstanceWatch::new(name, backend.peer_addr(name)?, pid)))
+        .collect()
+}
+
+/// The report beside the results JSON (`X.json` gives `X.svg`). A report that cannot be written
+/// is a warning, not a failed run: the results are safe in the JSON, and `rinha-lab report`
+/// draws them again.
+fn write_report(json: &Path, results: &Results, verbose: bool) {
+    let svg = json.with_extension("svg");
+    if svg == json {
+        eprintln!("warning: no report drawn: it would overwrite the results, {}", json.display());
+        return;
+    }
+    let label = json.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    match report::write(&svg, &[report::Run { label: &label, results }]) {
+        Ok(()) if verbose => eprintln!("report: {}", svg.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("warning: no report drawn: {e}"),
+    }
 }
 
 /// The lab's own processors, with the scenario's fees; `None` when they are already running.
@@ -423,6 +454,11 @@ fn load_with_kills(
     }
     let (load_started, started_heard) = std::sync::mpsc::channel();
     plan.load_started = Some(load_started);
+    // The sampler reads each instance's CPU by pid: tell it the restarted process's.
+    let watches = plan.instances.clone();
+    let restarted = |name: &str, pid: u32| {
+        watches.iter().filter(|watch| watch.name == name).for_each(|watch| watch.set_pid(pid));
+    };
     let load = runtime.spawn(interruptible(load::run(plan)));
     let schedule = crash::run_schedule(
         backend,
@@ -430,6 +466,7 @@ fn load_with_kills(
         &moments_s,
         &started_heard,
         &|| load.is_finished(),
+        &restarted,
         verbose,
     );
     if schedule.is_err() {
@@ -582,6 +619,7 @@ pub fn results(
         scenario: scenario.name.clone(),
         started_at: time::format_iso_ms(report.started_at_ms),
         target: format!("http://{target}"),
+        series: Some(report.series.clone()),
     }
 }
 

@@ -27,8 +27,8 @@ const SCHEDULE_POLL: Duration = Duration::from_millis(50);
 /// Kills `instance` (`a` or `b`) of `backend` at each of `moments_s` (seconds after the load's
 /// start, which `load_started` tells, in increasing order), restarting it at once each time
 /// without waiting for it to answer. Stops early, without an error, once `load_finished` says
-/// the load is over. Returns how many kills it made; a kill or restart that fails ends it with
-/// the error.
+/// the load is over. Tells `restarted` each instance name and new process id. Returns how many
+/// kills it made; a kill or restart that fails ends it with the error.
 ///
 /// Call it from the thread that started `backend`: a restarted child gets SIGTERM when the
 /// thread that spawned it exits (see [`Backend::restart`]).
@@ -38,6 +38,7 @@ pub fn run_schedule(
     moments_s: &[f64],
     load_started: &Receiver<Instant>,
     load_finished: &dyn Fn() -> bool,
+    restarted: &dyn Fn(&str, u32),
     verbose: bool,
 ) -> Result<u64, String> {
     let Some(started) = wait_load_start(load_started, load_finished) else {
@@ -56,6 +57,7 @@ pub fn run_schedule(
         let killed_at_s = started.elapsed().as_secs_f64();
         let status = backend.kill(instance)?;
         let new_pid = backend.restart(instance)?;
+        restarted(instance, new_pid);
         kills_made += 1;
         if verbose {
             // An instance that had died by itself before the kill is a finding of its own.

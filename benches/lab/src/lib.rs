@@ -10,10 +10,14 @@
 //! - [`backend`]: starting two payrelay instances on one port, inside a CPU/memory envelope.
 //! - [`load`]: the k6-equivalent test: setup, ramping virtual users, consistency checks, fault
 //!   stages, teardown.
+//!   [`sampler`]: once a second during the load, the processors' books and each payrelay
+//!   instance's gauges and CPU, kept with the POSTs by second in a [`series::Series`].
 //! - [`score`]: the official scoring formula over what the load measured.
 //! - [`crash`]: the crash harness beside the load: one instance killed and restarted at the
 //!   scenario's moments, then every accepted payment looked up in the processors' books.
 //! - [`contest`]: one call that wires all of the above and writes the results.
+//! - [`report`]: the results drawn as one SVG of panels over the test's time (one run, or
+//!   several overlaid); [`compare`]: several runs' key figures side by side.
 //!
 //! Helpers: [`client`] (a keep-alive HTTP/1 connection with a timeout), [`stats`] (k6's
 //! percentile), [`money`] (integer cents), [`time`] (`toISOString()` timestamps) and [`canned`]
@@ -26,6 +30,7 @@ pub mod backend;
 pub mod canned;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod compose;
 pub mod contest;
 pub mod crash;
@@ -33,7 +38,10 @@ pub mod emulator;
 pub mod framing;
 pub mod load;
 pub mod money;
+pub mod report;
+pub mod sampler;
 pub mod scenario;
 pub mod score;
+pub mod series;
 pub mod stats;
 pub mod time;

@@ -11,6 +11,10 @@
 //! correlationId of every accepted POST, waits before teardown until the processors' books are
 //! still (the official script does not wait), and afterwards compares the backend's summary
 //! over the whole test with the processors' totals.
+//!
+//! Beside all of this it keeps the run second by second ([`crate::series`]): each VU files its
+//! POSTs under the second they completed in, and [`crate::sampler`] reads the processors' books
+//! and the payrelay instances once a second.
 
 use std::{
     net::SocketAddr,
@@ -28,7 +32,9 @@ use serde_json::Value;
 use crate::{
     client::{Conn, Failure, Reply},
     emulator::{RecordedProbe, TOKEN_DEFAULT},
+    sampler::{self, InstanceWatch},
     scenario::{ProcessorState, Scenario},
+    series::{CheckMark, PostSeconds, Sampled, SecondTally, Series},
     time,
 };
 
@@ -68,9 +74,10 @@ pub struct LoadPlan {
     pub recorded: Option<RecordedProbe>,
     /// Print a progress line this often (None: silent).
     pub progress_every: Option<Duration>,
-    /// Each instance's `/metrics` address (its peer link), read for the progress line's
-    /// backlog: payments queued and held for the cheaper processor. Empty: not shown.
-    pub metrics: Vec<SocketAddr>,
+    /// The payrelay instances: their `/metrics` (read for the progress line's backlog, payments
+    /// queued and held for the cheaper processor) and their process, sampled once a second for
+    /// the series. Empty (a `--target` run): neither is shown.
+    pub instances: Vec<InstanceWatch>,
     /// Told the instant the load starts (after setup), for a schedule that runs beside it on
     /// another thread (the crash harness's kills); `None`: nobody listens.
     pub load_started: Option<std::sync::mpsc::Sender<std::time::Instant>>,
@@ -149,6 +156,8 @@ pub struct LoadReport {
     /// the whole test, default and fallback (an unusable backend answer counts as zeros, like
     /// the checker's); `None` without kills.
     pub final_summary_mismatch: Option<u64>,
+    /// The run second by second, for the report.
+    pub series: Series,
 }
 
 impl LoadReport {
@@ -190,6 +199,8 @@ struct Counters {
 #[derive(Debug)]
 struct Ctx {
     target: SocketAddr,
+    /// When the load started: second 0 of the series.
+    started: tokio::time::Instant,
     amount_json: String,
     timeout: Duration,
     end: tokio::time::Instant,
@@ -205,11 +216,21 @@ struct Ctx {
 struct VuRecord {
     /// Its expected-status POST latencies, µs.
     latencies_us: Vec<u64>,
+    /// For each of `latencies_us`, the second of the load it completed in.
+    latency_seconds: Vec<u32>,
+    /// Its POSTs, succeeded and failed, by the second they completed in.
+    post_seconds: SecondTally,
     /// The correlationIds it had accepted (only when [`Ctx::record_accepted`]).
     accepted_ids: Vec<uuid::Uuid>,
 }
 
 impl Ctx {
+    /// The second of the load that is running now (0 from the start).
+    fn second_now(&self) -> u32 {
+        let elapsed_s = tokio::time::Instant::now().duration_since(self.started).as_secs();
+        u32::try_from(elapsed_s).unwrap_or(u32::MAX)
+    }
+
     /// Copies what the VUs counted and the admin calls' record into the report, once every
     /// task that writes them is done.
     fn fill_report(&self, report: &mut LoadReport) {
@@ -263,6 +284,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let ctx = Arc::new(Ctx {
         target: plan.target,
+        started,
         amount_json,
         timeout,
         end: started + duration,
@@ -274,8 +296,15 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
 
     let checker = tokio::spawn(checker(ctx.clone(), plan.clone(), admin.token.clone()));
     let stages = tokio::spawn(stages(ctx.clone(), plan.clone(), admin.token.clone(), started));
+    let seconds = Series::seconds_for(scenario.duration_s);
+    let sampler = tokio::spawn(sampler::record(
+        plan.recorded.clone(),
+        plan.instances.clone(),
+        started,
+        seconds,
+    ));
     let progress = plan.progress_every.map(|every| {
-        let metrics = plan.metrics.clone();
+        let metrics = plan.instances.iter().map(|instance| instance.metrics_addr).collect();
         tokio::spawn(progress(
             ctx.clone(),
             plan.recorded.clone(),
@@ -287,15 +316,11 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     });
     let vus = ramp(&ctx, scenario.vus_max, started, duration).await;
     let mut report = LoadReport { started_at_ms, ..LoadReport::default() };
-    for vu in vus {
-        if let Ok(record) = vu.await {
-            report.post_latencies_us.extend_from_slice(&record.latencies_us);
-            report.accepted_ids.extend_from_slice(&record.accepted_ids);
-        }
-    }
+    let post_seconds = gather_vus(vus, &mut report, seconds).await;
     let (checks, summary_latencies, summary_failures) =
         checker.await.map_err(|e| format!("checker: {e}"))?;
     stages.await.map_err(|e| format!("stages: {e}"))?;
+    let sampled = sampler.await.map_err(|e| format!("sampler: {e}"))?;
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -309,11 +334,46 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
             Some(final_summary_mismatch(&ctx, &report, plan.progress_every.is_some()).await);
     }
     report.inconsistencies = checks.iter().map(Check::inconsistencies).sum();
+    report.series = series(scenario, post_seconds, sampled, &checks);
     report.checks = checks;
     report.summary_latencies_us = summary_latencies;
     report.summary_failures = summary_failures;
     ctx.fill_report(&mut report);
     Ok(report)
+}
+
+/// Waits for every VU and files what each brings back: its latencies and accepted ids in
+/// `report`, its POSTs by second in what it returns (`seconds` long).
+async fn gather_vus(
+    vus: Vec<tokio::task::JoinHandle<VuRecord>>,
+    report: &mut LoadReport,
+    seconds: usize,
+) -> PostSeconds {
+    let mut post_seconds = PostSeconds::new(seconds);
+    for vu in vus {
+        if let Ok(record) = vu.await {
+            report.post_latencies_us.extend_from_slice(&record.latencies_us);
+            report.accepted_ids.extend_from_slice(&record.accepted_ids);
+            post_seconds.add_tally(&record.post_seconds);
+            for (second, latency_us) in record.latency_seconds.iter().zip(&record.latencies_us) {
+                post_seconds.add_latency(*second as usize, *latency_us);
+            }
+        }
+    }
+    post_seconds
+}
+
+/// The run second by second: the VUs' POSTs, what the sampler read, the scenario's stages and
+/// each check at its time.
+fn series(scenario: &Scenario, posts: PostSeconds, sampled: Sampled, checks: &[Check]) -> Series {
+    let marks = checks
+        .iter()
+        .map(|check| CheckMark {
+            at_s: check.at_ms as f64 / 1000.0,
+            inconsistencies: check.inconsistencies(),
+        })
+        .collect();
+    Series::build(scenario.duration_s, posts, sampled, scenario.stages.clone(), marks)
 }
 
 /// The admin side of one run: a keep-alive connection to each processor and the token that
@@ -506,19 +566,23 @@ async fn virtual_user(ctx: Arc<Ctx>) -> VuRecord {
     let mut conn = Conn::new(ctx.target);
     let mut record = VuRecord {
         latencies_us: Vec::with_capacity(SAMPLES_PER_VU_HINT),
-        accepted_ids: Vec::new(),
+        latency_seconds: Vec::with_capacity(SAMPLES_PER_VU_HINT),
+        ..VuRecord::default()
     };
     let counters = &ctx.counters;
     while tokio::time::Instant::now() < ctx.end {
         let correlation_id = uuid::Uuid::new_v4();
         let body =
             format!(r#"{{"correlationId":"{correlation_id}","amount":{}}}"#, ctx.amount_json);
-        match conn
+        let reply = conn
             .request(Method::POST, "/payments", &[], Some(Bytes::from(body)), ctx.timeout)
-            .await
-        {
+            .await;
+        let second = ctx.second_now();
+        let ok = reply.as_ref().is_ok_and(|reply| POST_OK_STATUSES.contains(&reply.status));
+        record.post_seconds.count(second as usize, ok);
+        match reply {
             Ok(reply) => {
-                if POST_OK_STATUSES.contains(&reply.status) {
+                if ok {
                     counters.ok.fetch_add(1, Ordering::Relaxed);
                     if ctx.record_accepted {
                         record.accepted_ids.push(correlation_id);
@@ -528,6 +592,7 @@ async fn virtual_user(ctx: Arc<Ctx>) -> VuRecord {
                 }
                 if reply.expected() {
                     record.latencies_us.push(reply.latency_us);
+                    record.latency_seconds.push(second);
                 }
             }
             Err(Failure::Timeout) => {
@@ -742,10 +807,7 @@ async fn backlog(scrapers: &mut [Conn]) -> String {
             scraper.request(Method::GET, "/metrics", &[], None, Duration::from_millis(500)).await;
         let text = reply.ok().map(|r| String::from_utf8_lossy(&r.body).into_owned());
         for (sum, family) in sums.iter_mut().zip(families) {
-            let series = format!("{family}{{core=\"all\"}} ");
-            let value = text.as_deref().and_then(|text| {
-                text.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
-            });
+            let value = text.as_deref().and_then(|text| sampler::metric_all(text, family));
             *sum = sum.zip(value).map(|(a, b)| a + b);
         }
     }

@@ -3,12 +3,12 @@
 
 use std::{cmp::Ordering, fmt, path::Path};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::money;
 
 /// Longest test we accept; beyond this the latency vector and the run time stop being sane.
-const DURATION_S_MAX: f64 = 3600.0;
+pub const DURATION_S_MAX: f64 = 3600.0;
 /// Most virtual users; each holds a connection and a file descriptor.
 const VUS_MAX_MAX: u32 = 5000;
 /// Longest processor delay a stage may set; the rules go up to 5000 ms.
@@ -27,7 +27,7 @@ pub const KILLS_TO_FRACTION: f64 = 0.90;
 pub const KILL_GAP_MIN_S: f64 = 1.0;
 
 /// One processor's state from a stage on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorState {
     /// Delay applied to every payment, in milliseconds.
@@ -37,7 +37,7 @@ pub struct ProcessorState {
 }
 
 /// A point in the timeline where both processors change state.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// Seconds after the start of the load.

@@ -47,7 +47,7 @@ fn short_run_against_canned_backend() {
         fallback_addr: processors.addr(Which::Fallback),
         recorded: None,
         progress_every: None,
-        metrics: Vec::new(),
+        instances: Vec::new(),
         load_started: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,6 +83,20 @@ fn short_run_against_canned_backend() {
     assert_eq!(report.final_summary_mismatch, None);
     assert_eq!(processors.knobs(Which::Default), (7, true));
     assert_eq!(processors.knobs(Which::Fallback), (3, false));
+    // Second by second: 3 entries, every POST in one of them, each second's latency figures
+    // present exactly when POSTs completed in it, and nothing the run could not see (the
+    // processors' books, payrelay's instances).
+    let series = &report.series;
+    assert_eq!(series.seconds, 3);
+    assert_eq!(series.posts_ok.iter().sum::<u64>(), report.posts_ok);
+    assert_eq!(series.posts_failed, [0, 0, 0]);
+    for (second, ok) in series.posts_ok.iter().enumerate() {
+        assert_eq!(series.post_p50_ms[second].is_some(), *ok > 0, "{series:?}");
+    }
+    assert!(series.default_settled.is_empty() && series.lag.is_empty(), "{series:?}");
+    assert!(series.instances.is_empty());
+    assert_eq!(series.stages, Scenario::parse(SCENARIO).expect("scenario").stages);
+    assert_eq!(series.checks.len(), 3);
 
     let old_token = runtime.block_on(async {
         let mut conn = Conn::new(processors.addr(Which::Default));
@@ -115,7 +129,7 @@ fn kills_scenario_records_every_accepted_id() {
         fallback_addr: processors.addr(Which::Fallback),
         recorded: Some(processors.recorded_probe()),
         progress_every: None,
-        metrics: Vec::new(),
+        instances: Vec::new(),
         load_started: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -129,4 +143,8 @@ fn kills_scenario_records_every_accepted_id() {
     let distinct: std::collections::HashSet<_> = report.accepted_ids.iter().collect();
     assert_eq!(distinct.len(), report.accepted_ids.len());
     assert_eq!(report.final_summary_mismatch, Some(0));
+    // The books are watched each second: nothing ever reached them, so the running lag ends at
+    // every accepted POST.
+    assert_eq!(report.series.default_settled, [0, 0]);
+    assert_eq!(report.series.lag.last(), Some(&(report.posts_ok as i64)));
 }

@@ -15,6 +15,11 @@ pub struct Usage {
 /// Peak RSS and CPU time of a process.
 pub fn read_usage(pid: u32) -> Option<Usage> {
     let rss_mb_max = status_mb(pid, "VmHWM")?;
+    Some(Usage { rss_mb_max, cpu_s: read_cpu_s(pid)? })
+}
+
+/// User + system CPU time of a process so far, seconds; `None` once it has exited.
+pub fn read_cpu_s(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name start at field 3 (state); utime and stime
     // are fields 14 and 15.
@@ -24,7 +29,7 @@ pub fn read_usage(pid: u32) -> Option<Usage> {
     // SAFETY: sysconf only reads a configuration value.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks_per_s = if ticks_per_s > 0 { ticks_per_s as f64 } else { 100.0 };
-    Some(Usage { rss_mb_max, cpu_s: ticks / ticks_per_s })
+    Some(ticks / ticks_per_s)
 }
 
 /// Current resident memory (VmRSS) of a process, MB; `None` once it has exited.
@@ -100,6 +105,8 @@ mod tests {
         let rss = read_rss_mb(std::process::id()).expect("rss");
         assert!(rss > 0.0 && rss <= usage.rss_mb_max + 1.0, "rss {rss} hwm {}", usage.rss_mb_max);
         assert_eq!(read_rss_mb(u32::MAX), None);
+        assert!(read_cpu_s(std::process::id()).is_some_and(|cpu| cpu >= 0.0));
+        assert_eq!(read_cpu_s(u32::MAX), None);
     }
 
     /// Goal: a listening socket is found by port in `/proc/net` under the inode its process

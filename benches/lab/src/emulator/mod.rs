@@ -64,7 +64,12 @@ pub struct RecordedProbe {
 impl RecordedProbe {
     /// Payments stored by both processors together.
     pub fn recorded(&self) -> u64 {
-        self.processors.iter().map(|p| p.state().payments.len() as u64).sum()
+        self.recorded_each().iter().sum()
+    }
+
+    /// Payments stored by each processor: `[default, fallback]`.
+    pub fn recorded_each(&self) -> [u64; 2] {
+        self.processors.each_ref().map(|p| p.state().payments.len() as u64)
     }
 }
 
