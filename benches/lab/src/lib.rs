@@ -18,6 +18,8 @@
 //! - [`contest`]: one call that wires all of the above and writes the results.
 //! - [`report`]: the results drawn as one SVG of panels over the test's time (one run, or
 //!   several overlaid); [`compare`]: several runs' key figures side by side.
+//! - [`capacity`]: beside the contest, an open-model sweep of arrival rates against the pair
+//!   and against [`canned`]: the highest rate payrelay keeps under 1 ms p99.
 //!
 //! Helpers: [`client`] (a keep-alive HTTP/1 connection with a timeout), [`stats`] (k6's
 //! percentile), [`money`] (integer cents), [`time`] (`toISOString()` timestamps) and [`canned`]
@@ -28,6 +30,7 @@
 
 pub mod backend;
 pub mod canned;
+pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod compare;

@@ -1,7 +1,7 @@
 //! What `/proc` tells about a process: its resource use, its resident memory, and the sockets
 //! it holds or that listen on a port.
 
-use std::{collections::HashSet, fs};
+use std::{collections::HashSet, fs, path::Path, time::Duration};
 
 /// Resource use of one instance, read from `/proc` before it is stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -30,6 +30,26 @@ pub fn read_cpu_s(pid: u32) -> Option<f64> {
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks_per_s = if ticks_per_s > 0 { ticks_per_s as f64 } else { 100.0 };
     Some(ticks / ticks_per_s)
+}
+
+/// CPU time a process has used so far, to the nanosecond: the sum over its threads of their time
+/// on a CPU (`/proc/<pid>/task/*/schedstat`, first field), so that a few seconds' difference
+/// is meaningful, which the 10 ms ticks of [`read_cpu_s`] are not. A thread that exits takes
+/// its time with it: compare two reads only for processes whose threads live throughout
+/// (payrelay's cores, the canned server's runtime). On a kernel without schedstat, falls back to
+/// the ticks. `None` once the process has exited.
+pub fn read_cpu_time(pid: u32) -> Option<Duration> {
+    if !Path::new(&format!("/proc/{pid}/schedstat")).exists() {
+        // Exited (then `None`), or a kernel without schedstat (CONFIG_SCHED_INFO off).
+        return read_cpu_s(pid).map(Duration::from_secs_f64);
+    }
+    let mut on_cpu_ns: u64 = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        // A thread that exits between the listing and the read is skipped: its time is gone.
+        let Ok(text) = fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
+        on_cpu_ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(on_cpu_ns))
 }
 
 /// Current resident memory (VmRSS) of a process, MB; `None` once it has exited.
@@ -107,6 +127,34 @@ mod tests {
         assert_eq!(read_rss_mb(u32::MAX), None);
         assert!(read_cpu_s(std::process::id()).is_some_and(|cpu| cpu >= 0.0));
         assert_eq!(read_cpu_s(u32::MAX), None);
+    }
+
+    /// This thread's own CPU time, from the kernel's clock for it.
+    fn thread_cpu_time() -> Duration {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec, which `now` is, and keeps no pointer.
+        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        assert_eq!(status, 0, "clock_gettime");
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    }
+
+    /// Goal: the precise CPU time counts the work done, below the 10 ms ticks' resolution, and
+    /// is absent for a gone process. Method: spin until this thread has used 40 ms of CPU by
+    /// the kernel's own clock for it (however long that takes on a busy machine), then compare
+    /// our process's reads; schedstat may trail the running thread by one scheduler tick (at
+    /// most 10 ms), hence 25 ms.
+    #[test]
+    fn cpu_time_counts_work_done() {
+        let pid = std::process::id();
+        let before = read_cpu_time(pid).expect("cpu time");
+        let spun_from = thread_cpu_time();
+        let mut x: u64 = 1;
+        while thread_cpu_time() - spun_from < Duration::from_millis(40) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = read_cpu_time(pid).expect("cpu time").saturating_sub(before);
+        assert!(used >= Duration::from_millis(25), "{used:?} for 40 ms of spinning");
+        assert_eq!(read_cpu_time(u32::MAX), None);
     }
 
     /// Goal: a listening socket is found by port in `/proc/net` under the inode its process
