@@ -16,8 +16,8 @@
 //! worker), 32 µs with the journal off; the lab's final timeline showed the same, 25% more CPU
 //! per instance. A `pwrite` of a few hundred bytes into the page cache takes microseconds and
 //! waits for no disk; it can block only on the file system's own locks (a journal commit), or
-//! on dirty-page throttling at write rates thousands of times ours (a payment is ~4 records of
-//! 64 bytes). The flush that does wait for the disk (`JOURNAL_FSYNC`) stays on io_uring.
+//! on dirty-page throttling at write rates thousands of times ours (a payment is three records
+//! of 64 bytes). The flush that does wait for the disk (`JOURNAL_FSYNC`) stays on io_uring.
 
 use std::{
     cell::{Cell, RefCell},
