@@ -71,6 +71,19 @@ struct Recovery {
     shares: Mutex<Vec<Share>>,
 }
 
+impl Recovery {
+    /// No books to take over: no journal, or one that could not be read.
+    fn nothing(shares: Vec<Share>) -> Recovery {
+        Recovery {
+            generation: 0,
+            epoch: 0,
+            test_started_ms: None,
+            kept_books: false,
+            shares: Mutex::new(shares),
+        }
+    }
+}
+
 /// One core's part of the replayed journal.
 #[derive(Default)]
 struct Share {
@@ -84,27 +97,13 @@ struct Share {
 fn recover(config: &Config, workers: usize) -> Recovery {
     let mut shares: Vec<Share> = (0..workers).map(|_| Share::default()).collect();
     let Some(dir) = &config.journal_dir else {
-        let shares = Mutex::new(shares);
-        return Recovery {
-            generation: 0,
-            epoch: 0,
-            test_started_ms: None,
-            kept_books: false,
-            shares,
-        };
+        return Recovery::nothing(shares);
     };
     let replayed = match journal::replay::replay(dir) {
         Ok(replayed) => replayed,
         Err(e) => {
             eprintln!("payrelay: journal {}: {e}; payments will be refused", dir.display());
-            let shares = Mutex::new(shares);
-            return Recovery {
-                generation: 0,
-                epoch: 0,
-                test_started_ms: None,
-                kept_books: false,
-                shares,
-            };
+            return Recovery::nothing(shares);
         }
     };
     log_replay(dir, &replayed);
