@@ -30,9 +30,6 @@ use crate::{
 pub const LATE_SLACK_MS: i64 = 100;
 /// Seconds between progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// Threads of the load generator's runtime. Two keep one slow task from delaying
-/// the timing of the others on a 2-CPU machine.
-const LOAD_WORKER_THREADS: usize = 2;
 /// The contest's processor ports.
 pub const DEFAULT_PORT: u16 = 8001;
 /// See [`DEFAULT_PORT`].
@@ -214,12 +211,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         Some(emulator) => [emulator.addr(Which::Default), emulator.addr(Which::Fallback)],
         None => [loopback(options.default_port), loopback(options.fallback_port)],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(LOAD_WORKER_THREADS)
-        .thread_name("rinha-lab-load")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = load::runtime("rinha-lab-load").map_err(|e| e.to_string())?;
     let verbose = options.verbose;
     if verbose {
         eprintln!(

@@ -48,7 +48,20 @@ const SAMPLES_PER_VU_HINT: usize = 300;
 /// The teardown summary starts this long before the test did (the final: 360 s for 300 s).
 const TEARDOWN_MARGIN_MS: i64 = 60_000;
 /// Success statuses for a payment, exactly the official list.
-const POST_OK_STATUSES: [u16; 4] = [200, 201, 202, 204];
+pub const POST_OK_STATUSES: [u16; 4] = [200, 201, 202, 204];
+/// Threads of the load generator's runtime. Two keep one slow task from delaying the timing
+/// of the others on a 2-CPU machine.
+const WORKER_THREADS: usize = 2;
+
+/// The runtime a load runs on (the contest's, the capacity sweep's, the tests'), its threads
+/// named `name`.
+pub fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
 /// With kills, teardown waits until the processors' books have not changed for this long: the
 /// backlog a restart leaves (retries, payments taken over by the survivor) has landed by then,
 /// so what is missing afterwards is lost, not late.

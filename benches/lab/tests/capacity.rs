@@ -33,11 +33,7 @@ fn canned_process_takes_a_step_and_stops() {
         connections: 16,
         watched: vec![("canned".to_owned(), pid)],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = rinha_lab::load::runtime("capacity-test").expect("runtime");
     let report = runtime.block_on(run_step(canned.addr(), &plan)).expect("step");
     assert_eq!(report.scheduled, 200, "{report:?}");
     assert_eq!(report.sent + report.schedule_misses, report.scheduled, "{report:?}");

@@ -50,7 +50,7 @@ fn short_run_against_canned_backend() {
         instances: Vec::new(),
         load_started: None,
     };
-    let runtime = runtime();
+    let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
 
     // VU k starts at 3k/19 s and iterates every ~1 s while before 3 s.
@@ -128,7 +128,7 @@ fn kills_scenario_records_every_accepted_id() {
         instances: Vec::new(),
         load_started: None,
     };
-    let runtime = runtime();
+    let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
     assert!(report.posts_ok > 0);
     assert_eq!(report.accepted_ids.len() as u64, report.posts_ok);
@@ -139,13 +139,4 @@ fn kills_scenario_records_every_accepted_id() {
     // every accepted POST.
     assert_eq!(report.series.default_settled, [0, 0]);
     assert_eq!(report.series.lag.last(), Some(&(report.posts_ok as i64)));
-}
-
-/// A two-thread runtime, as the lab's contest runs the load on.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }

@@ -33,3 +33,4 @@ pub use ready::{
     READY_INTERVAL_LOCAL, READY_INTERVAL_OFFICIAL, READY_PROBE_TIMEOUT, READY_TRIES_LOCAL,
     READY_TRIES_OFFICIAL, wait_ready,
 };
+pub use shared::{Ending, sigterm, wait_or_kill};

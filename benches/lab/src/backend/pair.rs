@@ -16,7 +16,7 @@ use super::{
     launch::{BackendSpec, Launch, free_port, read_env_file},
     procfs::{Usage, listening_inodes, read_rss_mb, read_usage, socket_inodes},
     ready::{READY_INTERVAL_LOCAL, READY_TRIES_LOCAL, wait_ready},
-    shared::{EXIT_POLL, unique},
+    shared::{EXIT_POLL, Ending, sigterm, unique, wait_or_kill},
 };
 
 /// Instance `name`'s journal folder under the run's folder (created), and its peer's, as
@@ -316,18 +316,8 @@ impl Backend {
     /// logs are still named and [`Backend::restart`] works.
     pub fn terminate(&mut self, grace: Duration) -> Vec<Termination> {
         let signalled = Instant::now();
-        let mut running = Vec::new();
-        for instance in &mut self.instances {
-            if let Ok(None) = instance.child.try_wait() {
-                // SAFETY: kill(2) on a pid we spawned and have not reaped; no memory is involved.
-                unsafe {
-                    libc::kill(instance.child.id() as libc::pid_t, libc::SIGTERM);
-                }
-                running.push(true);
-            } else {
-                running.push(false);
-            }
-        }
+        let running: Vec<bool> =
+            self.instances.iter_mut().map(|instance| sigterm(&mut instance.child)).collect();
         let deadline = signalled + grace;
         let mut endings = Vec::new();
         for (instance, was_running) in self.instances.iter_mut().zip(running) {
@@ -341,20 +331,13 @@ impl Backend {
                 endings.push(Termination { name, status, after: Duration::ZERO });
                 continue;
             }
-            let status = loop {
-                match instance.child.try_wait() {
-                    Ok(Some(status)) => break Ok(status),
-                    Err(e) => break Err(format!("payrelay {name}: wait: {e}")),
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = instance.child.kill();
-                        let _ = instance.child.wait();
-                        break Err(format!(
-                            "payrelay {name} still running {} ms after SIGTERM; killed",
-                            grace.as_millis()
-                        ));
-                    }
-                    Ok(None) => thread::sleep(EXIT_POLL),
-                }
+            let status = match wait_or_kill(&mut instance.child, deadline) {
+                Ending::Exited(status) => Ok(status),
+                Ending::WaitFailed(e) => Err(format!("payrelay {name}: wait: {e}")),
+                Ending::Killed => Err(format!(
+                    "payrelay {name} still running {} ms after SIGTERM; killed",
+                    grace.as_millis()
+                )),
             };
             endings.push(Termination { name, status, after: signalled.elapsed() });
         }
@@ -379,27 +362,11 @@ impl Backend {
     /// Stops both instances now (also done on drop).
     pub fn stop(&mut self) {
         for instance in &mut self.instances {
-            // A reaped child's pid may already belong to another process: signal only ours.
-            if let Ok(None) = instance.child.try_wait() {
-                // SAFETY: kill(2) on a pid we spawned and have not reaped; no memory is involved.
-                unsafe {
-                    libc::kill(instance.child.id() as libc::pid_t, libc::SIGTERM);
-                }
-            }
+            sigterm(&mut instance.child);
         }
         let deadline = Instant::now() + TERM_GRACE;
         for instance in &mut self.instances {
-            loop {
-                match instance.child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = instance.child.kill();
-                        let _ = instance.child.wait();
-                        break;
-                    }
-                    Ok(None) => thread::sleep(EXIT_POLL),
-                }
-            }
+            wait_or_kill(&mut instance.child, deadline);
         }
         for instance in self.instances.drain(..) {
             // One that cannot be removed yet is removed by its drop, at worst left empty.

@@ -18,6 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::backend::{sigterm, wait_or_kill};
+
 /// Set in the environment of an executable started by [`CannedCommand::this_executable`]: it
 /// serves `canned` instead of doing its own work ([`serve_if_child`]).
 pub const CANNED_CHILD_ENV: &str = "RINHA_LAB_CANNED_CHILD";
@@ -26,7 +28,7 @@ pub const CANNED_CHILD_ENV: &str = "RINHA_LAB_CANNED_CHILD";
 const READY_MAX: Duration = Duration::from_secs(10);
 /// How long it gets to exit after SIGTERM (it has no handler: it dies at once) before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
-/// Polling step while waiting for it to exit.
+/// How often the wait for its address also checks that it has not exited.
 const EXIT_POLL: Duration = Duration::from_millis(10);
 
 /// How to start `rinha-lab canned` on an ephemeral loopback port.
@@ -181,24 +183,8 @@ impl CannedProcess {
 
 impl Drop for CannedProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on a pid we spawned and have not reaped; no memory is involved.
-            unsafe {
-                libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + TERM_GRACE;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-                Ok(None) => thread::sleep(EXIT_POLL),
-            }
-        }
+        sigterm(&mut self.child);
+        wait_or_kill(&mut self.child, Instant::now() + TERM_GRACE);
     }
 }
 

@@ -30,10 +30,9 @@ use tokio::sync::mpsc;
 use crate::{
     backend::read_cpu_time,
     client::{Conn, Failure},
+    load::POST_OK_STATUSES,
 };
 
-/// Success statuses for a payment, the official script's list (as the contest's load).
-pub const POST_OK_STATUSES: [u16; 4] = [200, 201, 202, 204];
 /// Where every request goes (always a `POST`).
 const PAYMENTS_PATH: &str = "/payments";
 /// The schedule thread's timer slack, ns. Linux lets a normal thread's sleep end up to 50 µs
@@ -437,11 +436,7 @@ mod tests {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
+        crate::load::runtime("open-load-test").expect("runtime")
     }
 
     /// Goal: request i is due exactly i / rate after the start, whatever came before; the

@@ -20,12 +20,9 @@ use crate::{
     backend::{Backend, BackendSpec},
     client::Conn,
     emulator::{self, EmulatorConfig, RecordedProbe, TOKEN_DEFAULT, Which},
-    time,
+    load, time,
 };
 
-/// Threads of the load generator's runtime, as the contest's: two keep one slow task from
-/// delaying the others on a 2-CPU machine. The schedule keeps a thread of its own besides.
-const LOAD_WORKER_THREADS: usize = 2;
 /// The processors' fees, the published rules' (both are at 0 ms and healthy throughout, so
 /// payrelay sends everything to the cheaper one whatever they are).
 const FEE_DEFAULT: f64 = 0.05;
@@ -61,12 +58,9 @@ struct Targets {
 /// (unless told to run every rate). Writes the JSON and prints the table as `options` ask.
 /// Everything it started is stopped before it returns, error or not.
 pub fn run(options: &CapacityOptions) -> Result<CapacityReport, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(LOAD_WORKER_THREADS)
-        .thread_name("rinha-lab-capacity")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("the load's runtime: {e}"))?;
+    // The schedule keeps a thread of its own besides the runtime's.
+    let runtime =
+        load::runtime("rinha-lab-capacity").map_err(|e| format!("the load's runtime: {e}"))?;
     let processors = emulator::start(EmulatorConfig::new(0, 0, FEE_DEFAULT, FEE_FALLBACK))
         .map_err(|e| format!("starting the processors: {e}"))?;
     let processor_addrs = [processors.addr(Which::Default), processors.addr(Which::Fallback)];
