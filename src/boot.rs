@@ -107,14 +107,14 @@ fn recover(config: &Config, workers: usize) -> Recovery {
         }
     };
     log_replay(dir, &replayed);
-    let Replayed { generation, epoch, entries, pending, test_started_ms, .. } = replayed.clone();
+    let kept_books = replayed.whole();
+    let Replayed { generation, epoch, entries, pending, test_started_ms, .. } = replayed;
     for (i, entry) in entries.into_iter().enumerate() {
         shares[i % workers].entries.push(entry);
     }
     for (i, work) in pending.into_iter().enumerate() {
         shares[i % workers].pending.push(work);
     }
-    let kept_books = replayed.whole();
     Recovery { generation, epoch, test_started_ms, kept_books, shares: Mutex::new(shares) }
 }
 

@@ -197,9 +197,9 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = Env { lookup: &lookup, effective: RefCell::new(Vec::new()) };
         let mut config = Config::read(&env)?;
+        // In table order already: `read` fills the struct literal row by row.
         let mut effective = env.effective.into_inner();
-        let position = |name: &str| ENV_VARS.iter().position(|v| *v == name).unwrap_or(usize::MAX);
-        effective.sort_by_key(|(name, _)| position(name));
+        debug_assert!(effective.iter().map(|(name, _)| *name).eq(ENV_VARS.iter().copied()));
         if config.worker_count == 0 {
             effective.push(("WORKER_COUNT(auto)", config.workers().to_string()));
         }

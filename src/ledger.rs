@@ -85,6 +85,11 @@ pub struct ShardSummary {
 }
 
 impl ShardSummary {
+    /// Counts one settlement in its processor's totals.
+    pub fn count(&mut self, entry: Entry) {
+        self.by_processor[entry.processor.index()].add(Totals { count: 1, cents: entry.cents });
+    }
+
     /// Appends `{"default":<v>,"fallback":<v>}`, each value written by `write_totals`: the
     /// shape of the contest's summary and of the peer link's answer.
     pub fn write_by_processor(
@@ -153,8 +158,7 @@ impl Shard {
     pub fn summary(&self, range: TimeRange) -> ShardSummary {
         let mut summary = ShardSummary::default();
         for entry in self.entries.iter().filter(|e| range.contains(e.requested_at_ms)) {
-            summary.by_processor[entry.processor.index()]
-                .add(Totals { count: 1, cents: entry.cents });
+            summary.count(*entry);
         }
         if range == TimeRange::ALL {
             assert_eq!(summary, self.totals, "ledger running totals disagree with the log");

@@ -14,7 +14,7 @@
 //! ```
 
 use crate::{
-    ledger::Processor,
+    ledger::{Entry, Processor},
     payment::{Payment, UUID_LEN},
 };
 
@@ -96,6 +96,18 @@ pub enum BadRecord {
 }
 
 impl Record {
+    /// The ledger entry a *settled* record stands for; `None` for any other record.
+    pub fn settled_entry(&self) -> Option<Entry> {
+        match (self.kind, self.processor) {
+            (Kind::Settled, Some(processor)) => Some(Entry {
+                requested_at_ms: self.requested_at_ms,
+                cents: self.payment.cents,
+                processor,
+            }),
+            _ => None,
+        }
+    }
+
     /// Appends the record's 64 bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();

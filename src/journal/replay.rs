@@ -21,7 +21,7 @@ use std::{
 
 use super::record::{BadRecord, Kind, RECORD_LEN, Record};
 use crate::{
-    ledger::{Entry, Processor, ShardSummary, TimeRange, Totals},
+    ledger::{Entry, Processor, ShardSummary, TimeRange},
     payment::Payment,
 };
 
@@ -166,12 +166,7 @@ pub fn replay(dir: &Path) -> io::Result<Replayed> {
                     replayed.test_started_ms.max(Some(record.requested_at_ms));
                 continue;
             }
-            if let (Kind::Settled, Some(processor)) = (record.kind, record.processor) {
-                let entry = Entry {
-                    requested_at_ms: record.requested_at_ms,
-                    cents: record.payment.cents,
-                    processor,
-                };
+            if let Some(entry) = record.settled_entry() {
                 replayed.entries.push(entry);
             }
             let newer =
@@ -206,11 +201,10 @@ pub fn settled_totals(dir: &Path, range: TimeRange) -> io::Result<ShardSummary> 
     let mut summary = ShardSummary::default();
     for (_, _, path) in &current {
         for record in read_file(path, false, &mut findings)? {
-            let (Kind::Settled, Some(p)) = (record.kind, record.processor) else { continue };
-            if range.contains(record.requested_at_ms) {
-                let totals = &mut summary.by_processor[p.index()];
-                *totals =
-                    Totals { count: totals.count + 1, cents: totals.cents + record.payment.cents };
+            if let Some(entry) = record.settled_entry()
+                && range.contains(entry.requested_at_ms)
+            {
+                summary.count(entry);
             }
         }
     }
@@ -223,6 +217,7 @@ pub fn settled_totals(dir: &Path, range: TimeRange) -> io::Result<ShardSummary> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Totals;
     use crate::payment::UUID_LEN;
 
     /// A fresh folder under the system's temporary one, removed on drop.

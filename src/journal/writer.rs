@@ -240,6 +240,8 @@ impl Journal {
             return;
         }
         let mut batch = Vec::new();
+        // Swapped with `waiters` like `batch` with `pending`, so that waking allocates nothing.
+        let mut woken = Vec::new();
         let mut synced_at = Instant::now();
         let mut unsynced = false;
         loop {
@@ -266,7 +268,8 @@ impl Journal {
             if self.failure.get().is_none() {
                 self.written.set(batch_end);
             }
-            for waiter in self.waiters.take() {
+            std::mem::swap(&mut woken, &mut *self.waiters.borrow_mut());
+            for waiter in woken.drain(..) {
                 waiter.wake();
             }
         }
@@ -303,7 +306,9 @@ impl Journal {
 
     /// One write of `batch` at the end of the file (see the module's doc for why it blocks).
     fn write(&self, batch: &[u8]) {
-        let Some(handle) = self.file.borrow().clone() else { return };
+        // Borrowed, not cloned: nothing here awaits, so no purge can replace the file meanwhile.
+        let file = self.file.borrow();
+        let Some(handle) = file.as_deref() else { return };
         let offset = self.offset.get();
         self.writes.set(self.writes.get() + 1);
         match handle.writer.write_all_at(batch, offset) {

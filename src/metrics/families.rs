@@ -113,14 +113,14 @@ pub struct Family {
     pub series: Series,
 }
 
-/// A family of one value per core, summed over the cores.
+/// A family of one value per core, summed over the cores: [`split`] by no label.
 const fn per_core(
     name: &'static str,
     kind: Kind,
     help: &'static str,
     value: fn(&CoreSnapshot, &[usize]) -> u64,
 ) -> Family {
-    Family { name, kind, help, series: Series::Cores { labels: &[], total: true, value } }
+    split(name, kind, help, &[], value)
 }
 
 /// A family split by `labels`, summed over the cores.

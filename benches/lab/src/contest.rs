@@ -20,7 +20,7 @@ use crate::{
     sampler::InstanceWatch,
     scenario::{Kills, Scenario},
     score::{self, ScoreInput},
-    series::Series,
+    series::{Series, round3},
     stats, time,
 };
 
@@ -527,15 +527,13 @@ fn record_usage(results: &mut Results, usage: Vec<(&'static str, Usage)>) {
 
 /// Runs `work` unless Ctrl-C comes first: then the run fails normally, so everything it started
 /// (payrelay children, the cgroup, the processors) is torn down by the usual drops.
-async fn interruptible<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+pub(crate) async fn interruptible<T>(
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
     tokio::select! {
         result = work => result,
         _ = tokio::signal::ctrl_c() => Err("interrupted (Ctrl-C)".to_owned()),
     }
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
 }
 
 /// Scores a load report.

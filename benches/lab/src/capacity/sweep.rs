@@ -19,6 +19,7 @@ use super::{
 use crate::{
     backend::{Backend, BackendSpec},
     client::Conn,
+    contest::interruptible,
     emulator::{self, EmulatorConfig, RecordedProbe, TOKEN_DEFAULT, Which},
     load, time,
 };
@@ -271,14 +272,5 @@ fn envelope_words(pair: &Backend) -> String {
         "applied".to_owned()
     } else {
         format!("not applied: {}", pair.envelope_note())
-    }
-}
-
-/// Runs `work` unless Ctrl-C comes first: then the sweep fails normally, so the pair, its
-/// cgroups, the canned process and the processors are torn down by their drops.
-async fn interruptible<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::select! {
-        result = work => result,
-        _ = tokio::signal::ctrl_c() => Err("interrupted (Ctrl-C)".to_owned()),
     }
 }
