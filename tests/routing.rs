@@ -66,3 +66,37 @@ fn a_failing_default_near_the_end_is_not_waited_for() {
     assert!(landed_at < Duration::from_secs(8), "landed {landed_at:?} into an 8 s test");
     assert_eq!(emulator_totals(&rig.emulator, None, None)[0], (0, 0));
 }
+
+/// Goal: a held backlog, released when the cheaper processor recovers, reaches it no faster
+/// than the per-core slot limit allows: never more than `PROCESSOR_INFLIGHT_MAX` per core in
+/// flight there, however many tasks wake at once. Past that limit the real processor queues
+/// requests (their delay starts later, so they land after their planned `requestedAt`) and
+/// then answers 429. Method: 4 slots per core (2 instances × 2 cores: 16 in all), journals on
+/// (each attempt waits for its record to be durable before it leaves), the default failing
+/// while 120 payments are held for it; it recovers with a 300 ms delay; the emulator's
+/// high-water mark of requests held at once must not pass 16.
+#[test]
+fn a_released_backlog_stays_within_the_slot_limit() {
+    const SLOTS_PER_CORE: usize = 4;
+    let slots = SLOTS_PER_CORE.to_string();
+    let rig = Rig::start_with(&[
+        ("TEST_DURATION_MS", "120000"),
+        ("PROCESSOR_INFLIGHT_MAX", slots.as_str()),
+    ]);
+    let mut client = Client::connect(rig.api());
+    purge(&mut client);
+    rig.emulator.set_failing(Which::Default, true);
+    let accepted = 120;
+    for i in 0..accepted {
+        assert_eq!(client.post_payment(&uuid(i)).status, 202);
+    }
+    rig.emulator.set_delay(Which::Default, 300);
+    rig.emulator.set_failing(Which::Default, false);
+    wait_until("every payment on the default", || {
+        emulator_totals(&rig.emulator, None, None)[0].0 == u64::from(accepted)
+    });
+    let cores = 2 * 2;
+    let most = rig.emulator.admitted_max(Which::Default);
+    assert!(most <= cores * SLOTS_PER_CORE, "{most} requests at once, above {cores} × {slots}");
+    assert_eq!(emulator_totals(&rig.emulator, None, None)[1], (0, 0), "held for the default");
+}

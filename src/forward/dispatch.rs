@@ -66,6 +66,7 @@ use crate::{
     timestamp,
     upstream::{
         client::Attempt,
+        inflight::Ticket,
         outcome::{self, Outcome},
         route::Route,
     },
@@ -159,7 +160,9 @@ impl<'a> Course<'a> {
     ) -> Option<Target> {
         if let Some((processor, requested_at_ms)) = self.pinned {
             let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
-            return Some(Target { processor, requested_at_ms, planned_delay_ms });
+            let expected = started + Duration::from_millis(planned_delay_ms);
+            let ticket = core.upstream(processor).inflight().begin(expected);
+            return Some(Target { processor, requested_at_ms, planned_delay_ms, ticket });
         }
         let held_ms = self.held_since.map_or(0, |since| {
             u64::try_from(started.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX)
@@ -172,6 +175,11 @@ impl<'a> Course<'a> {
             Route::Send(processor) => {
                 let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
                 let requested_at_ms = now_ms.saturating_add(planned_delay_ms as i64);
+                // The slot is taken where it is chosen: every task woken with this one (a
+                // released backlog) routes before any of them has sent, and would see it free.
+                let inflight = core.upstream(processor).inflight();
+                let delay = Duration::from_millis(planned_delay_ms);
+                let ticket = inflight.begin(started + delay);
                 // On disk before the request leaves: from then on the payment may be stored
                 // there, and a restart must retry exactly this. A journal that stopped working
                 // does not stop forwarding: what is accepted is sent (its refusal shows at
@@ -179,7 +187,12 @@ impl<'a> Course<'a> {
                 let journal = core.journal();
                 let seq = journal.append(Kind::Attempt, payment, Some(processor), requested_at_ms);
                 let _ = journal.durable(seq).await;
-                Some(Target { processor, requested_at_ms, planned_delay_ms })
+                if journal.is_on() {
+                    // The answer is expected a delay after the request leaves, not after the
+                    // decision: a slow flush must not look like a slow processor.
+                    inflight.expect(&ticket, Instant::now() + delay);
+                }
+                Some(Target { processor, requested_at_ms, planned_delay_ms, ticket })
             }
             Route::Hold | Route::Wait => {
                 if route == Route::Hold && self.holding.is_none() {
@@ -200,11 +213,12 @@ impl<'a> Course<'a> {
     }
 }
 
-/// Where one attempt goes.
+/// Where one attempt goes, with its slot there already taken.
 struct Target {
     processor: Processor,
     requested_at_ms: i64,
     planned_delay_ms: u64,
+    ticket: Ticket,
 }
 
 /// Forwards one payment until it is stored (or refused for good), and records it once, in
@@ -218,13 +232,11 @@ async fn forward(core: &Core, work: Pending) {
         // latency measurement (clock reads showed in the profile).
         let started = Instant::now();
         let now_ms = timestamp::now_ms();
-        let Some(Target { processor, requested_at_ms, planned_delay_ms }) =
-            course.next(core, &payment, started, now_ms).await
-        else {
+        let Some(target) = course.next(core, &payment, started, now_ms).await else {
             continue;
         };
-        let attempt =
-            send(core, processor, &payment, requested_at_ms, started, planned_delay_ms).await;
+        let (processor, requested_at_ms) = (target.processor, target.requested_at_ms);
+        let attempt = send(core, &payment, target).await;
         if attempt.maybe_stored_before && course.pinned.is_none() {
             // A dead pooled connection took the request first: it may be stored here.
             course.pinned = Some((processor, requested_at_ms));
@@ -261,20 +273,12 @@ async fn forward(core: &Core, work: Pending) {
     }
 }
 
-/// One attempt at `processor`, started at `started` and planned to be answered
-/// `planned_delay_ms` later: registered in flight for its duration, and a waiting task woken
-/// when it ends.
-async fn send(
-    core: &Core,
-    processor: Processor,
-    payment: &Payment,
-    requested_at_ms: i64,
-    started: Instant,
-    planned_delay_ms: u64,
-) -> Attempt {
+/// One attempt at `target`: its slot, taken when it was chosen, is given back when the
+/// attempt ends, and a task waiting for one woken.
+async fn send(core: &Core, payment: &Payment, target: Target) -> Attempt {
+    let Target { processor, requested_at_ms, planned_delay_ms, ticket } = target;
     let timeout = core.config().processor_timeout(planned_delay_ms);
     let upstream = core.upstream(processor);
-    let ticket = upstream.inflight().begin(started + Duration::from_millis(planned_delay_ms));
     let attempt = upstream.client().post_payment(payment, requested_at_ms, timeout).await;
     upstream.inflight().end(ticket);
     core.forwarding().slot_freed();

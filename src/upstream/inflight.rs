@@ -46,9 +46,15 @@ impl InFlight {
         self.len() == 0
     }
 
-    /// An attempt starts; its answer is expected at `expected`.
+    /// An attempt is decided on: its slot is taken from here (before anything it awaits on its
+    /// way out), and its answer is expected at `expected`.
     pub fn begin(&self, expected: Instant) -> Ticket {
         Ticket(self.expected.borrow_mut().insert(expected))
+    }
+
+    /// The attempt's answer is now expected at `expected` (it left later than planned).
+    pub fn expect(&self, ticket: &Ticket, expected: Instant) {
+        self.expected.borrow_mut()[ticket.0] = expected;
     }
 
     /// The attempt is over.
@@ -107,5 +113,10 @@ mod tests {
         assert!(!inflight.overdue(next, margin), "the slow one is not overdue yet");
         inflight.end(slow);
         assert!(inflight.is_empty());
+        let held_up = inflight.begin(next);
+        let much_later = next + margin * 4;
+        inflight.expect(&held_up, much_later);
+        assert!(!inflight.overdue(much_later + margin, margin), "expected again when it left");
+        inflight.end(held_up);
     }
 }

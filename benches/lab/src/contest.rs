@@ -164,6 +164,12 @@ pub struct Results {
     pub late_landings: Option<u64>,
     /// The largest lateness among them, ms (0 when none).
     pub late_landing_max_ms: Option<i64>,
+    /// The most payment requests the default processor held at once (in progress or queued).
+    /// Above its 800 in progress, the rest waited in its queue before their delay began, so
+    /// they landed that much after their planned `requestedAt`. `None` as `late_landings`.
+    pub default_admitted_max: Option<u64>,
+    /// The same for the fallback processor.
+    pub fallback_admitted_max: Option<u64>,
     /// Crash harness (only with the scenario's `[kills]`; the key is absent otherwise): kills
     /// made, each followed at once by a restart.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,6 +261,9 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
     let mut results = results(&scenario, &report, target, pair.envelope_applied);
     results.late_landings = late.map(|(count, _)| count);
     results.late_landing_max_ms = late.map(|(_, max_ms)| max_ms);
+    let admitted_max = |which| processors.as_ref().map(|e| e.admitted_max(which) as u64);
+    results.default_admitted_max = admitted_max(Which::Default);
+    results.fallback_admitted_max = admitted_max(Which::Fallback);
     if let (Some(kills_made), Some(emulator)) = (kills_made, &processors) {
         record_crash_checks(&mut results, &report, kills_made, emulator);
     }
@@ -597,6 +606,8 @@ pub fn results(
         admin_failures: report.admin_failures,
         late_landings: None,
         late_landing_max_ms: None,
+        default_admitted_max: None,
+        fallback_admitted_max: None,
         kills: None,
         ids_lost: None,
         ids_twice: None,
@@ -673,6 +684,8 @@ const FIELD_ORDER: &[&str] = &[
     "admin_failures",
     "late_landings",
     "late_landing_max_ms",
+    "default_admitted_max",
+    "fallback_admitted_max",
     "kills",
     "ids_lost",
     "ids_twice",

@@ -133,6 +133,12 @@ impl Emulator {
         self.processors[which.index()].state().failing = failing;
     }
 
+    /// The most payment requests a processor has held at once (in progress or queued) since
+    /// start. Above [`IN_PROGRESS_MAX`], some waited in its queue before their delay began.
+    pub fn admitted_max(&self, which: Which) -> usize {
+        self.processors[which.index()].admitted_max.load(Ordering::Relaxed)
+    }
+
     /// A processor's current delay (ms) and failure switch.
     pub fn knobs(&self, which: Which) -> (u64, bool) {
         let state = self.processors[which.index()].state();

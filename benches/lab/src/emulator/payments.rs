@@ -23,10 +23,12 @@ use crate::{
 
 pub(super) async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answer {
     // 1. Concurrency limit: in progress plus queued, then 429.
-    if processor.admitted.fetch_add(1, Ordering::AcqRel) >= IN_PROGRESS_MAX + QUEUED_MAX {
+    let before = processor.admitted.fetch_add(1, Ordering::AcqRel);
+    if before >= IN_PROGRESS_MAX + QUEUED_MAX {
         processor.admitted.fetch_sub(1, Ordering::AcqRel);
         return too_many_requests(processor.framing);
     }
+    processor.admitted_max.fetch_max(before + 1, Ordering::Relaxed);
     let _admission = Admission(&processor.admitted);
     let Ok(_slot) = processor.in_progress.acquire().await else {
         return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);

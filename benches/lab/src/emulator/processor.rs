@@ -63,6 +63,9 @@ pub(super) struct Processor {
     health: Mutex<HealthWindow>,
     /// Payments admitted (in progress or queued); the 429 gate.
     pub(super) admitted: AtomicUsize,
+    /// The most payments admitted at once since start: more than `IN_PROGRESS_MAX` means
+    /// some waited in the queue before their delay began, and landed that much later.
+    pub(super) admitted_max: AtomicUsize,
     /// Slots for payments in progress.
     pub(super) in_progress: Semaphore,
     /// Calls to the health endpoint, answered or refused.
@@ -86,6 +89,7 @@ impl Processor {
             }),
             health: Mutex::new(HealthWindow::new(health_window)),
             admitted: AtomicUsize::new(0),
+            admitted_max: AtomicUsize::new(0),
             in_progress: Semaphore::new(IN_PROGRESS_MAX),
             health_calls: AtomicUsize::new(0),
             kick: watch::channel(0).0,
