@@ -120,7 +120,7 @@ impl Core {
             continuity,
             ledger: RefCell::new(ledger),
             seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
-            forwarding: Forwarding::new(config.queue_len_max, config.dispatch_inflight_max),
+            forwarding: Forwarding::new(id, config.queue_len_max, config.dispatch_inflight_max),
             upstreams: [
                 Upstream::new(Processor::Default, default, config),
                 Upstream::new(Processor::Fallback, fallback, config),

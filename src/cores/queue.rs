@@ -14,6 +14,8 @@ use crate::{journal::Pending, payment::Payment};
 /// A core's forwarding work. Owned by the core; the flows in `dispatch` drive it.
 #[derive(Debug)]
 pub struct Forwarding {
+    /// The core's index, for log lines.
+    core_id: usize,
     /// Accepted payments no task has taken yet.
     queue: RefCell<Queue>,
     /// Payments a killed life of the instance had accepted and not settled (replayed from the
@@ -28,6 +30,8 @@ pub struct Forwarding {
     slot_waiters: SlotWaiters,
     /// Tasks holding their payment for the cheaper processor (`Route::Hold`).
     holding: Cell<usize>,
+    /// The current stretch of holding, while `holding` > 0: logged when it starts and ends.
+    hold_episode: Cell<Option<HoldEpisode>>,
     /// Payments submitted to this core since it started.
     arrived: Cell<u64>,
     /// The last measure of the arrival rate: when, `arrived` then, and the rate (per second).
@@ -39,15 +43,17 @@ pub struct Forwarding {
 const ARRIVALS_WINDOW: Duration = Duration::from_secs(1);
 
 impl Forwarding {
-    /// No work: `queue_len_max` payments may wait, `tasks_max` tasks may run.
-    pub fn new(queue_len_max: usize, tasks_max: usize) -> Forwarding {
+    /// No work for core `core_id`: `queue_len_max` payments may wait, `tasks_max` tasks may run.
+    pub fn new(core_id: usize, queue_len_max: usize, tasks_max: usize) -> Forwarding {
         Forwarding {
+            core_id,
             queue: RefCell::new(Queue::new(queue_len_max)),
             resumed: RefCell::new(VecDeque::new()),
             tasks: Cell::new(0),
             tasks_max,
             slot_waiters: SlotWaiters::default(),
             holding: Cell::new(0),
+            hold_episode: Cell::new(None),
             arrived: Cell::new(0),
             arrivals_sample: Cell::new((Instant::now(), 0, 0)),
         }
@@ -142,10 +148,43 @@ impl Forwarding {
         self.slot_waiters.len()
     }
 
-    /// A task starts holding its payment for the cheaper processor, until the mark drops.
+    /// A task starts holding its payment for the cheaper processor, until the mark drops. The
+    /// first one starts a hold episode, logged with the next line's end.
     pub fn hold(&self) -> HoldMark<'_> {
         self.holding.set(self.holding.get() + 1);
-        HoldMark { holding: &self.holding }
+        let episode = match self.hold_episode.get() {
+            Some(episode) => episode,
+            None => {
+                eprintln!(
+                    "payrelay: core-{}: holding payments for the cheaper processor while it fails",
+                    self.core_id
+                );
+                HoldEpisode { since: Instant::now(), backlog_most: 0 }
+            }
+        };
+        self.hold_episode.set(Some(episode.with_backlog(self.held())));
+        HoldMark { forwarding: self }
+    }
+
+    /// A hold mark dropped: the last one ends the episode, with a line saying how long it
+    /// lasted and how many payments the core held at most meanwhile.
+    fn unhold(&self) {
+        let holding = self.holding.get() - 1;
+        self.holding.set(holding);
+        // A mark exists only between the `hold` that set the episode and the end of it.
+        let episode = self.hold_episode.get().expect("a hold mark outlived its episode");
+        let episode = episode.with_backlog(self.held());
+        if holding > 0 {
+            self.hold_episode.set(Some(episode));
+            return;
+        }
+        self.hold_episode.set(None);
+        eprintln!(
+            "payrelay: core-{}: hold over after {} ms; {} payments held at most",
+            self.core_id,
+            episode.since.elapsed().as_millis(),
+            episode.backlog_most
+        );
     }
 
     /// Tasks holding their payment for the cheaper processor.
@@ -158,12 +197,27 @@ impl Forwarding {
 /// [`Forwarding::holding`] until dropped, whichever way the task goes on.
 #[derive(Debug)]
 pub struct HoldMark<'a> {
-    holding: &'a Cell<usize>,
+    forwarding: &'a Forwarding,
 }
 
 impl Drop for HoldMark<'_> {
     fn drop(&mut self) {
-        self.holding.set(self.holding.get() - 1);
+        self.forwarding.unhold();
+    }
+}
+
+/// One stretch of time during which a core held payments for the cheaper processor.
+#[derive(Clone, Copy, Debug)]
+struct HoldEpisode {
+    since: Instant,
+    /// The most payments the core held (queued, or with a task) during it, as seen when a
+    /// task started or stopped holding.
+    backlog_most: usize,
+}
+
+impl HoldEpisode {
+    fn with_backlog(self, backlog: usize) -> HoldEpisode {
+        HoldEpisode { backlog_most: self.backlog_most.max(backlog), ..self }
     }
 }
 
@@ -319,7 +373,7 @@ mod tests {
     /// counts a task until its mark drops. Method: synthetic instants.
     #[test]
     fn arrival_rate_and_holding() {
-        let forwarding = Forwarding::new(8, 4);
+        let forwarding = Forwarding::new(0, 8, 4);
         let t0 = forwarding.arrivals_sample.get().0;
         for _ in 0..300 {
             forwarding.arrived();
@@ -329,9 +383,14 @@ mod tests {
         assert_eq!(forwarding.arrivals_per_s(t1), 200);
         assert_eq!(forwarding.arrivals_per_s(t1 + Duration::from_millis(999)), 200, "kept");
         assert_eq!(forwarding.arrivals_per_s(t1 + Duration::from_secs(2)), 0, "quiet since");
-        let mark = forwarding.hold();
-        assert_eq!(forwarding.holding(), 1);
-        drop(mark);
+        let first = forwarding.hold();
+        let second = forwarding.hold();
+        assert_eq!(forwarding.holding(), 2);
+        assert!(forwarding.hold_episode.get().is_some(), "an episode runs");
+        drop(first);
+        assert!(forwarding.hold_episode.get().is_some(), "still, with one holding");
+        drop(second);
         assert_eq!(forwarding.holding(), 0);
+        assert!(forwarding.hold_episode.get().is_none(), "over with the last mark");
     }
 }
