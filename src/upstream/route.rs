@@ -28,7 +28,8 @@
 //!    release deadline counts the arrivals too, and there is no hold when it cannot keep up.
 //! 3. Else the dearer one, when it lands in time.
 //! 4. Else nothing lands in time: the usable processor that lands sooner (the end may come
-//!    later than planned), or wait when neither is usable.
+//!    later than planned; a full one lands only after its slots' turns, so the other may be
+//!    sooner), or wait when neither is usable.
 //!
 //! A failing processor's recovery time is unknown, and the model assumes nothing about it:
 //! holding pays off if the cheaper processor recovers before the release deadline, and costs
@@ -298,13 +299,20 @@ fn choose_by_end(views: [View; 2], cheap: Processor, load: Load, left_ms: u64) -
     if lands(d) {
         return if d.free() { Route::Send(dear) } else { Route::Full };
     }
-    // Nothing lands in time: the sooner, in case the end comes later than planned.
-    let sooner = match (c.usable, d.usable) {
-        (false, false) => return Route::Wait,
-        (true, false) => cheap,
-        (false, true) => dear,
-        (true, true) if d.landing_ms(load.waiting) < c.landing_ms(load.waiting) => dear,
-        (true, true) => cheap,
+    // Nothing lands in time: the sooner, in case the end comes later than planned. One with a
+    // free slot lands after its delay; one without, after the turns of the tasks waiting and
+    // this one's, so the other, free, may be sooner even if it is slower.
+    let landing = |v: View| {
+        v.usable.then(|| {
+            if v.free() { v.delay_ms } else { v.landing_ms(load.waiting.saturating_add(1)) }
+        })
+    };
+    let sooner = match (landing(c), landing(d)) {
+        (None, None) => return Route::Wait,
+        (Some(_), None) => cheap,
+        (None, Some(_)) => dear,
+        (Some(c_ms), Some(d_ms)) if d_ms < c_ms => dear,
+        (Some(_), Some(_)) => cheap,
     };
     if views[sooner.index()].free() { Route::Send(sooner) } else { Route::Full }
 }
@@ -463,6 +471,10 @@ mod tests {
             // Nothing lands in time: the sooner one; nothing usable: wait.
             (views(FINAL_FEES, Some(2500), None), known(2_000, 0), send(D)),
             (views(FINAL_FEES, Some(2500), Some(1000)), known(1_500, 0), send(F)),
+            // The sooner one full: a free slot frees within a turn (1,950 ms / 384), so it is
+            // waited for; with 200 tasks waiting ahead, the other, free, lands sooner.
+            (full(views(DOC_FEES, Some(2050), Some(1950)), F), known(1_500, 0), Route::Full),
+            (full(views(DOC_FEES, Some(2050), Some(1950)), F), Load { waiting: 200, ..known(1_500, 0) }, send(D)),
             (views(FINAL_FEES, None, None), known(60_000, 0), Route::Wait),
             // The dearer one failing too: nobody to release to, so nothing is held either; its
             // probe, when due, is sent (and the cheaper one's, when due, before it).
