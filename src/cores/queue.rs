@@ -30,8 +30,9 @@ pub struct Forwarding {
     slot_waiters: SlotWaiters,
     /// Tasks holding their payment for the cheaper processor (`Route::Hold`).
     holding: Cell<usize>,
-    /// The current stretch of holding, while `holding` > 0: logged when it starts and ends.
-    hold_episode: Cell<Option<HoldEpisode>>,
+    /// The current stretch of holding, meaningful while `holding` > 0: logged when it starts
+    /// and when it ends.
+    hold_episode: Cell<HoldEpisode>,
     /// Payments submitted to this core since it started.
     arrived: Cell<u64>,
     /// The last measure of the arrival rate: when, `arrived` then, and the rate (per second).
@@ -53,7 +54,7 @@ impl Forwarding {
             tasks_max,
             slot_waiters: SlotWaiters::default(),
             holding: Cell::new(0),
-            hold_episode: Cell::new(None),
+            hold_episode: Cell::new(HoldEpisode { since: Instant::now(), backlog_most: 0 }),
             arrived: Cell::new(0),
             arrivals_sample: Cell::new((Instant::now(), 0, 0)),
         }
@@ -149,42 +150,49 @@ impl Forwarding {
     }
 
     /// A task starts holding its payment for the cheaper processor, until the mark drops. The
-    /// first one starts a hold episode, logged with the next line's end.
+    /// first one starts a hold episode, with a log line (the last mark to drop ends it).
     pub fn hold(&self) -> HoldMark<'_> {
-        self.holding.set(self.holding.get() + 1);
-        let episode = match self.hold_episode.get() {
-            Some(episode) => episode,
-            None => {
-                eprintln!(
-                    "payrelay: core-{}: holding payments for the cheaper processor while it fails",
-                    self.core_id
-                );
-                HoldEpisode { since: Instant::now(), backlog_most: 0 }
-            }
-        };
-        self.hold_episode.set(Some(episode.with_backlog(self.held())));
+        let holding = self.holding.get() + 1;
+        self.holding.set(holding);
+        if holding == 1 {
+            eprintln!(
+                "payrelay: core-{}: holding payments for the cheaper processor while it fails",
+                self.core_id
+            );
+            self.hold_episode.set(HoldEpisode { since: Instant::now(), backlog_most: 0 });
+        }
+        self.note_held();
         HoldMark { forwarding: self }
     }
 
     /// A hold mark dropped: the last one ends the episode, with a line saying how long it
     /// lasted and how many payments the core held at most meanwhile.
     fn unhold(&self) {
+        self.note_held();
         let holding = self.holding.get() - 1;
         self.holding.set(holding);
-        // A mark exists only between the `hold` that set the episode and the end of it.
-        let episode = self.hold_episode.get().expect("a hold mark outlived its episode");
-        let episode = episode.with_backlog(self.held());
-        if holding > 0 {
-            self.hold_episode.set(Some(episode));
-            return;
+        if holding == 0 {
+            let episode = self.hold_episode.get();
+            eprintln!(
+                "payrelay: core-{}: hold over after {} ms; {} payments held at most",
+                self.core_id,
+                episode.since.elapsed().as_millis(),
+                episode.backlog_most
+            );
         }
-        self.hold_episode.set(None);
-        eprintln!(
-            "payrelay: core-{}: hold over after {} ms; {} payments held at most",
-            self.core_id,
-            episode.since.elapsed().as_millis(),
-            episode.backlog_most
-        );
+    }
+
+    /// Counts the payments held now in the episode's most.
+    fn note_held(&self) {
+        let episode = self.hold_episode.get();
+        let backlog_most = episode.backlog_most.max(self.held());
+        self.hold_episode.set(HoldEpisode { backlog_most, ..episode });
+    }
+
+    /// The hold episode under way, if any.
+    #[cfg(test)]
+    fn hold_episode(&self) -> Option<HoldEpisode> {
+        (self.holding.get() > 0).then(|| self.hold_episode.get())
     }
 
     /// Tasks holding their payment for the cheaper processor.
@@ -213,12 +221,6 @@ struct HoldEpisode {
     /// The most payments the core held (queued, or with a task) during it, as seen when a
     /// task started or stopped holding.
     backlog_most: usize,
-}
-
-impl HoldEpisode {
-    fn with_backlog(self, backlog: usize) -> HoldEpisode {
-        HoldEpisode { backlog_most: self.backlog_most.max(backlog), ..self }
-    }
 }
 
 /// The queue is at its limit: the caller answers 503 rather than drop or grow.
@@ -386,11 +388,11 @@ mod tests {
         let first = forwarding.hold();
         let second = forwarding.hold();
         assert_eq!(forwarding.holding(), 2);
-        assert!(forwarding.hold_episode.get().is_some(), "an episode runs");
+        assert!(forwarding.hold_episode().is_some(), "an episode runs");
         drop(first);
-        assert!(forwarding.hold_episode.get().is_some(), "still, with one holding");
+        assert!(forwarding.hold_episode().is_some(), "still, with one holding");
         drop(second);
         assert_eq!(forwarding.holding(), 0);
-        assert!(forwarding.hold_episode.get().is_none(), "over with the last mark");
+        assert!(forwarding.hold_episode().is_none(), "over with the last mark");
     }
 }

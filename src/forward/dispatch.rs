@@ -160,8 +160,7 @@ impl<'a> Course<'a> {
     ) -> Option<Target> {
         if let Some((processor, requested_at_ms)) = self.pinned {
             let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
-            let expected = started + Duration::from_millis(planned_delay_ms);
-            let ticket = core.upstream(processor).inflight().begin(expected);
+            let ticket = take_slot(core, processor, started, planned_delay_ms);
             return Some(Target { processor, requested_at_ms, planned_delay_ms, ticket });
         }
         let held_ms = self.held_since.map_or(0, |since| {
@@ -175,11 +174,7 @@ impl<'a> Course<'a> {
             Route::Send(processor) => {
                 let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
                 let requested_at_ms = now_ms.saturating_add(planned_delay_ms as i64);
-                // The slot is taken where it is chosen: every task woken with this one (a
-                // released backlog) routes before any of them has sent, and would see it free.
-                let inflight = core.upstream(processor).inflight();
-                let delay = Duration::from_millis(planned_delay_ms);
-                let ticket = inflight.begin(started + delay);
+                let ticket = take_slot(core, processor, started, planned_delay_ms);
                 // On disk before the request leaves: from then on the payment may be stored
                 // there, and a restart must retry exactly this. A journal that stopped working
                 // does not stop forwarding: what is accepted is sent (its refusal shows at
@@ -190,7 +185,8 @@ impl<'a> Course<'a> {
                 if journal.is_on() {
                     // The answer is expected a delay after the request leaves, not after the
                     // decision: a slow flush must not look like a slow processor.
-                    inflight.expect(&ticket, Instant::now() + delay);
+                    let delay = Duration::from_millis(planned_delay_ms);
+                    core.upstream(processor).inflight().expect(&ticket, Instant::now() + delay);
                 }
                 Some(Target { processor, requested_at_ms, planned_delay_ms, ticket })
             }
@@ -283,6 +279,15 @@ async fn send(core: &Core, payment: &Payment, target: Target) -> Attempt {
     upstream.inflight().end(ticket);
     core.forwarding().slot_freed();
     attempt
+}
+
+/// Takes a slot at `processor` for an attempt decided at `now`, its answer expected
+/// `planned_delay_ms` later. Taken where the route is chosen, before anything the attempt
+/// awaits on its way out: every task woken with this one (a released backlog) routes before
+/// any of them has sent, and would otherwise see the same slots free.
+fn take_slot(core: &Core, processor: Processor, now: Instant, planned_delay_ms: u64) -> Ticket {
+    let expected = now + Duration::from_millis(planned_delay_ms);
+    core.upstream(processor).inflight().begin(expected)
 }
 
 /// [`Upstream::planned_delay_ms`](crate::upstream::Upstream::planned_delay_ms), never further ahead than an attempt may last: a restarted instance

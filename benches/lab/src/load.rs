@@ -52,6 +52,15 @@ pub const POST_OK_STATUSES: [u16; 4] = [200, 201, 202, 204];
 /// Threads of the load generator's runtime. Two keep one slow task from delaying the timing
 /// of the others on a 2-CPU machine.
 const WORKER_THREADS: usize = 2;
+/// With kills, teardown waits until the processors' books have not changed for this long: the
+/// backlog a restart leaves (retries, payments taken over by the survivor) has landed by then,
+/// so what is missing afterwards is lost, not late.
+const DRAIN_STILL: Duration = Duration::from_secs(2);
+/// ... but no longer than this after the load: a backend that keeps paying in a trickle must
+/// not hold the run forever (payrelay's processor timeout is 15 s, twice that is ample).
+const DRAIN_MAX: Duration = Duration::from_secs(30);
+/// How often the drain wait reads the books.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// The runtime a load runs on (the contest's, the capacity sweep's, the tests'), its threads
 /// named `name`.
@@ -62,15 +71,6 @@ pub fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
-/// With kills, teardown waits until the processors' books have not changed for this long: the
-/// backlog a restart leaves (retries, payments taken over by the survivor) has landed by then,
-/// so what is missing afterwards is lost, not late.
-const DRAIN_STILL: Duration = Duration::from_secs(2);
-/// ... but no longer than this after the load: a backend that keeps paying in a trickle must
-/// not hold the run forever (payrelay's processor timeout is 15 s, twice that is ample).
-const DRAIN_MAX: Duration = Duration::from_secs(30);
-/// How often the drain wait reads the books.
-const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// What to run and where.
 #[derive(Debug, Clone)]
