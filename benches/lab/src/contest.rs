@@ -164,9 +164,10 @@ pub struct Results {
     pub late_landings: Option<u64>,
     /// The largest lateness among them, ms (0 when none).
     pub late_landing_max_ms: Option<i64>,
-    /// The most payment requests the default processor held at once (in progress or queued).
-    /// Above its 800 in progress, the rest waited in its queue before their delay began, so
-    /// they landed that much after their planned `requestedAt`. `None` as `late_landings`.
+    /// The most payment requests the default processor held at once (in progress or queued;
+    /// lookups by id included, which share its concurrency limiter). Above its 800 in
+    /// progress, the rest waited in its queue before their delay began, so they landed that
+    /// much after their planned `requestedAt`. `None` as `late_landings`.
     pub default_admitted_max: Option<u64>,
     /// The same for the fallback processor.
     pub fallback_admitted_max: Option<u64>,

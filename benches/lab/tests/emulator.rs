@@ -283,6 +283,130 @@ async fn concurrency_limit_800_plus_500_then_429() {
     assert_eq!(emulator.summary(Which::Default, None, None).total_requests, ok as u64);
 }
 
+/// How long a test waits for a processor to have admitted what it was sent.
+const ADMITTED_WAIT: Duration = Duration::from_secs(10);
+/// Step of that wait: short beside the delays the tests hold slots with (seconds).
+const ADMITTED_STEP: Duration = Duration::from_millis(5);
+
+/// Waits until `which` has held `count` requests at once in its concurrency limiter. The
+/// emulator raises no event when it admits a request, so this reads its high-water mark
+/// (`admitted_max`, which only grows) in short steps; the requests waited for hold their slots
+/// for seconds, far longer than a step. Panics after `ADMITTED_WAIT`.
+async fn admitted(emulator: &Emulator, which: Which, count: usize) {
+    let deadline = Instant::now() + ADMITTED_WAIT;
+    while emulator.admitted_max(which) < count {
+        assert!(
+            Instant::now() < deadline,
+            "{count} requests admitted at once: {} after {ADMITTED_WAIT:?}",
+            emulator.admitted_max(which)
+        );
+        tokio::time::sleep(ADMITTED_STEP).await;
+    }
+}
+
+/// Goal: `GET /payments/{id}` is behind the payments' concurrency limiter, as the real
+/// processor requires its one `"concurrency"` limiter on both endpoints: while 800 slow
+/// payments hold every slot, a lookup waits in the queue (taking one of its places) and
+/// answers as soon as the first slot frees, ahead of the payments queued after it and without
+/// a delay of its own; once 800 + 500 places are taken, a lookup gets the limiter's `429` at
+/// once. Method: a stored payment; then a 2 s delay and 800 simultaneous POSTs; once all are
+/// admitted, a lookup of the stored payment; once it is admitted too, 499 POSTs more; once
+/// those are admitted, a second lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_share_the_payments_concurrency_limit() {
+    let emulator = start();
+    let addr = emulator.addr(Which::Default);
+    let stored = call(addr, Method::POST, "/payments", None, Some(payment(ID, 19.9, AT))).await;
+    assert_eq!(stored.status, 200);
+    let delay = Duration::from_millis(2000);
+    emulator.set_delay(Which::Default, 2000);
+    let started = Instant::now();
+    let post_slow = |count: usize| {
+        (0..count)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let body = Some(payment(&id, 1.0, AT));
+                    let reply = call(addr, Method::POST, "/payments", None, body).await;
+                    (reply.status, started.elapsed())
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let lookup_path = format!("/payments/{ID}");
+    let lookup = |path: String| async move {
+        let reply = call(addr, Method::GET, &path, None, None).await;
+        (reply, started.elapsed())
+    };
+
+    let in_progress = post_slow(IN_PROGRESS_MAX);
+    admitted(&emulator, Which::Default, IN_PROGRESS_MAX).await;
+    let waiting = tokio::spawn(lookup(lookup_path.clone()));
+    admitted(&emulator, Which::Default, IN_PROGRESS_MAX + 1).await;
+    let queued = post_slow(QUEUED_MAX - 1);
+    admitted(&emulator, Which::Default, IN_PROGRESS_MAX + QUEUED_MAX).await;
+    let (refused, refused_at) = lookup(lookup_path).await;
+
+    let (found, found_at) = waiting.await.expect("task");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"5"[..]));
+    assert!(refused_at < found_at, "the 429 waited: {refused_at:?} vs {found_at:?}");
+    assert_eq!(found.status, 200);
+    assert_eq!(json_of(&found), json!({"correlationId": ID, "amount": 19.9, "requestedAt": AT}));
+    // No slot frees before the first payments' delay has passed.
+    assert!(found_at >= delay, "the lookup did not wait for a slot: {found_at:?}");
+    for handle in in_progress {
+        assert_eq!(handle.await.expect("task").0, 200);
+    }
+    for handle in queued {
+        let (status, done_at) = handle.await.expect("task");
+        assert_eq!(status, 200);
+        // Oldest first: the lookup had the first slot that freed, and answered in it at once.
+        assert!(done_at > found_at, "a payment queued after the lookup: {done_at:?}");
+    }
+    assert_eq!(emulator.admitted_max(Which::Default), IN_PROGRESS_MAX + QUEUED_MAX);
+}
+
+/// Goal: a lookup by id has neither the delay nor the failure switch of `POST /payments`:
+/// while the processor fails and answers payments only after 5 s, a lookup with slots free
+/// answers at once, 200 with the stored payment, or 404. Method: a stored payment; then
+/// failing with a 5 s delay and ten payments waiting in it; a lookup of the stored id and one
+/// of an unknown id, each timed; the ten are then abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_answer_at_once_while_the_processor_is_slow_and_failing() {
+    let emulator = start();
+    let addr = emulator.addr(Which::Fallback);
+    let stored = call(addr, Method::POST, "/payments", None, Some(payment(ID, 19.9, AT))).await;
+    assert_eq!(stored.status, 200);
+    emulator.set_delay(Which::Fallback, 5000);
+    emulator.set_failing(Which::Fallback, true);
+    let slow: Vec<_> = (0..10)
+        .map(|_| {
+            tokio::spawn(async move {
+                let id = uuid::Uuid::new_v4().to_string();
+                call(addr, Method::POST, "/payments", None, Some(payment(&id, 1.0, AT))).await
+            })
+        })
+        .collect();
+    admitted(&emulator, Which::Fallback, 10).await;
+    // Far under the 5 s delay, and over what a loaded machine takes to answer from memory.
+    let at_once = Duration::from_millis(1000);
+
+    let asked = Instant::now();
+    let found = call(addr, Method::GET, &format!("/payments/{ID}"), None, None).await;
+    assert!(asked.elapsed() < at_once, "{:?}", asked.elapsed());
+    assert_eq!(found.status, 200);
+    assert_eq!(json_of(&found), json!({"correlationId": ID, "amount": 19.9, "requestedAt": AT}));
+    let asked = Instant::now();
+    let missing =
+        call(addr, Method::GET, "/payments/5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", None, None).await;
+    assert!(asked.elapsed() < at_once, "{:?}", asked.elapsed());
+    assert_eq!(missing.status, 404);
+    for handle in slow {
+        handle.abort();
+    }
+}
+
 /// Goal: dropping the emulator closes its sockets. Method: connect after drop must fail.
 #[tokio::test]
 async fn drop_stops_the_processors() {

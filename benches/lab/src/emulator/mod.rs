@@ -4,6 +4,8 @@
 //! Each processor handles `POST /payments` in the order the real one does: concurrency limit
 //! (800 in progress, 500 queued, then 429), the configured delay, the failure switch (500 after
 //! the delay, nothing stored), then the insert (200, or 422 for a known correlationId).
+//! `GET /payments/{id}` goes through the same concurrency limit, sharing its slots and queue
+//! with the payments, and then answers at once: neither the delay nor the failure switch.
 //!
 //! How the answers are framed on the wire (as Kestrel frames them, by default): [`crate::framing`].
 //!
@@ -133,8 +135,9 @@ impl Emulator {
         self.processors[which.index()].state().failing = failing;
     }
 
-    /// The most payment requests a processor has held at once (in progress or queued) since
-    /// start. Above [`IN_PROGRESS_MAX`], some waited in its queue before their delay began.
+    /// The most requests a processor's concurrency limiter has held at once (in progress or
+    /// queued) since start: payments, and lookups by id, which share it. Above
+    /// [`IN_PROGRESS_MAX`], some waited in its queue (a payment, before its delay began).
     pub fn admitted_max(&self, which: Which) -> usize {
         self.processors[which.index()].admitted_max.load(Ordering::Relaxed)
     }

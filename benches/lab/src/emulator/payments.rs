@@ -23,13 +23,9 @@ use crate::{
 
 pub(super) async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answer {
     // 1. Concurrency limit: in progress plus queued, then 429.
-    let before = processor.admitted.fetch_add(1, Ordering::AcqRel);
-    if before >= IN_PROGRESS_MAX + QUEUED_MAX {
-        processor.admitted.fetch_sub(1, Ordering::AcqRel);
+    let Some(_admission) = admit(processor) else {
         return too_many_requests(processor.framing);
-    }
-    processor.admitted_max.fetch_max(before + 1, Ordering::Relaxed);
-    let _admission = Admission(&processor.admitted);
+    };
     let Ok(_slot) = processor.in_progress.acquire().await else {
         return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);
     };
@@ -66,6 +62,23 @@ pub(super) async fn post_payment(processor: &Processor, request: Request<Incomin
     let payment = Payment { amount_cents, requested_at_ms, stored_at_ms };
     state.payments.insert(correlation_id.as_u128(), payment);
     processor.framing.json(StatusCode::OK, &json!({"message": "payment processed successfully"}))
+}
+
+/// A place in the concurrency limiter that `POST /payments` and `GET /payments/{id}` share
+/// (the processor's one `AddConcurrencyLimiter("concurrency")`, required by both endpoints):
+/// `None` when its 800 permits and 500 queued places are all taken, for a `429`. The caller
+/// then waits for an `in_progress` permit.
+///
+/// Both kinds count toward `admitted_max`, as the limiter counts both: a lookup holding a
+/// permit is one a payment waits for.
+fn admit(processor: &Processor) -> Option<Admission<'_>> {
+    let before = processor.admitted.fetch_add(1, Ordering::AcqRel);
+    if before >= IN_PROGRESS_MAX + QUEUED_MAX {
+        processor.admitted.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    processor.admitted_max.fetch_max(before + 1, Ordering::Relaxed);
+    Some(Admission(&processor.admitted))
 }
 
 /// Releases an admission when the request finishes or its connection goes away.
@@ -123,7 +136,16 @@ impl Drop for HealthWaiter<'_> {
     }
 }
 
-pub(super) fn get_payment(processor: &Processor, id: &str) -> Answer {
+/// `GET /payments/{id}`: behind the same concurrency limiter as the payments (a permit, or a
+/// place in the queue until one frees, or `429`), then the book at once: no delay and no
+/// failure switch, which the real processor applies to `POST /payments` only.
+pub(super) async fn get_payment(processor: &Processor, id: &str) -> Answer {
+    let Some(_admission) = admit(processor) else {
+        return too_many_requests(processor.framing);
+    };
+    let Ok(_slot) = processor.in_progress.acquire().await else {
+        return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);
+    };
     let Ok(id) = uuid::Uuid::parse_str(id) else {
         return processor.framing.empty(StatusCode::NOT_FOUND);
     };

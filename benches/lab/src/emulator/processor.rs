@@ -13,9 +13,11 @@ use tokio::sync::{Semaphore, watch};
 use super::health_window::HealthWindow;
 use crate::framing::Framing;
 
-/// Payments processed at once per processor, as the contest's concurrency limiter allows.
+/// Requests (payments and lookups by id) handled at once per processor, as the contest's
+/// concurrency limiter allows (`PermitLimit = 800`).
 pub const IN_PROGRESS_MAX: usize = 800;
-/// Payments waiting for a slot per processor; beyond this the processor answers 429.
+/// Requests waiting for a slot per processor (`QueueLimit = 500`); beyond this the processor
+/// answers 429.
 pub const QUEUED_MAX: usize = 500;
 
 /// The admin token a processor starts with.
@@ -61,12 +63,16 @@ pub(super) struct Processor {
     pub(super) framing: Framing,
     state: Mutex<State>,
     health: Mutex<HealthWindow>,
-    /// Payments admitted (in progress or queued); the 429 gate.
+    /// Payments and lookups by id admitted (in progress or queued); the 429 gate. The two
+    /// share it as they share the real processor's one concurrency limiter.
     pub(super) admitted: AtomicUsize,
-    /// The most payments admitted at once since start: more than `IN_PROGRESS_MAX` means
-    /// some waited in the queue before their delay began, and landed that much later.
+    /// The most requests admitted at once since start, lookups included (the limiter counts
+    /// them, and a lookup holding a slot is one a payment waits for): more than
+    /// `IN_PROGRESS_MAX` means some waited in the queue, and a payment among them began its
+    /// delay, and landed, that much later.
     pub(super) admitted_max: AtomicUsize,
-    /// Slots for payments in progress.
+    /// Slots for requests in progress: a payment holds one through its delay, a lookup for
+    /// the moment it reads the book.
     pub(super) in_progress: Semaphore,
     /// Calls to the health endpoint, answered or refused.
     pub(super) health_calls: AtomicUsize,

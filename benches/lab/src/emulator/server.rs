@@ -80,7 +80,7 @@ async fn handle(
         (&Method::POST, "/payments") => post_payment(&processor, request).await,
         (&Method::GET, "/payments/service-health") => health(&processor).await,
         (&Method::GET, p) if p.starts_with("/payments/") => {
-            get_payment(&processor, &p["/payments/".len()..])
+            get_payment(&processor, &p["/payments/".len()..]).await
         }
         (_, p) if p.starts_with("/admin/") => admin(&processor, request).await,
         _ => processor.framing.empty(StatusCode::NOT_FOUND),
