@@ -172,7 +172,7 @@ pub struct Results {
     /// The same for the fallback processor.
     pub fallback_admitted_max: Option<u64>,
     /// Crash harness (only with the scenario's `[kills]`; the key is absent otherwise): kills
-    /// made, each followed at once by a restart.
+    /// made, each followed by a restart (after the scenario's `restart_delay_ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kills: Option<u64>,
     /// Accepted payments (200/201/202/204) in neither processor's book once the backlog has
@@ -447,8 +447,12 @@ fn load_with_kills(
     let moments_s = kills.moments_s(plan.scenario.duration_s);
     if verbose {
         let at: Vec<String> = moments_s.iter().map(|m| format!("{m:.1}")).collect();
+        let restart = match kills.restart_delay_ms {
+            0 => "at once".to_owned(),
+            delay_ms => format!("{delay_ms} ms later"),
+        };
         eprintln!(
-            "kills: payrelay {} at t = {} s (seed {}), each restarted at once",
+            "kills: payrelay {} at t = {} s (seed {}), each restarted {restart}",
             kills.instance,
             at.join(", "),
             kills.seed
@@ -462,10 +466,14 @@ fn load_with_kills(
         watches.iter().filter(|watch| watch.name == name).for_each(|watch| watch.set_pid(pid));
     };
     let load = runtime.spawn(interruptible(load::run(plan)));
+    let schedule = crash::Schedule {
+        instance: &kills.instance,
+        moments_s: &moments_s,
+        restart_delay: Duration::from_millis(kills.restart_delay_ms),
+    };
     let schedule = crash::run_schedule(
         backend,
-        &kills.instance,
-        &moments_s,
+        schedule,
         &started_heard,
         &|| load.is_finished(),
         &restarted,

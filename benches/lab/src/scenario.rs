@@ -21,10 +21,17 @@ pub const KILLS_FROM_FRACTION: f64 = 0.05;
 /// Kills end this far into the load: after it, the last restarted instance has time to come
 /// back and the backlog to drain before teardown.
 pub const KILLS_TO_FRACTION: f64 = 0.90;
-/// Least time between two kills, seconds: a kill, its reaping, the socket release and the
-/// restart take milliseconds, and a second apart the restarted instance has started serving
-/// again (payrelay is up in well under a second), so each kill hits a working instance.
+/// Least time between a restart and the next kill, seconds, and so between two kills without a
+/// restart delay: a kill, its reaping, the socket release and the restart take milliseconds,
+/// and a second after its restart the instance has started serving again (payrelay is up in
+/// well under a second), so each kill hits a working instance. [`Kills::gap_s`] adds the
+/// restart delay.
 pub const KILL_GAP_MIN_S: f64 = 1.0;
+/// Longest restart delay a scenario may set, ms. Docker's `restart: on-failure` waits 100 ms
+/// before the first restart and doubles the wait for each restart in a row, so 10 s covers
+/// the waits of seven restarts in a row (100 ms to 6.4 s); longer, a kill would leave the pair
+/// one instance short for a good part of a minute-long run, which is an outage, not a restart.
+pub const RESTART_DELAY_MS_MAX: u64 = 10_000;
 
 /// One processor's state from a stage on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,33 +55,48 @@ pub struct Stage {
     pub fallback: ProcessorState,
 }
 
-/// The crash harness's plan (`[kills]`): which instance dies, how often, and the seed of the
-/// moments.
+/// The crash harness's plan (`[kills]`): which instance dies, how often, the seed of the
+/// moments, and how long the instance stays down each time.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kills {
     /// The instance killed: `a` or `b`.
     pub instance: String,
-    /// How many kills (each followed at once by a restart).
+    /// How many kills (each followed by a restart).
     pub count: u32,
     /// Seed of the moments: the same seed and duration give the same moments.
     pub seed: u64,
+    /// How long the killed instance stays down before its restart, ms (0, the default: it is
+    /// restarted at once). An orchestrator waits before starting a container again (Docker's
+    /// `restart: on-failure`: 100 ms, doubling for restarts in a row); a fixed delay is what
+    /// the harness models. At most [`RESTART_DELAY_MS_MAX`].
+    #[serde(default)]
+    pub restart_delay_ms: u64,
 }
 
 impl Kills {
+    /// The least time between two kill moments, seconds: the restart delay, then
+    /// [`KILL_GAP_MIN_S`] for the restarted instance to be serving again, so that no kill comes
+    /// before the previous restart or hits an instance still starting. Without a restart delay
+    /// it is [`KILL_GAP_MIN_S`], and the moments are those of a plan without the key.
+    pub fn gap_s(&self) -> f64 {
+        self.restart_delay_ms as f64 / 1000.0 + KILL_GAP_MIN_S
+    }
+
     /// The kill moments, seconds after the load's start, in increasing order: `count` moments
     /// in `[KILLS_FROM_FRACTION, KILLS_TO_FRACTION]` of `duration_s`, at least
-    /// [`KILL_GAP_MIN_S`] apart, drawn uniformly among all such sets (seeded by `seed`).
+    /// [`Kills::gap_s`] apart, drawn uniformly among all such sets (seeded by `seed`).
     ///
     /// How: draw `count` points uniformly in the window shortened by `(count - 1)` gaps, sort
     /// them, and push the i-th one `i` gaps later. That map is a one-to-one, volume-preserving
     /// map from sorted points in the short window onto sorted points with every gap at least
-    /// [`KILL_GAP_MIN_S`] in the whole window, so the result is uniform over those, and no draw
-    /// is ever rejected. A plan that does not fit (validated with the scenario) gets its
-    /// moments packed at the gap from the window's start.
+    /// the gap in the whole window, so the result is uniform over those, and no draw is ever
+    /// rejected. A plan that does not fit (validated with the scenario) gets its moments packed
+    /// at the gap from the window's start.
     pub fn moments_s(&self, duration_s: f64) -> Vec<f64> {
         let from_s = duration_s * KILLS_FROM_FRACTION;
-        let slack_s = kills_slack_s(self.count, duration_s).max(0.0);
+        let gap_s = self.gap_s();
+        let slack_s = kills_slack_s(self.count, gap_s, duration_s).max(0.0);
         let mut random = SplitMix64(self.seed);
         let mut offsets_s: Vec<f64> =
             (0..self.count).map(|_| random.next_unit() * slack_s).collect();
@@ -82,7 +104,7 @@ impl Kills {
         offsets_s
             .iter()
             .enumerate()
-            .map(|(index, offset_s)| from_s + offset_s + index as f64 * KILL_GAP_MIN_S)
+            .map(|(index, offset_s)| from_s + offset_s + index as f64 * gap_s)
             .collect()
     }
 
@@ -96,12 +118,21 @@ impl Kills {
         if self.count == 0 {
             return Err(ScenarioError("kills.count must be at least 1, got 0".to_owned()));
         }
-        if kills_slack_s(self.count, duration_s) < 0.0 {
+        if self.restart_delay_ms > RESTART_DELAY_MS_MAX {
             return Err(ScenarioError(format!(
-                "kills.count = {} does not fit: kills at least {KILL_GAP_MIN_S} s apart need {} s \
-                 between {}% and {}% of duration_s = {duration_s}, which is {} s",
+                "kills.restart_delay_ms must be at most {RESTART_DELAY_MS_MAX}, got {}",
+                self.restart_delay_ms
+            )));
+        }
+        let gap_s = self.gap_s();
+        if kills_slack_s(self.count, gap_s, duration_s) < 0.0 {
+            return Err(ScenarioError(format!(
+                "kills.count = {} does not fit: kills at least {gap_s} s apart \
+                 (kills.restart_delay_ms = {}, then {KILL_GAP_MIN_S} s) need {} s between {}% \
+                 and {}% of duration_s = {duration_s}, which is {} s",
                 self.count,
-                f64::from(self.count - 1) * KILL_GAP_MIN_S,
+                self.restart_delay_ms,
+                f64::from(self.count - 1) * gap_s,
                 KILLS_FROM_FRACTION * 100.0,
                 KILLS_TO_FRACTION * 100.0,
                 duration_s * (KILLS_TO_FRACTION - KILLS_FROM_FRACTION)
@@ -111,11 +142,11 @@ impl Kills {
     }
 }
 
-/// The kill window's length left once `count - 1` minimal gaps are taken out of it, seconds
-/// (negative: the kills do not fit).
-fn kills_slack_s(count: u32, duration_s: f64) -> f64 {
+/// The kill window's length left once `count - 1` gaps of `gap_s` are taken out of it,
+/// seconds (negative: the kills do not fit).
+fn kills_slack_s(count: u32, gap_s: f64, duration_s: f64) -> f64 {
     let window_s = duration_s * (KILLS_TO_FRACTION - KILLS_FROM_FRACTION);
-    window_s - f64::from(count.saturating_sub(1)) * KILL_GAP_MIN_S
+    window_s - f64::from(count.saturating_sub(1)) * gap_s
 }
 
 /// splitmix64 (Steele, Lea and Flood, 2014; the seeder of the xoshiro family): a few lines, a
@@ -349,26 +380,46 @@ fallback = { delay_ms = 0, failing = false }
         }
     }
 
-    /// Goal: `[kills]` parses into its plan and is absent by default. Method: the valid text
-    /// without and with a `[kills]` table.
+    /// Goal: `[kills]` parses into its plan and is absent by default; without
+    /// `restart_delay_ms` the instance is restarted at once and the kills keep the gap they had
+    /// before the key existed. Method: the valid text without a `[kills]` table, with one, and
+    /// with one that sets the delay.
     #[test]
     fn parses_kills() {
         assert_eq!(Scenario::parse(VALID).expect("valid scenario").kills, None);
         let text = format!("{VALID}[kills]\ninstance = \"b\"\ncount = 10\nseed = 7\n");
         let scenario = Scenario::parse(&text).expect("valid scenario with kills");
-        let kills = Kills { instance: "b".to_owned(), count: 10, seed: 7 };
+        let kills = Kills { instance: "b".to_owned(), count: 10, seed: 7, restart_delay_ms: 0 };
+        assert_eq!(kills.gap_s(), KILL_GAP_MIN_S);
+        assert_eq!(scenario.kills, Some(kills));
+        let text = format!("{text}restart_delay_ms = 1000\n");
+        let scenario = Scenario::parse(&text).expect("valid scenario with a restart delay");
+        let kills = Kills { instance: "b".to_owned(), count: 10, seed: 7, restart_delay_ms: 1000 };
+        assert_eq!(kills.gap_s(), 2.0, "the delay, then a second to serve again");
         assert_eq!(scenario.kills, Some(kills));
     }
 
     /// Goal: a wrong `[kills]` is rejected with a message naming the key. Method: one table per
-    /// mistake (unknown instance, no kill, too many kills for the window, unknown and missing
-    /// keys, a negative seed) after the valid text (60 s: a 51 s window fits 52 kills 1 s apart).
+    /// mistake (unknown instance, no kill, too many kills for the window, with and without a
+    /// restart delay, a restart delay too long or negative, unknown and missing keys, a
+    /// negative seed) after the valid text (60 s: a 51 s window fits 52 kills 1 s apart, and 26
+    /// kills 2 s apart when each restart comes 1 s after its kill).
     #[test]
     fn rejects_kill_mistakes_clearly() {
         let cases = [
             ("instance = \"c\"\ncount = 1\nseed = 1", "kills.instance must be"),
             ("instance = \"b\"\ncount = 0\nseed = 1", "kills.count must be at least 1"),
             ("instance = \"b\"\ncount = 53\nseed = 1", "kills.count = 53 does not fit"),
+            (
+                "instance = \"b\"\ncount = 27\nseed = 1\nrestart_delay_ms = 1000",
+                "kills.count = 27 does not fit: kills at least 2 s apart \
+                 (kills.restart_delay_ms = 1000, then 1 s) need 52 s",
+            ),
+            (
+                "instance = \"b\"\ncount = 1\nseed = 1\nrestart_delay_ms = 10001",
+                "kills.restart_delay_ms must be at most 10000, got 10001",
+            ),
+            ("instance = \"b\"\ncount = 1\nseed = 1\nrestart_delay_ms = -1", "restart_delay_ms"),
             ("instance = \"b\"\ncount = 1\nseed = 1\nevery_s = 2", "unknown field `every_s`"),
             ("instance = \"b\"\ncount = 1", "missing field `seed`"),
             ("instance = \"b\"\ncount = 1\nseed = -1", "seed"),
@@ -380,6 +431,12 @@ fallback = { delay_ms = 0, failing = false }
         }
         let text = format!("{VALID}[kills]\ninstance = \"a\"\ncount = 52\nseed = 1\n");
         assert!(Scenario::parse(&text).is_ok(), "52 kills fill the window exactly");
+        let text = format!("{text}restart_delay_ms = 10000\n");
+        assert!(Scenario::parse(&text).is_err(), "but not 11 s apart");
+        let text = format!(
+            "{VALID}[kills]\ninstance = \"a\"\ncount = 26\nseed = 1\nrestart_delay_ms = 1000\n"
+        );
+        assert!(Scenario::parse(&text).is_ok(), "26 kills 2 s apart fill the window exactly");
     }
 
     /// Goal: splitmix64 is the published generator. Method: its first outputs from state 0, as
@@ -392,25 +449,30 @@ fallback = { delay_ms = 0, failing = false }
     }
 
     /// Goal: the kill moments are reproducible from the seed, sorted, inside the 5%..90% window
-    /// and at least the minimal gap apart, also when they fill the window exactly; another seed
-    /// gives other moments. Method: draw for several seeds and counts over 60 s and check each
-    /// property.
+    /// and at least the minimal gap apart (a restart delay, then a second, when one is set),
+    /// also when they fill the window exactly; another seed gives other moments. Method: draw
+    /// for several seeds, counts and restart delays over 60 s and check each property.
     #[test]
     fn kill_moments_are_seeded_sorted_spaced_and_inside_the_window() {
         let duration_s = 60.0;
-        for (count, seed) in [(1, 1), (10, 7), (10, 8), (40, 3), (52, 9)] {
-            let kills = Kills { instance: "b".to_owned(), count, seed };
+        let plans = [(1, 1, 0), (10, 7, 0), (10, 8, 0), (40, 3, 0), (52, 9, 0)];
+        let delayed = [(8, 11, 1000), (26, 5, 1000), (5, 2, 10_000), (2, 4, 2500)];
+        for (count, seed, restart_delay_ms) in plans.into_iter().chain(delayed) {
+            let kills = Kills { instance: "b".to_owned(), count, seed, restart_delay_ms };
             let moments = kills.moments_s(duration_s);
             assert_eq!(moments, kills.moments_s(duration_s), "same seed, same moments");
             assert_eq!(moments.len(), count as usize);
             assert!(moments[0] >= duration_s * KILLS_FROM_FRACTION, "{moments:?}");
             let last = moments[moments.len() - 1];
             assert!(last <= duration_s * KILLS_TO_FRACTION + 1e-9, "{moments:?}");
+            let gap_s = restart_delay_ms as f64 / 1000.0 + KILL_GAP_MIN_S;
             for pair in moments.windows(2) {
-                assert!(pair[1] - pair[0] >= KILL_GAP_MIN_S - 1e-9, "{moments:?}");
+                assert!(pair[1] - pair[0] >= gap_s - 1e-9, "{moments:?}");
             }
         }
-        let moments = |seed| Kills { instance: "b".to_owned(), count: 10, seed }.moments_s(60.0);
+        let moments = |seed| {
+            Kills { instance: "b".to_owned(), count: 10, seed, restart_delay_ms: 0 }.moments_s(60.0)
+        };
         assert_ne!(moments(7), moments(8));
     }
 
@@ -424,8 +486,8 @@ fallback = { delay_ms = 0, failing = false }
         let mut quarters = [0u32; 4];
         let mut sum_s = 0.0;
         for seed in 0..draws {
-            let moment_s =
-                Kills { instance: "a".to_owned(), count: 1, seed }.moments_s(duration_s)[0];
+            let moment_s = Kills { instance: "a".to_owned(), count: 1, seed, restart_delay_ms: 0 }
+                .moments_s(duration_s)[0];
             sum_s += moment_s;
             let quarter = ((moment_s - from_s) / (to_s - from_s) * 4.0) as usize;
             quarters[quarter.min(3)] += 1;
