@@ -11,7 +11,7 @@ struct Figure {
 }
 
 /// The rows, in order: the score and what makes it, then the load and the cost.
-const FIGURES: [Figure; 12] = [
+const FIGURES: [Figure; 13] = [
     Figure { name: "score", decimals: 2, value: |r| Some(r.score) },
     Figure { name: "score_ratio", decimals: 4, value: |r| Some(r.score_ratio) },
     Figure { name: "p99_ms", decimals: 2, value: |r| Some(r.p99_ms) },
@@ -24,6 +24,11 @@ const FIGURES: [Figure; 12] = [
     Figure { name: "posts_failed", decimals: 0, value: |r| Some(r.posts_failed as f64) },
     Figure { name: "cpu_s", decimals: 2, value: cpu_s },
     Figure { name: "late_landings", decimals: 0, value: |r| r.late_landings.map(|n| n as f64) },
+    Figure {
+        name: "late_landing_max_ms",
+        decimals: 0,
+        value: |r| r.late_landing_max_ms.map(|ms| ms as f64),
+    },
 ];
 
 /// CPU seconds of both payrelay instances together; `None` when neither was measured (a run
@@ -35,8 +40,21 @@ fn cpu_s(results: &Results) -> Option<f64> {
     }
 }
 
-/// Width of the figure names' column.
-const NAME_WIDTH: usize = 16;
+/// Width of the figure names' column: the longest name (`late_landing_max_ms`) and a space.
+const NAME_WIDTH: usize = 20;
+const _: () = assert!(names_fit(), "a figure's name is as wide as its column or wider");
+
+/// Whether every figure's name leaves at least a space in its column.
+const fn names_fit() -> bool {
+    let mut index = 0;
+    while index < FIGURES.len() {
+        if FIGURES[index].name.len() >= NAME_WIDTH {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
 /// Width of a value.
 const VALUE_WIDTH: usize = 11;
 /// Width of a ratio (`x1.053`).

@@ -164,6 +164,7 @@ fn report_draws_every_series_of_a_run() {
         "{header_text}"
     );
     assert!(header_text.contains("inconsistencies 0 · lag 0 · default/fallback 1573/0"));
+    assert!(header_text.contains("late landings 0"), "{header_text}");
     let checks = json.pointer("/series/checks").and_then(Value::as_array).expect("checks");
     assert_eq!(circles(by_id(&svg, "checks-clean-0").expect("clean")).len(), checks.len());
     assert_eq!(checks.len(), 5);
@@ -205,6 +206,33 @@ fn a_check_with_a_difference_is_red() {
     assert_eq!(red_lines, [1; 6], "one red line in each panel of lines");
 }
 
+/// Goal: each run's score line in the header shows its late landings with the latest one's
+/// lateness, and `-` for a run that did not count them (its processors were not the lab's
+/// own), on a line of its own text. Method: the payrelay fixture with 34 late landings, the
+/// latest 4002 ms late, beside the target fixture with none counted, drawn through the
+/// library; the header's text elements.
+#[test]
+fn the_header_shows_late_landings() {
+    let mut late = report::read_results(&fixture("ci-short-payrelay.json")).expect("fixture");
+    late.late_landings = Some(34);
+    late.late_landing_max_ms = Some(4002);
+    let mut uncounted = report::read_results(&fixture("ci-short-target.json")).expect("fixture");
+    uncounted.late_landings = None;
+    uncounted.late_landing_max_ms = None;
+    let runs =
+        [Run { label: "late", results: &late }, Run { label: "uncounted", results: &uncounted }];
+    let source = report::render(&runs).expect("render");
+    let svg = Document::parse(&source).expect("well-formed");
+    let header = by_id(&svg, "header").expect("header");
+    let lines: Vec<&str> = header.descendants().filter_map(|n| n.text()).map(str::trim).collect();
+    let at = |text: &str| lines.iter().position(|line| line.contains(text));
+    let late_at = at("late landings 34 (latest 4002 ms)").expect("the late run's landings");
+    let uncounted_at = at("late landings -").expect("the other run's");
+    assert!(at("late: scenario ci-short") < Some(late_at), "{lines:?}");
+    assert!(at("uncounted: scenario ci-short") < Some(uncounted_at), "{lines:?}");
+    assert!(Some(late_at) < at("uncounted: scenario ci-short"), "{lines:?}");
+}
+
 /// Goal: a run against `--target` has no payrelay instance series, and its report leaves those
 /// panels out rather than drawing empty ones. Method: the report of `ci-short-target.json`.
 #[test]
@@ -232,19 +260,20 @@ fn compare_prints_the_table_and_overlays_the_runs() {
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     let stdout = String::from_utf8(ran.stdout).expect("utf-8");
     let expected = "\
-figure            ci-short-payrelay.json  ci-short-target.json
-score                           35387.70     35387.70   x1.000
-score_ratio                       0.9917       0.9917   x1.000
-p99_ms                              1.33         1.75   x1.316
-post_p50_ms                        0.149        0.136   x0.913
-inconsistencies                        0            0   x1.000
-lag                                    0            0   x1.000
-default_count                       1573         1573   x1.000
-fallback_count                         0            0   x1.000
-posts_ok                            1573         1573   x1.000
-posts_failed                           0            0   x1.000
-cpu_s                               0.27            -        -
-late_landings                          0            0   x1.000
+figure                ci-short-payrelay.json  ci-short-target.json
+score                               35387.70     35387.70   x1.000
+score_ratio                           0.9917       0.9917   x1.000
+p99_ms                                  1.33         1.75   x1.316
+post_p50_ms                            0.149        0.136   x0.913
+inconsistencies                            0            0   x1.000
+lag                                        0            0   x1.000
+default_count                           1573         1573   x1.000
+fallback_count                             0            0   x1.000
+posts_ok                                1573         1573   x1.000
+posts_failed                               0            0   x1.000
+cpu_s                                   0.27            -        -
+late_landings                              0            0   x1.000
+late_landing_max_ms                        0            0   x1.000
 ";
     assert_eq!(stdout, format!("{expected}report: {}\n", out.display()));
 

@@ -35,6 +35,14 @@ const RIGHT_PX: u32 = 24;
 const ROW_PX: u32 = 24;
 /// Height of one header text line, px.
 const HEADER_LINE_PX: u32 = 20;
+/// Left margin of the header's text, px.
+const HEADER_LEFT_PX: u32 = 12;
+/// Rough width of a character of the header's 14 px score line, px: DejaVu Sans's, the widest
+/// of the usual sans-serif defaults, so that a line cut to fit does fit wherever it is opened
+/// (plotters leaves the text's layout to the browser).
+const HEADER_CHAR_PX: u32 = 8;
+/// Between the figures of a score line.
+const SCORE_SEPARATOR: &str = " · ";
 /// Rough width of a character of the 12 px labels, px: plotters' SVG backend leaves the text's
 /// layout to the browser, so legends are placed from an estimate.
 const CHAR_PX: u32 = 7;
@@ -144,32 +152,66 @@ pub fn document(blocks: &[Block], height_px: u32) -> Result<String, String> {
     Ok(out)
 }
 
-/// The score line of a run, as the header shows it.
-pub fn score_line(results: &Results) -> String {
+/// The figures of a run's score line, as the header shows them: the score and what makes it,
+/// the split, the failures, and the late landings (`-` where the processors were not the
+/// lab's own), with the latest one's lateness.
+fn score_figures(results: &Results) -> Vec<String> {
     let settled = results.default_count + results.fallback_count;
     let default_percent =
         if settled > 0 { 100.0 * results.default_count as f64 / settled as f64 } else { 0.0 };
-    format!(
-        "score {:.2} · score_ratio {:.4} · p99 {:.2} ms · inconsistencies {} · lag {} · \
-         default/fallback {}/{} ({default_percent:.1}% default) · failed POSTs {}",
-        results.score,
-        results.score_ratio,
-        results.p99_ms,
-        results.inconsistencies,
-        results.lag,
-        results.default_count,
-        results.fallback_count,
-        results.posts_failed
-    )
+    let late = match (results.late_landings, results.late_landing_max_ms) {
+        (None, _) => "late landings -".to_owned(),
+        (Some(0), _) => "late landings 0".to_owned(),
+        (Some(count), Some(max_ms)) => format!("late landings {count} (latest {max_ms} ms)"),
+        (Some(count), None) => format!("late landings {count}"),
+    };
+    vec![
+        format!("score {:.2}", results.score),
+        format!("score_ratio {:.4}", results.score_ratio),
+        format!("p99 {:.2} ms", results.p99_ms),
+        format!("inconsistencies {}", results.inconsistencies),
+        format!("lag {}", results.lag),
+        format!(
+            "default/fallback {}/{} ({default_percent:.1}% default)",
+            results.default_count, results.fallback_count
+        ),
+        format!("failed POSTs {}", results.posts_failed),
+        late,
+    ]
+}
+
+/// A run's score line, its figures joined by ` · `, cut between figures into lines that fit
+/// the picture's width: a final's figures are long enough to overflow one line, and each layer
+/// is a nested `<svg>`, which clips what overflows.
+fn score_lines(results: &Results) -> Vec<String> {
+    let chars_max = ((WIDTH_PX - 2 * HEADER_LEFT_PX) / HEADER_CHAR_PX) as usize;
+    let mut lines: Vec<String> = Vec::new();
+    for figure in score_figures(results) {
+        match lines.last_mut() {
+            Some(line)
+                if line.chars().count()
+                    + SCORE_SEPARATOR.chars().count()
+                    + figure.chars().count()
+                    <= chars_max =>
+            {
+                line.push_str(SCORE_SEPARATOR);
+                line.push_str(&figure);
+            }
+            _ => lines.push(figure),
+        }
+    }
+    lines
 }
 
 /// The header: per run, its name and what it ran (in its colour when there are several), then
-/// its score line.
+/// its score line, on as many lines as it needs.
 pub fn header(runs: &[Run<'_>]) -> Result<Block, String> {
-    let height_px = 8 + 2 * HEADER_LINE_PX * runs.len() as u32;
+    let score_lines: Vec<Vec<String>> = runs.iter().map(|run| score_lines(run.results)).collect();
+    let lines: u32 = score_lines.iter().map(|lines| 1 + lines.len() as u32).sum();
+    let height_px = 8 + HEADER_LINE_PX * lines;
     let svg = layer((WIDTH_PX, height_px), |root| {
-        for (index, run) in runs.iter().enumerate() {
-            let top = 8 + 2 * HEADER_LINE_PX * index as u32;
+        let mut top = 8;
+        for (index, (run, score_lines)) in runs.iter().zip(score_lines).enumerate() {
             let colour = if runs.len() > 1 { PALETTE[index] } else { RGBColor(0, 0, 0) };
             let results = run.results;
             let mut title = format!(
@@ -180,10 +222,15 @@ pub fn header(runs: &[Run<'_>]) -> Result<Block, String> {
                 title.push_str(" (no per-second series in this file)");
             }
             let bold = (FONT, 15).into_font().style(FontStyle::Bold).color(&colour);
-            root.draw(&Text::new(title, (12, top as i32), bold)).map_err(drawing)?;
-            let plain = (FONT, 14).into_font().color(&BLACK);
-            let at = (12, (top + HEADER_LINE_PX) as i32);
-            root.draw(&Text::new(score_line(results), at, plain)).map_err(drawing)?;
+            let at = (HEADER_LEFT_PX as i32, top as i32);
+            root.draw(&Text::new(title, at, bold)).map_err(drawing)?;
+            for line in score_lines {
+                top += HEADER_LINE_PX;
+                let plain = (FONT, 14).into_font().color(&BLACK);
+                let at = (HEADER_LEFT_PX as i32, top as i32);
+                root.draw(&Text::new(line, at, plain)).map_err(drawing)?;
+            }
+            top += HEADER_LINE_PX;
         }
         Ok(())
     })?;
@@ -634,4 +681,49 @@ fn draw_line(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::report::read_results;
+
+    /// Goal: the score line shows the late landings, with the latest one's lateness, or `-`
+    /// where they were not counted, and is cut between figures into lines that fit the
+    /// picture's width even with a final's long figures. Method: the `ci-short` fixture with
+    /// a final's figures written in, then without late landings.
+    #[test]
+    fn score_lines_show_late_landings_and_fit_the_width() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ci-short-payrelay.json");
+        let mut results = read_results(&fixture).expect("fixture");
+        results.score = 2_039_812.34;
+        results.default_count = 52_945;
+        results.fallback_count = 37_646;
+        results.lag = -12;
+        results.posts_failed = 1_234;
+        results.late_landings = Some(34);
+        results.late_landing_max_ms = Some(4002);
+        let lines = score_lines(&results);
+        assert!(lines.len() > 1, "a final's figures take two lines: {lines:?}");
+        let width_px = |line: &String| line.chars().count() as u32 * HEADER_CHAR_PX;
+        assert!(
+            lines.iter().all(|line| width_px(line) <= WIDTH_PX - 2 * HEADER_LEFT_PX),
+            "{lines:?}"
+        );
+        assert_eq!(lines.join(SCORE_SEPARATOR), score_figures(&results).join(SCORE_SEPARATOR));
+        assert!(lines.iter().all(|line| !line.starts_with(' ') && !line.ends_with(' ')));
+        assert!(lines[lines.len() - 1].ends_with("late landings 34 (latest 4002 ms)"), "{lines:?}");
+
+        results.late_landings = None;
+        results.late_landing_max_ms = None;
+        let figures = score_figures(&results);
+        assert_eq!(figures[figures.len() - 1], "late landings -");
+        results.late_landings = Some(0);
+        results.late_landing_max_ms = Some(0);
+        let figures = score_figures(&results);
+        assert_eq!(figures[figures.len() - 1], "late landings 0");
+    }
 }
