@@ -536,3 +536,26 @@ fn an_abandoned_health_call_leaves_the_queue() {
         assert!(read.is_err(), "a waiting call answers only in a later window: {read:?}");
     }
 }
+
+/// Goal: a payment whose client goes away during the processor's delay is stored all the same,
+/// as on Kestrel, where the delay filter and the insert run to their end without a cancellation
+/// token: a backend killed with payments in flight leaves them in the processor's book. Method:
+/// a 300 ms delay; a raw POST whose connection is closed once the processor has admitted it;
+/// the book polled until it holds the payment, which must not happen before the delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_client_left_is_stored_after_the_delay() {
+    let emulator = start();
+    emulator.set_delay(Which::Default, 300);
+    let addr = emulator.addr(Which::Default);
+    let sent = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.write_all(post_request(ID).as_bytes()).expect("write");
+    admitted(&emulator, Which::Default, 1).await;
+    drop(stream);
+    let deadline = Instant::now() + TIMEOUT;
+    while !emulator.holds(Which::Default, ID) {
+        assert!(Instant::now() < deadline, "the payment was never stored");
+        tokio::time::sleep(ADMITTED_STEP).await;
+    }
+    assert!(sent.elapsed() >= Duration::from_millis(300), "stored only after the delay");
+}

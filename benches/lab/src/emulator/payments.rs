@@ -3,7 +3,7 @@
 //! over-long `422`.
 
 use std::{
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -21,12 +21,12 @@ use crate::{
     money, time,
 };
 
-pub(super) async fn post_payment(processor: &Processor, request: Request<Incoming>) -> Answer {
+pub(super) async fn post_payment(processor: &Arc<Processor>, request: Request<Incoming>) -> Answer {
     // 1. Concurrency limit: in progress plus queued, then 429.
-    let Some(_admission) = admit(processor) else {
+    let Some(admission) = admit(processor) else {
         return too_many_requests(processor.framing);
     };
-    let Ok(_slot) = processor.in_progress.acquire().await else {
+    let Some(in_progress) = InProgress::acquire(processor).await else {
         return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);
     };
     let Some(body) = read_json(request).await else {
@@ -45,12 +45,33 @@ pub(super) async fn post_payment(processor: &Processor, request: Request<Incomin
             "correlationId (uuid), amount (number) and requestedAt (ISO timestamp) are required",
         );
     };
-    // 2. The delay, read when the payment starts being processed.
+    let payment = Payment { amount_cents, requested_at_ms, stored_at_ms: 0 };
+    // 2-4 in a task of their own. Kestrel runs a request's endpoint to its end even after the
+    // client has gone: the processor's delay filter (`Task.Delay`) and its insert take no
+    // cancellation token (`Filters.cs`, `Endpoints.cs`), so a payment whose client disconnects
+    // during the delay (a backend killed with requests in flight) is stored all the same, and
+    // holds its permit until then. A hyper service future is dropped with its connection.
+    let framing = processor.framing;
+    let processor = Arc::clone(processor);
+    let handled = tokio::spawn(async move {
+        let _limits = (admission, in_progress);
+        delay_then_store(&processor, correlation_id, payment).await
+    });
+    // The task panicked: the processor's handler would have answered 500.
+    handled.await.unwrap_or_else(|_| framing.empty(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+/// A payment's steps after the limit: the delay, read when the payment starts being processed;
+/// then the failure switch as it is after the delay, and the insert, under one lock.
+async fn delay_then_store(
+    processor: &Processor,
+    correlation_id: uuid::Uuid,
+    payment: Payment,
+) -> Answer {
     let delay_ms = processor.state().delay_ms;
     if delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     }
-    // 3-4. The failure switch as it is after the delay, then the insert, under one lock.
     let mut state = processor.state();
     if state.failing {
         return processor.framing.empty(StatusCode::INTERNAL_SERVER_ERROR);
@@ -58,8 +79,7 @@ pub(super) async fn post_payment(processor: &Processor, request: Request<Incomin
     if state.payments.contains_key(&correlation_id.as_u128()) {
         return duplicate(processor.framing, correlation_id);
     }
-    let stored_at_ms = time::now_ms();
-    let payment = Payment { amount_cents, requested_at_ms, stored_at_ms };
+    let payment = Payment { stored_at_ms: time::now_ms(), ..payment };
     state.payments.insert(correlation_id.as_u128(), payment);
     processor.framing.json(StatusCode::OK, &json!({"message": "payment processed successfully"}))
 }
@@ -71,22 +91,42 @@ pub(super) async fn post_payment(processor: &Processor, request: Request<Incomin
 ///
 /// Both kinds count toward `admitted_max`, as the limiter counts both: a lookup holding a
 /// permit is one a payment waits for.
-fn admit(processor: &Processor) -> Option<Admission<'_>> {
+fn admit(processor: &Arc<Processor>) -> Option<Admission> {
     let before = processor.admitted.fetch_add(1, Ordering::AcqRel);
     if before >= IN_PROGRESS_MAX + QUEUED_MAX {
         processor.admitted.fetch_sub(1, Ordering::AcqRel);
         return None;
     }
     processor.admitted_max.fetch_max(before + 1, Ordering::Relaxed);
-    Some(Admission(&processor.admitted))
+    Some(Admission(Arc::clone(processor)))
 }
 
-/// Releases an admission when the request finishes or its connection goes away.
-struct Admission<'a>(&'a AtomicUsize);
+/// Releases an admission when the request is done, which for a payment past the limit may be
+/// after its connection went away.
+struct Admission(Arc<Processor>);
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One of the processor's 800 permits in progress, owned so that it can outlive the request's
+/// connection (see `post_payment`); given back when dropped.
+struct InProgress(Arc<Processor>);
+
+impl InProgress {
+    /// Waits for a permit (queued, oldest first, as the limiter queues); `None` if the
+    /// semaphore was closed, which the emulator never does.
+    async fn acquire(processor: &Arc<Processor>) -> Option<InProgress> {
+        processor.in_progress.acquire().await.ok()?.forget();
+        Some(InProgress(Arc::clone(processor)))
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.in_progress.add_permits(1);
     }
 }
 
@@ -139,11 +179,11 @@ impl Drop for HealthWaiter<'_> {
 /// `GET /payments/{id}`: behind the same concurrency limiter as the payments (a permit, or a
 /// place in the queue until one frees, or `429`), then the book at once: no delay and no
 /// failure switch, which the real processor applies to `POST /payments` only.
-pub(super) async fn get_payment(processor: &Processor, id: &str) -> Answer {
+pub(super) async fn get_payment(processor: &Arc<Processor>, id: &str) -> Answer {
     let Some(_admission) = admit(processor) else {
         return too_many_requests(processor.framing);
     };
-    let Ok(_slot) = processor.in_progress.acquire().await else {
+    let Some(_in_progress) = InProgress::acquire(processor).await else {
         return processor.framing.empty(StatusCode::SERVICE_UNAVAILABLE);
     };
     let Ok(id) = uuid::Uuid::parse_str(id) else {
