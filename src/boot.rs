@@ -1,7 +1,7 @@
 //! Boot: the single top of the graph. Replays the journal, then starts one pinned thread per
 //! core, each with its own monoio runtime (io_uring, or epoll where that is blocked), builds the
-//! core's state on it (with its share of the replayed books), binds its listeners and spawns
-//! its flows: the accept loops, the idle sweep, the mailbox, the journal's flusher, on core 0
+//! core's state on it (with its share of the replayed books), looks up the payments the killed
+//! life left in flight, binds its listeners and spawns its flows: the accept loops, the idle sweep, the mailbox, the journal's flusher, on core 0
 //! the health poller, and the payments the journal gave back. Also the process-wide steps: the
 //! open-files limit and SIGTERM's drain.
 
@@ -376,6 +376,8 @@ async fn core_main(
     let core = Rc::new(Core::new(id, config, mesh, continuity, endpoints, start));
     let flusher = Rc::clone(core.journal());
     monoio::spawn(async move { flusher.run().await });
+    // Before listening: the peer may ask for this core's books as soon as it listens.
+    let pending = dispatch::settle_stored(&core, share.pending).await;
     let bound = match &plan.listen {
         Listen::Configured => bind(id, config),
         Listen::Given { api, peer } => adopt(id, api, peer.as_ref()),
@@ -397,7 +399,7 @@ async fn core_main(
     }
     let _ = ready.send(Ok(()));
     drop(ready);
-    dispatch::resume(&core, share.pending);
+    dispatch::resume(&core, pending);
     monoio::select! {
         _ = accept::run(Rc::clone(&core), api, Surface::Api) => {}
         _ = core.until_draining() => {}

@@ -117,6 +117,14 @@ knobs! {
     /// The delay planned for a processor while one of its attempts is overdue, until news of
     /// its real delay: the largest the contest sets, so no payment sent meanwhile lands late.
     overdue_plan_delay_ms: u64 = number("OVERDUE_PLAN_DELAY_MS", 5_000, 0, 600_000),
+    /// The least time from a payment's send to its `requestedAt` while the test's end is known
+    /// and at least this far (see `forward::dispatch`, *Delay jumps*): the largest delay the
+    /// contest sets (5 s), less the earliest end of a check's window (1.5 s before the check,
+    /// in the preview), plus 0.5 s for the answer's way back to our books and for the checker's
+    /// three queries not meeting at one instant. A delay that jumps anywhere up to 5 s before
+    /// we can know it then lands before any check can see the payment, and the lead costs
+    /// nothing: the final count takes every `requestedAt` up to the end.
+    requested_at_lead_min_ms: u64 = number("REQUESTED_AT_LEAD_MIN_MS", 4_000, 0, 600_000),
     /// Fee of the default processor, in parts per million (the published rules: 5%).
     fee_default_ppm: u64 = fraction_ppm("FEE_DEFAULT", 50_000),
     /// Fee of the fallback processor, in parts per million (the published rules: 15%).

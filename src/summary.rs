@@ -3,10 +3,11 @@
 //! [`CoreMsg`]), and the peer instance answers for all of its cores as one more shard. Reduce:
 //! [`ShardSummary::merge`]. Purge follows the same path.
 
-use std::fmt;
+use std::{fmt, rc::Rc};
 
 use crate::{
     cores::{Core, CoreGone, CoreMsg},
+    forward::dispatch,
     http, journal,
     ledger::{ShardSummary, TimeRange},
     money, peer,
@@ -54,7 +55,7 @@ pub async fn instance_summary(core: &Core, range: TimeRange) -> Result<ShardSumm
 /// an instance restarted since the last purge and the range reaches back before it (see
 /// `peer`'s *Continuity*).
 pub async fn deployment_summary(
-    core: &Core,
+    core: &Rc<Core>,
     range: TimeRange,
 ) -> Result<ShardSummary, SummaryError> {
     let mut total = instance_summary(core, range).await?;
@@ -73,7 +74,7 @@ pub async fn deployment_summary(
                 continuity.told_we_forgot(theirs.you_forgot_before_ms);
                 theirs.totals
             }
-            Err(e) => peer_books(core, range).ok_or(SummaryError::Peer(e))?,
+            Err(e) => peer_books(core, range).await.ok_or(SummaryError::Peer(e))?,
         };
         continuity.check(range.from_ms, peer_addr).map_err(SummaryError::Forgotten)?;
         total.merge(&theirs);
@@ -82,19 +83,25 @@ pub async fn deployment_summary(
 }
 
 /// The peer's totals read from its journal (`PEER_JOURNAL_DIR`, a shared volume), when the
-/// peer itself does not answer: killed, or restarting. Its file holds what it settled but for
-/// its last instants' settlements, which its restart settles again before a check can see
-/// them (a check's window ends two seconds back). A blocking read of a few megabytes, on a
-/// path taken only while the peer is down.
-fn peer_books(core: &Core, range: TimeRange) -> Option<ShardSummary> {
+/// peer itself does not answer: killed, or restarting. Its file holds what it settled, and the
+/// attempts it had sent and not heard back from: each of those whose `requestedAt` the range
+/// counts is looked up at its processor (`dispatch`), and counted if stored there. `None` when
+/// the journal cannot be read or a lookup gets no answer: no total rather than a partial one.
+/// A blocking read of a few megabytes, on a path taken only while the peer is down.
+async fn peer_books(core: &Rc<Core>, range: TimeRange) -> Option<ShardSummary> {
     let dir = core.config().peer_journal_dir.as_ref()?;
-    match journal::replay::settled_totals(dir, range) {
-        Ok(totals) => Some(totals),
+    let books = match journal::replay::peer_books(dir, range) {
+        Ok(books) => books,
         Err(e) => {
             eprintln!("payrelay: the peer's journal {}: {e}", dir.display());
-            None
+            return None;
         }
+    };
+    let mut total = books.settled;
+    for entry in dispatch::settled_elsewhere(core, books.in_flight).await? {
+        total.count(entry);
     }
+    Some(total)
 }
 
 /// Empties every shard of this instance.

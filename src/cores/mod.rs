@@ -236,6 +236,27 @@ impl Core {
         route::decide(&self.upstreams, self.config, load, now, usable)
     }
 
+    /// How long after `now_ms` a payment sent now to `processor`, with `delay_ms` of planned
+    /// delay, gets its `requestedAt` (`route::lead_ms`; `forward::dispatch`, *Delay jumps*): no
+    /// less than `REQUESTED_AT_LEAD_MIN_MS` while the end is known, nor than
+    /// `OVERDUE_PLAN_DELAY_MS` while this core has no news of the processor's delay (routing
+    /// plans with 0 then: news comes with the first answer, and a guess that high would send
+    /// the backlog elsewhere for nothing), both as far as the end allows; and never further
+    /// ahead than an attempt may last, a bound a restarted instance relies on (`peer`'s
+    /// *Continuity*).
+    pub fn requested_at_lead_ms(&self, processor: Processor, delay_ms: u64, now_ms: i64) -> u64 {
+        let config = self.config;
+        let end = self.test_clock.end(now_ms, config);
+        let mut floor_ms = match end {
+            route::End::Known { .. } => config.requested_at_lead_min_ms,
+            route::End::Unknown { .. } => 0,
+        };
+        if self.upstream(processor).health().delay_ms().is_none() {
+            floor_ms = floor_ms.max(config.overdue_plan_delay_ms);
+        }
+        route::lead_ms(delay_ms, end, floor_ms).min(config.processor_timeout_ms)
+    }
+
     /// What [`Core::decide`] would say for a new payment now, without taking a probe.
     fn peek_route(&self, now: Instant, now_ms: i64) -> Route {
         self.decide(now, now_ms, 0, |upstream| upstream.health().would_allow(now))

@@ -20,35 +20,79 @@
 //! With `requestedAt` = the instant we send, s, that is `s ≤ s + d − 2 s`: any delay of 2 s or
 //! more exposes every check to every payment in `[insert, record)`, and the three parallel
 //! queries are not evaluated at one instant either, which widens the window. So we set
-//! `requestedAt = s + d̂`, with d̂ the planned delay ([`planned_delay_ms`](crate::upstream::Upstream::planned_delay_ms): the newest news of
-//! the delay, `health::ProcessorHealth::delay_ms`, unless the processor is overdue, below). The
-//! insert then happens at `s + d + small ≤ r + (d − d̂) + small`, and the payment can only be in
-//! the window of a check at `T ≥ r + 2 s`, by which time both books have had it for about 2 s —
-//! as long as `d − d̂ < 2 s`. Overestimating d is always safe.
+//! `requestedAt = s + lead`, the lead being at least d̂, the planned delay
+//! ([`planned_delay_ms`](crate::upstream::Upstream::planned_delay_ms): the newest news of the
+//! delay, `health::ProcessorHealth::delay_ms`, unless there is none or the processor is overdue,
+//! below). The insert then happens at `s + d + small ≤ r + (d − lead) + small`, and the payment
+//! can only be in the window of a check at `T ≥ r + 2 s`, by which time both books have had it
+//! for about 2 s — as long as `d − lead < 2 s`. Overestimating d is always safe.
 //!
-//! The cost of d̂ is at the end of the test: the final totals count `requestedAt ≤ now`, so a
-//! payment stored just before the end with r in the future would not count. With d̂ ≈ d that
-//! payment would not have been stored in time anyway.
+//! The cost of a lead is at the end of the test: the final totals count `requestedAt ≤ now`, so
+//! a payment stored just before the end with r in the future would not count. With the lead
+//! d̂ ≈ d that payment would not have been stored in time anyway; a longer lead is kept
+//! `END_MARGIN_MS` before a known end (`route::lead_ms`).
 //!
 //! Retries after an unknown outcome keep r: the processor may already hold the payment with it,
 //! and a 422 then means "stored, with the r of the earlier attempt". Timeouts are kept well above
 //! the planned delay (`PROCESSOR_TIMEOUT_MARGIN_MS`) because a premature one opens exactly the
-//! `[insert, record)` gap above, until a retry learns the answer.
+//! `[insert, record)` gap above, until a lookup or a retry learns the answer (below).
 //!
 //! # Delay jumps
 //!
-//! `d − d̂ < 2 s` fails when the delay jumps by 2 s or more before news of it arrives: a poll
+//! `d − lead < 2 s` fails when the delay jumps by 2 s or more before news of it arrives: a poll
 //! (every 5 s) or an answer (only after the new delay). Every payment sent in between lands
-//! late, inside the checker's window. So each attempt in flight is registered with the instant
-//! its answer is expected (`s + d̂`, [`InFlight`](crate::upstream::inflight::InFlight)); once one is `OVERDUE_MARGIN_MS` past it, the
-//! processor is slower than planned by an unknown amount, and until no attempt is overdue any
-//! more, every payment sent there is planned with `OVERDUE_PLAN_DELAY_MS` (5 s, the largest
-//! delay the contest sets) instead. Routing sees the same pessimistic delay, so traffic moves to
-//! the other processor when that is cheaper. What is left exposed is what was sent between the
-//! jump and its detection, `d̂ + OVERDUE_MARGIN_MS` of traffic, instead of everything until the
-//! next poll; and a false alarm (a core stalled by its CPU quota) costs only a few payments
-//! planned late. The check is made when a payment is routed, at most every
-//! [`OVERDUE_RECHECK`](crate::upstream::inflight::OVERDUE_RECHECK), so it costs no timer; a processor nobody routes to needs none.
+//! late, inside the checker's window. Three things bound that.
+//!
+//! **A lead far from a known end.** While the test's end is known and further off than
+//! `REQUESTED_AT_LEAD_MIN_MS` (4 s) and `END_MARGIN_MS`, the lead is at least
+//! `REQUESTED_AT_LEAD_MIN_MS`, whatever d̂ says. The contest sets no delay above 5 s, so a
+//! payment sent just before any jump lands at most 1 s after its r, inside the earliest window
+//! end there is (1.5 s): the books cannot differ in any check, by construction, and no detector
+//! could do as well, since a jump from 2.5 s to 5 s shows no sooner than 2.5 s after it, by
+//! which time everything sent meanwhile is planned. It costs nothing: the final count takes
+//! every r up to the end, and the lead keeps r `END_MARGIN_MS` before it. Near the end the lead
+//! shrinks to what is left, and what it no longer covers lands after the end, after the last
+//! check: a payment sent with x s left is late only if its lead is under `5 − 2 = 3` s, so x
+//! is under 4 s, and then it lands at least 1 s after the end. With the end unknown there is no
+//! floor (any lead risks the count), and the two below carry the argument alone.
+//!
+//! **A watchdog.** Each attempt in flight is registered with the instant its answer is expected
+//! (`s + d̂`, [`InFlight`](crate::upstream::inflight::InFlight)); once one is
+//! `OVERDUE_MARGIN_MS` past it, the processor is slower than planned by an unknown amount, and
+//! until no attempt is overdue any more, every payment sent there is planned with
+//! `OVERDUE_PLAN_DELAY_MS` (5 s, the largest delay the contest sets) instead. Routing sees the
+//! same pessimistic delay, so traffic moves to the other processor when that is cheaper. What a
+//! jump exposes without a lead is what was sent between the jump and its detection, `d̂ +
+//! OVERDUE_MARGIN_MS` of traffic, instead of everything until the next poll; and a false alarm
+//! (a core stalled by its CPU quota) costs only a few payments planned late. The check is made
+//! when a payment is routed, at most every
+//! [`OVERDUE_RECHECK`](crate::upstream::inflight::OVERDUE_RECHECK), so it costs no timer; a
+//! processor nobody routes to needs none. Stopping all traffic to a silent processor but for a
+//! few scouts would bound the exposure the same way, by the same detection time; planning
+//! pessimistically keeps the processor usable where routing still finds it the cheaper.
+//!
+//! **No news is no lead of 0.** A core that has heard nothing of a processor's delay (a fresh
+//! life: a restart, a new instance) gives its payments a lead of at least
+//! `OVERDUE_PLAN_DELAY_MS` until a poll or an answer tells it: its first burst cannot land late
+//! for want of news. Routing meanwhile plans with 0 (a guess of 5 s would send a held backlog to
+//! the dearer processor for nothing), and the watchdog corrects it within a margin if it is
+//! wrong.
+//!
+//! # Unknown outcomes, and lives that die with attempts in flight
+//!
+//! A payment whose attempt timed out, lost its connection, or was in flight when the instance
+//! was killed may be stored at that processor, and from `r + 2 s` on a check can find it there
+//! while our books do not have it. Sending it again learns the outcome only a whole delay later
+//! (the 422). So it is looked up first (`GET /payments/{id}`, which the processor answers at
+//! once, without its delay or its failure switch): `LOOKUP_GRACE_MS` after r, when an attempt
+//! planned with the right delay has landed, or at once if that is past; it is settled if
+//! found, and sent again (same processor, same r) only if not. A restarted instance looks up
+//! every payment its killed life left pinned before it listens ([`settle_stored`]), and while an
+//! instance is down, its peer's answer from the dead journal looks up the attempts whose r the
+//! summary counts (`summary`, [`settled_elsewhere`]). Why that is enough: an attempt in flight
+//! at a kill at t was planned with a lead covering its delay, so r ≥ t, and a check sees it
+//! only from `r + 2 s`; the restarted life finds it at start if it has landed, and at
+//! `r + LOOKUP_GRACE_MS` otherwise, both sooner; a peer asked meanwhile finds it too.
 
 use std::{
     rc::Rc,
@@ -67,7 +111,7 @@ use crate::{
     upstream::{
         client::Attempt,
         inflight::Ticket,
-        outcome::{self, Outcome},
+        outcome::{self, Lookup, Outcome},
         route::Route,
     },
 };
@@ -75,6 +119,32 @@ use crate::{
 /// Longest pause between two retries of a payment whose outcome is unknown. Backoff doubles
 /// from `RETRY_BACKOFF_MS` up to this, so a recovered processor is noticed within ~1 s.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
+/// How long after its `requestedAt` a pinned payment is looked up, when that is still ahead:
+/// an attempt planned with the right delay is stored by then but for the journal's flush
+/// before it left and the processor's insert, a few milliseconds each. Far under the 1.5 s
+/// before a check can see that `requestedAt`.
+const LOOKUP_GRACE_MS: i64 = 100;
+
+/// Deadline of one lookup. The processor answers it at once (no delay, no failure switch);
+/// only its concurrency limit can hold it, behind payments in their delay, and then the
+/// payment is simply sent again.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// Lookups a core makes at once when it asks about many payments (its killed life's at start,
+/// or its dead peer's for a summary): a processor takes 800 requests at once, and two
+/// instances' slots (2 × 384) leave it 32.
+const LOOKUPS_AT_ONCE_MAX: usize = 32;
+
+/// How long a core spends looking up its pinned payments before it listens: what the
+/// processors answer comes back in milliseconds; a processor that does not answer is asked
+/// again by each payment's forwarding task, and the instance should be serving within a second.
+const BOOT_LOOKUPS_BUDGET: Duration = Duration::from_millis(1_000);
+
+/// How long a summary may spend looking up its dead peer's payments in flight: the contest's
+/// client waits 1.5 s for a summary, and the peer call that failed first may have taken most of
+/// it (`peer::PEER_CALLS_BUDGET`).
+const PEER_LOOKUPS_BUDGET: Duration = Duration::from_millis(250);
 
 /// Accepts `payment` onto the core: straight into a free forwarding slot, or into the queue.
 pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
@@ -87,8 +157,82 @@ pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
     }
 }
 
+/// Before the core serves anything: looks up, at the processor it may be stored at, each
+/// payment a killed life of the instance left pinned to an attempt (replayed from the journal),
+/// and settles those stored there. Returns the payments left to forward, the pinned ones first,
+/// for [`resume`]. Within `BOOT_LOOKUPS_BUDGET`: the rest are looked up by their forwarding
+/// tasks.
+///
+/// Before, because from the moment the core answers its peer, its books must hold every
+/// payment a processor stored and a check could see: those the killed life had sent and whose
+/// answer died with it.
+pub async fn settle_stored(core: &Rc<Core>, pending: Vec<Pending>) -> Vec<Pending> {
+    let (pinned, unpinned): (Vec<Pending>, Vec<Pending>) =
+        pending.into_iter().partition(|work| work.pin.is_some());
+    let mut left = Vec::with_capacity(pinned.len() + unpinned.len());
+    let give_up_at = Instant::now() + BOOT_LOOKUPS_BUDGET;
+    look_up_each(core, &pinned, give_up_at, |work, pin, lookup| match lookup {
+        Lookup::Found => settle(core, &work.payment, pin),
+        Lookup::Absent | Lookup::Unknown => left.push(*work),
+    })
+    .await;
+    left.extend(unpinned);
+    left
+}
+
+/// What the processors stored of a dead peer's payments in flight (`in_flight`, from its
+/// journal: each pinned to the attempt it had sent): the ledger entries of those found. `None`
+/// when a lookup got no answer within `PEER_LOOKUPS_BUDGET`: the peer's books are then not
+/// known.
+pub async fn settled_elsewhere(core: &Rc<Core>, in_flight: Vec<Pending>) -> Option<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut known = true;
+    let give_up_at = Instant::now() + PEER_LOOKUPS_BUDGET;
+    look_up_each(core, &in_flight, give_up_at, |work, (processor, requested_at_ms), lookup| {
+        match lookup {
+            Lookup::Found => {
+                entries.push(Entry { requested_at_ms, cents: work.payment.cents, processor })
+            }
+            Lookup::Absent => {}
+            Lookup::Unknown => known = false,
+        }
+    })
+    .await;
+    known.then_some(entries)
+}
+
+/// Looks each pinned payment of `work` up at its processor, `LOOKUPS_AT_ONCE_MAX` at a time,
+/// and hands it to `each` with its pin and the answer; those left when `give_up_at` passes are
+/// not asked (`Unknown`).
+async fn look_up_each(
+    core: &Rc<Core>,
+    work: &[Pending],
+    give_up_at: Instant,
+    mut each: impl FnMut(&Pending, (Processor, i64), Lookup),
+) {
+    let pinned = work.iter().filter_map(|w| w.pin.map(|pin| (w, pin))).collect::<Vec<_>>();
+    for batch in pinned.chunks(LOOKUPS_AT_ONCE_MAX) {
+        if Instant::now() >= give_up_at {
+            batch.iter().for_each(|(work, pin)| each(work, *pin, Lookup::Unknown));
+            continue;
+        }
+        let timeout = give_up_at.saturating_duration_since(Instant::now()).min(LOOKUP_TIMEOUT);
+        let asks: Vec<_> = batch
+            .iter()
+            .map(|(work, (processor, _))| {
+                let (core, payment, processor) = (Rc::clone(core), work.payment, *processor);
+                monoio::spawn(async move { look_up(&core, &payment, processor, timeout).await })
+            })
+            .collect();
+        for ((work, pin), ask) in batch.iter().zip(asks) {
+            each(work, *pin, ask.await);
+        }
+    }
+}
+
 /// Takes back payments a killed life of the instance accepted and did not settle (replayed
-/// from the journal): each goes on as it was left, pinned to its last attempt if it had one.
+/// from the journal, after [`settle_stored`]): each goes on as it was left, pinned to its last
+/// attempt if it had one, and a pinned one is looked up again once that attempt is due.
 pub fn resume(core: &Rc<Core>, pending: Vec<Pending>) {
     for work in pending {
         if core.forwarding().try_start_task() {
@@ -173,7 +317,8 @@ impl<'a> Course<'a> {
         match route {
             Route::Send(processor) => {
                 let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
-                let requested_at_ms = now_ms.saturating_add(planned_delay_ms as i64);
+                let lead_ms = core.requested_at_lead_ms(processor, planned_delay_ms, now_ms);
+                let requested_at_ms = now_ms.saturating_add(lead_ms as i64);
                 let ticket = take_slot(core, processor, started, planned_delay_ms);
                 // On disk before the request leaves: from then on the payment may be stored
                 // there, and a restart must retry exactly this. A journal that stopped working
@@ -218,9 +363,16 @@ struct Target {
 }
 
 /// Forwards one payment until it is stored (or refused for good), and records it once, in
-/// the ledger and the journal.
+/// the ledger and the journal. A payment pinned to an attempt whose outcome is unknown (by a
+/// timeout, a broken connection, or a killed life) is looked up at that processor once the
+/// attempt is due, before it is sent there again.
 async fn forward(core: &Core, work: Pending) {
     let Pending { payment, pin } = work;
+    if let Some(pin) = pin
+        && look_up_when_due(core, &payment, pin).await == Lookup::Found
+    {
+        return settle(core, &payment, pin);
+    }
     let mut course = Course::new(pin);
     let mut backoff = core.config().retry_backoff();
     loop {
@@ -238,35 +390,78 @@ async fn forward(core: &Core, work: Pending) {
             course.pinned = Some((processor, requested_at_ms));
         }
         let outcome = outcome::classify(attempt.result, course.pinned.is_some());
-        observe(core, processor, &payment, &attempt, outcome, started.elapsed());
+        observe(core, processor, &attempt, outcome, started.elapsed());
         let journal = core.journal();
         match outcome {
-            Outcome::Stored => {
-                let entry = Entry { requested_at_ms, cents: payment.cents, processor };
-                core.record(entry);
-                journal.append(Kind::Settled, &payment, Some(processor), requested_at_ms);
-                return;
-            }
+            Outcome::Stored => return settle(core, &payment, (processor, requested_at_ms)),
             Outcome::Duplicate | Outcome::Refused => {
                 journal.append(Kind::Closed, &payment, Some(processor), requested_at_ms);
                 return;
             }
-            Outcome::Unknown | Outcome::NotStored => match course.pinned {
-                None if outcome == Outcome::Unknown => {
-                    course.pinned = Some((processor, requested_at_ms));
+            Outcome::NotStored if course.pinned.is_none() => {
+                journal.append(Kind::NotStored, &payment, Some(processor), requested_at_ms);
+                course.refused_by = Some(processor);
+            }
+            Outcome::Unknown | Outcome::NotStored => {
+                // This attempt settled nothing, and it (or an earlier one) may have stored the
+                // payment: ask that processor before sending it there again.
+                let first_unknown = course.pinned.is_none();
+                let pin = *course.pinned.get_or_insert((processor, requested_at_ms));
+                if look_up_when_due(core, &payment, pin).await == Lookup::Found {
+                    return settle(core, &payment, pin);
                 }
-                None => {
-                    journal.append(Kind::NotStored, &payment, Some(processor), requested_at_ms);
-                    course.refused_by = Some(processor);
-                }
-                Some(_) => {
-                    // This attempt settled nothing, and an earlier one may have stored it: stay.
+                if !first_unknown {
                     monoio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
                 }
-            },
+            }
         }
     }
+}
+
+/// Records `payment` as stored where `pin` says, once: in the ledger, the journal and the
+/// metrics.
+fn settle(core: &Core, payment: &Payment, (processor, requested_at_ms): (Processor, i64)) {
+    core.record(Entry { requested_at_ms, cents: payment.cents, processor });
+    core.metrics().settled(processor, payment.cents);
+    core.journal().append(Kind::Settled, payment, Some(processor), requested_at_ms);
+}
+
+/// Looks `payment` up at the processor `pin` names, no sooner than [`LOOKUP_GRACE_MS`] after
+/// the pinned `requestedAt`, by which an attempt planned with the right delay has landed: a
+/// lookup before it would find nothing that a check could yet see, and be one more call.
+async fn look_up_when_due(
+    core: &Core,
+    payment: &Payment,
+    (processor, requested_at_ms): (Processor, i64),
+) -> Lookup {
+    let due_in_ms = requested_at_ms.saturating_add(LOOKUP_GRACE_MS) - timestamp::now_ms();
+    if due_in_ms > 0 {
+        // `requestedAt` is planned at most PROCESSOR_TIMEOUT_MS ahead; the cap only guards a
+        // journal from a machine whose clock ran ahead.
+        let wait_ms = (due_in_ms as u64).min(core.config().processor_timeout_ms);
+        monoio::time::sleep(Duration::from_millis(wait_ms)).await;
+    }
+    look_up(core, payment, processor, LOOKUP_TIMEOUT).await
+}
+
+/// One lookup of `payment` at `processor` within `timeout`, counted in its slots while it
+/// lasts (the processor's concurrency limit counts it with the payments), and never taken for a
+/// late answer: it has no delay to be late against.
+async fn look_up(
+    core: &Core,
+    payment: &Payment,
+    processor: Processor,
+    timeout: Duration,
+) -> Lookup {
+    let upstream = core.upstream(processor);
+    let ticket = upstream.inflight().begin(Instant::now() + timeout);
+    let result = upstream.client().look_up(payment, timeout).await;
+    upstream.inflight().end(ticket);
+    core.forwarding().slot_freed();
+    let lookup = outcome::classify_lookup(result);
+    core.metrics().lookup(processor, lookup);
+    lookup
 }
 
 /// One attempt at `target`: its slot, taken when it was chosen, is given back when the
@@ -298,14 +493,7 @@ fn planned_delay_ms_capped(core: &Core, processor: Processor, now: Instant) -> u
 }
 
 /// Feeds an attempt's result to the core's health view of that processor and its metrics.
-fn observe(
-    core: &Core,
-    processor: Processor,
-    payment: &Payment,
-    attempt: &Attempt,
-    outcome: Outcome,
-    took: Duration,
-) {
+fn observe(core: &Core, processor: Processor, attempt: &Attempt, outcome: Outcome, took: Duration) {
     let health = core.upstream(processor).health();
     // Every answer but 429 (refused before the delay) comes after the processor's delay.
     if matches!(attempt.result, Ok(status) if status != 429) {
@@ -313,7 +501,7 @@ fn observe(
     }
     let answered_us =
         attempt.result.is_ok().then(|| took.as_micros().min(u128::from(u64::MAX)) as u64);
-    core.metrics().attempt(processor, outcome, payment.cents, answered_us);
+    core.metrics().attempt(processor, outcome, answered_us);
     match outcome {
         Outcome::Stored | Outcome::Duplicate => health.record_success(),
         Outcome::NotStored | Outcome::Unknown => health.record_failure(Instant::now()),
@@ -335,9 +523,15 @@ mod tests {
 
     /// A core with the default configuration and processors that are never called.
     fn test_core() -> Core {
+        test_core_with(&[])
+    }
+
+    /// A core with the default configuration but for `env`, and processors never called.
+    fn test_core_with(env: &[(&str, &str)]) -> Core {
+        let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
         // Lives for the test process, as `main`'s does for the server's.
         let config: &'static Config =
-            Box::leak(Box::new(Config::from_lookup(|_| None).expect("the defaults are valid")));
+            Box::leak(Box::new(Config::from_lookup(lookup).expect("a valid configuration")));
         let (mailbox, _) = flume::unbounded();
         let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
         let endpoint = |port: u16| Endpoint {
@@ -397,5 +591,40 @@ mod tests {
         assert_eq!(default.planned_delay_ms(after, config), 40);
         default.health().observe_latency(Duration::from_millis(9000));
         assert_eq!(default.planned_delay_ms(after, config), 9000);
+    }
+
+    /// Goal: `requestedAt` leads the send by the planned delay, by no less than
+    /// `REQUESTED_AT_LEAD_MIN_MS` while the end is known, and by no less than
+    /// `OVERDUE_PLAN_DELAY_MS` before any news of the processor's delay (while routing plans
+    /// with 0), both shrinking near the end to keep `requestedAt` a second before it; never
+    /// more than `PROCESSOR_TIMEOUT_MS`. Method: test cores with and without a known end (a
+    /// 10 s test started by hand), news given by hand.
+    #[test]
+    fn requested_at_leads_by_the_floor_and_covers_no_news() {
+        let default = Processor::Default;
+        let unknown_end = test_core();
+        let config = unknown_end.config();
+        let (t0, now_ms) = (Instant::now(), timestamp::now_ms());
+        let no_news = unknown_end.upstream(default);
+        assert_eq!(no_news.planned_delay_ms(t0, config), 0, "routing: no news, no delay");
+        let lead =
+            |core: &Core, delay_ms, at_ms| core.requested_at_lead_ms(default, delay_ms, at_ms);
+        assert_eq!(lead(&unknown_end, 0, now_ms), 5_000, "no news: the largest delay");
+        no_news.health().observe_latency(Duration::from_millis(3));
+        assert_eq!(lead(&unknown_end, 3, now_ms), 3, "news, no end known: the delay");
+
+        let known_end = test_core_with(&[("TEST_DURATION_MS", "10000")]);
+        known_end.purge();
+        let started_ms = timestamp::now_ms();
+        assert_eq!(lead(&known_end, 0, started_ms), 5_000, "no news");
+        known_end.upstream(default).health().observe_latency(Duration::from_millis(3));
+        assert_eq!(lead(&known_end, 3, started_ms), 4_000, "the floor");
+        assert_eq!(lead(&known_end, 4_500, started_ms), 4_500, "a longer delay");
+        assert_eq!(lead(&known_end, 3, started_ms + 7_000), 2_000, "a second before the end");
+        assert_eq!(lead(&known_end, 3, started_ms + 9_500), 3, "the delay alone at the end");
+        let timeout =
+            test_core_with(&[("TEST_DURATION_MS", "10000"), ("PROCESSOR_TIMEOUT_MS", "1000")]);
+        timeout.purge();
+        assert_eq!(lead(&timeout, 0, timestamp::now_ms()), 1_000, "never past the timeout");
     }
 }

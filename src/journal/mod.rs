@@ -20,10 +20,13 @@
 //! At start, before any core listens, [`replay::replay`] reads every file of the newest
 //! generation, whatever core wrote it: every *settled* record is a ledger entry, and every
 //! payment whose last record is not *settled* or *closed* goes back on a queue, pinned to its
-//! last attempt's processor and `requestedAt` if it has one. The books are then what they were;
-//! the peer is told so (`peer::Boot::kept_books`) and does not refuse summaries over the time
-//! before the restart. While an instance is down, its peer answers summaries from this
-//! instance's files ([`replay::settled_totals`], `PEER_JOURNAL_DIR` on a shared volume).
+//! last attempt's processor and `requestedAt` if it has one; each pinned one is looked up at
+//! that processor before the core listens (`forward::dispatch`), since the killed life may have
+//! sent it and the processor stored it. The books are then what they were; the peer is told so
+//! (`peer::Boot::kept_books`) and does not refuse summaries over the time before the restart.
+//! While an instance is down, its peer answers summaries from this instance's files
+//! ([`replay::peer_books`]: its settled payments, and a lookup of each attempt it had in flight;
+//! `PEER_JOURNAL_DIR` on a shared volume).
 //!
 //! - [`record`]: the 64-byte record and its checksum.
 //! - [`writer`]: one core's file, written in one batch per turn of its event loop.

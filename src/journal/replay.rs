@@ -192,26 +192,59 @@ fn pending(record: Record) -> Option<Pending> {
     Some(Pending { payment: record.payment, pin })
 }
 
-/// The settled payments of the journal in `dir` over `range`, read without changing anything
-/// (the peer's books, while the peer does not answer): what its ledger holds, but for the
-/// settlements of its last instants that never reached its file.
-pub fn settled_totals(dir: &Path, range: TimeRange) -> io::Result<ShardSummary> {
+/// The peer's books, read from its journal while the peer does not answer a summary.
+#[derive(Clone, Debug, Default)]
+pub struct PeerBooks {
+    /// Its settled payments over the range.
+    pub settled: ShardSummary,
+    /// The payments whose last record is an attempt with a `requestedAt` in the range: sent
+    /// when the peer died, their outcome is the processor's to tell (a lookup).
+    pub in_flight: Vec<Pending>,
+}
+
+/// The books of the journal in `dir` over `range`, read without changing anything (the peer's,
+/// while the peer does not answer): what its ledger holds, but for the settlements of its last
+/// instants that never reached its file; those are among `in_flight`, with every attempt the
+/// peer had sent and not heard back from.
+pub fn peer_books(dir: &Path, range: TimeRange) -> io::Result<PeerBooks> {
     let (current, _) = scan(dir)?;
     let mut findings = Findings::default();
-    let mut summary = ShardSummary::default();
+    let mut files = Vec::with_capacity(current.len());
     for (_, _, path) in &current {
-        for record in read_file(path, false, &mut findings)? {
-            if let Some(entry) = record.settled_entry()
-                && range.contains(entry.requested_at_ms)
-            {
-                summary.count(entry);
-            }
-        }
+        files.push(read_file(path, false, &mut findings)?);
     }
     if findings.damaged > 0 || !findings.set_aside.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "the peer's journal is damaged"));
     }
-    Ok(summary)
+    let mut books = PeerBooks::default();
+    // The payments with an attempt in the range, and then the last record of each: only those
+    // can be in flight with a `requestedAt` a summary over the range counts.
+    let mut last: HashMap<u128, (u32, usize, Record)> = HashMap::new();
+    for record in files.iter().flatten() {
+        if let Some(entry) = record.settled_entry()
+            && range.contains(entry.requested_at_ms)
+        {
+            books.settled.count(entry);
+        }
+        if record.kind == Kind::Attempt && range.contains(record.requested_at_ms) {
+            last.insert(record.payment.id_key(), (0, 0, *record));
+        }
+    }
+    for records in &files {
+        for (place, record) in records.iter().enumerate() {
+            if let Some(newest) = last.get_mut(&record.payment.id_key())
+                && (record.epoch, place) >= (newest.0, newest.1)
+            {
+                *newest = (record.epoch, place, *record);
+            }
+        }
+    }
+    books.in_flight = last
+        .into_values()
+        .filter(|(_, _, record)| range.contains(record.requested_at_ms))
+        .filter_map(|(_, _, record)| pending(record).filter(|work| work.pin.is_some()))
+        .collect();
+    Ok(books)
 }
 
 #[cfg(test)]
@@ -322,6 +355,58 @@ mod tests {
         );
     }
 
+    /// Goal: the peer's books read while it is down: its settled payments over the range, and
+    /// the payments whose last record is an attempt with a `requestedAt` in the range (in
+    /// flight when it died: a lookup's business), not those an attempt left and a later record
+    /// settled, closed or freed, nor attempts outside the range; the files are left as they are.
+    /// Method: files written by hand, two lives of the instance.
+    #[test]
+    fn peer_books_tell_settled_and_in_flight() {
+        let dir = TempDir::new("replay-peer-books");
+        write(
+            &dir.0,
+            0,
+            1,
+            &[
+                record(Kind::Accepted, 0, 1, None, 0),
+                record(Kind::Attempt, 0, 1, D, 1_000),
+                record(Kind::Settled, 0, 1, D, 1_000),
+                record(Kind::Accepted, 0, 2, None, 0),
+                record(Kind::Attempt, 0, 2, F, 2_000),
+                record(Kind::Accepted, 0, 3, None, 0),
+                record(Kind::Attempt, 0, 3, D, 3_000),
+                record(Kind::NotStored, 0, 3, D, 3_000),
+                record(Kind::Accepted, 0, 4, None, 0),
+                record(Kind::Attempt, 0, 4, D, 4_000),
+                record(Kind::Accepted, 0, 5, None, 0),
+                record(Kind::Attempt, 0, 5, D, 50_000),
+                record(Kind::Accepted, 0, 6, None, 0),
+                record(Kind::Attempt, 0, 6, D, 6_000),
+            ],
+        );
+        // The next life settled payment 4 on another core, and sent 6 elsewhere.
+        write(
+            &dir.0,
+            1,
+            1,
+            &[
+                record(Kind::Attempt, 1, 4, D, 4_000),
+                record(Kind::Settled, 1, 4, D, 4_000),
+                record(Kind::NotStored, 1, 6, D, 6_000),
+                record(Kind::Attempt, 1, 6, F, 7_000),
+            ],
+        );
+        let before = fs::read_dir(&dir.0).expect("the folder").count();
+        let books = peer_books(&dir.0, TimeRange { from_ms: 0, to_ms: 10_000 }).expect("reads");
+        assert_eq!(books.settled.get(Processor::Default), Totals { count: 2, cents: 101 + 104 });
+        let mut in_flight: Vec<(u64, Option<(Processor, i64)>)> =
+            books.in_flight.iter().map(|p| (p.payment.cents, p.pin)).collect();
+        in_flight.sort_unstable_by_key(|(cents, _)| *cents);
+        let pin = |p: Option<Processor>, ms| p.map(|p| (p, ms));
+        assert_eq!(in_flight, [(102, pin(F, 2_000)), (106, pin(F, 7_000))]);
+        assert_eq!(fs::read_dir(&dir.0).expect("the folder").count(), before, "nothing changed");
+    }
+
     /// Goal: a crash's torn tail (a short record, a last record failing its checksum) is cut
     /// off the file and the rest read; damage before valid records is skipped and counted, and
     /// the books are then not whole. Method: files cut and damaged by hand.
@@ -380,7 +465,7 @@ mod tests {
         let older = write(&dir.0, 0, 1, &[record(Kind::Settled, 0, 9, D, 9_000)]);
         write(&dir.0, 1, 2, &[record(Kind::Settled, 0, 2, F, 2_000)]);
         let range = TimeRange { from_ms: 0, to_ms: 10_000 };
-        let peer = settled_totals(&dir.0, range);
+        let peer = peer_books(&dir.0, range);
         assert!(peer.is_err(), "another format in the peer's journal is no total");
         let replayed = replay(&dir.0).expect("replays");
         assert_eq!(replayed.findings.set_aside.len(), 1);
@@ -388,8 +473,8 @@ mod tests {
         assert!(!older.exists(), "an older generation is removed");
         assert!(!replayed.whole());
         assert_eq!(replayed.entries.len(), 1);
-        let peer = settled_totals(&dir.0, range).expect("the format file is gone now");
-        assert_eq!(peer.get(Processor::Fallback), Totals { count: 1, cents: 102 });
+        let peer = peer_books(&dir.0, range).expect("the format file is gone now");
+        assert_eq!(peer.settled.get(Processor::Fallback), Totals { count: 1, cents: 102 });
 
         let not_a_folder = dir.0.join("file");
         fs::write(&not_a_folder, b"x").expect("a file");

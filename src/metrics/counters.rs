@@ -6,7 +6,10 @@ use std::cell::Cell;
 use crate::{
     http::Status,
     ledger::Processor,
-    upstream::{outcome::Outcome, route::Route},
+    upstream::{
+        outcome::{Lookup, Outcome},
+        route::Route,
+    },
 };
 
 /// Upper bounds of the attempt-latency histogram buckets, in microseconds (plus `+Inf`). From a
@@ -129,7 +132,12 @@ fn bump(cell: &Cell<u64>) {
 pub struct CoreMetrics {
     /// Forwarding attempts per processor and outcome (indexed by [`Outcome::index`]).
     attempts: [[Cell<u64>; Outcome::ALL.len()]; 2],
-    /// Amount of the payments stored per processor, cents (monotonic: a purge does not reset).
+    /// Lookups per processor and result (indexed by [`Lookup::index`]).
+    lookups: [[Cell<u64>; Lookup::ALL.len()]; 2],
+    /// Payments recorded as stored per processor, by an attempt's answer or a lookup
+    /// (monotonic: a purge does not reset).
+    settled: [Cell<u64>; 2],
+    /// Their amount, cents.
     settled_cents: [Cell<u64>; 2],
     /// Latency of attempts that got an answer, per processor.
     latency: [Histogram; 2],
@@ -141,22 +149,24 @@ pub struct CoreMetrics {
 
 impl CoreMetrics {
     /// Counts one forwarding attempt; `answered_us` is its latency when the processor answered.
-    pub fn attempt(
-        &self,
-        processor: Processor,
-        outcome: Outcome,
-        cents: u64,
-        answered_us: Option<u64>,
-    ) {
+    pub fn attempt(&self, processor: Processor, outcome: Outcome, answered_us: Option<u64>) {
         let p = processor.index();
         bump(&self.attempts[p][outcome.index()]);
-        if outcome == Outcome::Stored {
-            let settled = &self.settled_cents[p];
-            settled.set(settled.get().saturating_add(cents));
-        }
         if let Some(us) = answered_us {
             self.latency[p].observe(us);
         }
+    }
+
+    /// Counts one lookup of a payment at `processor`.
+    pub fn lookup(&self, processor: Processor, lookup: Lookup) {
+        bump(&self.lookups[processor.index()][lookup.index()]);
+    }
+
+    /// Counts a payment of `cents` recorded as stored at `processor`.
+    pub fn settled(&self, processor: Processor, cents: u64) {
+        let p = processor.index();
+        bump(&self.settled[p]);
+        self.settled_cents[p].set(self.settled_cents[p].get().saturating_add(cents));
     }
 
     /// Counts what became of one `POST /payments`.
@@ -177,6 +187,10 @@ pub struct CoreSnapshot {
     pub core: usize,
     /// Attempts per processor and outcome ([`Outcome::ALL`] order).
     pub attempts: [[u64; Outcome::ALL.len()]; 2],
+    /// Lookups per processor and result ([`Lookup::ALL`] order).
+    pub lookups: [[u64; Lookup::ALL.len()]; 2],
+    /// Payments recorded as stored, per processor.
+    pub settled: [u64; 2],
     /// Stored amounts per processor, cents.
     pub settled_cents: [u64; 2],
     /// Attempt latency per processor.
@@ -227,6 +241,8 @@ impl CoreMetrics {
     /// Copies the counters into `snapshot` (the caller fills the gauges it owns).
     pub fn fill(&self, snapshot: &mut CoreSnapshot) {
         snapshot.attempts = self.attempts.each_ref().map(|row| row.each_ref().map(Cell::get));
+        snapshot.lookups = self.lookups.each_ref().map(|row| row.each_ref().map(Cell::get));
+        snapshot.settled = self.settled.each_ref().map(Cell::get);
         snapshot.settled_cents = self.settled_cents.each_ref().map(Cell::get);
         snapshot.latency = self.latency.each_ref().map(Histogram::snapshot);
         snapshot.intake = self.intake.each_ref().map(Cell::get);
@@ -244,8 +260,10 @@ mod tests {
     fn histogram_buckets() {
         let metrics = CoreMetrics::default();
         for us in [100, 250, 251, 20_000_000] {
-            metrics.attempt(Processor::Default, Outcome::Stored, 1990, Some(us));
+            metrics.attempt(Processor::Default, Outcome::Stored, Some(us));
+            metrics.settled(Processor::Default, 1990);
         }
+        metrics.lookup(Processor::Fallback, Lookup::Absent);
         let mut snapshot = CoreSnapshot::default();
         metrics.fill(&mut snapshot);
         let h = snapshot.latency[0];
@@ -253,5 +271,7 @@ mod tests {
         assert_eq!(h.count(), 4);
         assert_eq!(snapshot.attempts[0][Outcome::Stored.index()], 4);
         assert_eq!(snapshot.settled_cents, [7960, 0]);
+        assert_eq!(snapshot.settled, [4, 0]);
+        assert_eq!(snapshot.lookups[1][Lookup::Absent.index()], 1);
     }
 }

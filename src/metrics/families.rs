@@ -10,7 +10,10 @@ use super::counters::{CoreSnapshot, HistogramSnapshot, Intake, LATENCY_BOUNDS_US
 use crate::{
     http::Status,
     ledger::Processor,
-    upstream::{outcome::Outcome, route::Route},
+    upstream::{
+        outcome::{Lookup, Outcome},
+        route::Route,
+    },
 };
 
 /// A family's Prometheus type.
@@ -47,6 +50,8 @@ pub enum Label {
     Route,
     /// `code`: [`Status::ALL`].
     Status,
+    /// `result`: [`Lookup::ALL`].
+    Lookup,
 }
 
 impl Label {
@@ -57,6 +62,7 @@ impl Label {
             Label::Intake => "result",
             Label::Route => "decision",
             Label::Status => "code",
+            Label::Lookup => "result",
         }
     }
 
@@ -67,6 +73,7 @@ impl Label {
             Label::Intake => Intake::ALL.len(),
             Label::Route => Route::ALL.len(),
             Label::Status => Status::ALL.len(),
+            Label::Lookup => Lookup::ALL.len(),
         }
     }
 
@@ -77,6 +84,7 @@ impl Label {
             Label::Intake => Intake::ALL[i].name(),
             Label::Route => Route::ALL[i].name(),
             Label::Status => Status::ALL[i].code_text(),
+            Label::Lookup => Lookup::ALL[i].name(),
         }
     }
 }
@@ -155,9 +163,9 @@ pub const FAMILIES: &[Family] = &[
     split(
         "payrelay_payments_settled_total",
         Counter,
-        "Payments a processor stored and this instance recorded (monotonic; a purge does not reset it).",
+        "Payments a processor stored and this instance recorded, by an attempt's answer or a lookup (monotonic; a purge does not reset it).",
         &[P],
-        |c, i| c.attempts[i[0]][Outcome::Stored.index()],
+        |c, i| c.settled[i[0]],
     ),
     split(
         "payrelay_payments_settled_cents_total",
@@ -172,6 +180,13 @@ pub const FAMILIES: &[Family] = &[
         "Forwarding attempts by processor and outcome class (see src/upstream/outcome.rs).",
         &[P, Label::Outcome],
         |c, i| c.attempts[i[0]][i[1]],
+    ),
+    split(
+        "payrelay_lookups_total",
+        Counter,
+        "Lookups (GET /payments/{id}) of payments whose outcome was unknown, by processor and result: found (stored there), absent (not stored yet), unknown (no useful answer).",
+        &[P, Label::Lookup],
+        |c, i| c.lookups[i[0]][i[1]],
     ),
     Family {
         name: "payrelay_attempt_duration_seconds",
@@ -409,7 +424,8 @@ mod tests {
     fn histogram_buckets_are_cumulative() {
         let metrics = CoreMetrics::default();
         for us in [100, 250, 251, 20_000_000] {
-            metrics.attempt(Processor::Default, Outcome::Stored, 1990, Some(us));
+            metrics.attempt(Processor::Default, Outcome::Stored, Some(us));
+            metrics.settled(Processor::Default, 1990);
         }
         let mut snapshot = CoreSnapshot::default();
         metrics.fill(&mut snapshot);
@@ -488,6 +504,8 @@ mod tests {
         let (all, reverted) = each_field! {
             core: 3,
             attempts: [[1; Outcome::ALL.len()]; 2],
+            lookups: [[1; Lookup::ALL.len()]; 2],
+            settled: [1, 2],
             settled_cents: [1, 2],
             latency: [latency; 2],
             intake: [1; Intake::ALL.len()],

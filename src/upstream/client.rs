@@ -54,6 +54,15 @@ pub struct Attempt {
     pub maybe_stored_before: bool,
 }
 
+/// What one call asks of the processor.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// `POST /payments`: store `payment` with this `requestedAt`.
+    Pay { payment: &'a Payment, requested_at_ms: i64 },
+    /// `GET /payments/{id}`: is `payment` stored?
+    LookUp { payment: &'a Payment },
+}
+
 /// Where a connection came from: a stale pooled one is retried once on a fresh one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
@@ -110,6 +119,19 @@ impl ProcessorClient {
         requested_at_ms: i64,
         timeout: Duration,
     ) -> Attempt {
+        self.call(Call::Pay { payment, requested_at_ms }, timeout).await
+    }
+
+    /// Asks whether the processor stores `payment` (`GET /payments/{id}`), within `timeout`:
+    /// the status, read as [`super::outcome::classify_lookup`] says. The processor answers it
+    /// without its delay or its failure switch, behind the same concurrency limit as the
+    /// payments. A dead pooled connection is retried on a fresh one, as for a payment.
+    pub async fn look_up(&self, payment: &Payment, timeout: Duration) -> Result<u16, AttemptError> {
+        self.call(Call::LookUp { payment }, timeout).await.result
+    }
+
+    /// One call on a pooled connection, or a fresh one (see [`Self::post_payment`]).
+    async fn call(&self, call: Call<'_>, timeout: Duration) -> Attempt {
         let sent = Cell::new(false);
         let maybe_stored_before = Cell::new(false);
         let tries = async {
@@ -117,17 +139,17 @@ impl ProcessorClient {
             // the server's idle timer.
             let pooled = self.idle.borrow_mut().pop();
             if let Some(conn) = pooled {
-                match self.try_once(conn, Origin::Pooled, payment, requested_at_ms, &sent).await {
+                match self.try_once(conn, Origin::Pooled, call, &sent).await {
                     Try::Answered(status) => return Ok(status),
                     Try::Failed(e) => return Err(e),
                     Try::Stale { sent: was_sent } => {
-                        maybe_stored_before.set(was_sent);
+                        maybe_stored_before.set(was_sent && matches!(call, Call::Pay { .. }));
                         sent.set(false);
                     }
                 }
             }
             let conn = self.connect().await?;
-            match self.try_once(conn, Origin::Fresh, payment, requested_at_ms, &sent).await {
+            match self.try_once(conn, Origin::Fresh, call, &sent).await {
                 Try::Answered(status) => Ok(status),
                 Try::Failed(e) => Err(e),
                 Try::Stale { .. } => unreachable!("try_once finds only a pooled connection stale"),
@@ -162,14 +184,18 @@ impl ProcessorClient {
         &self,
         mut conn: TcpStream,
         origin: Origin,
-        payment: &Payment,
-        requested_at_ms: i64,
+        call: Call<'_>,
         sent: &Cell<bool>,
     ) -> Try {
         let mut buf =
             self.spare_bufs.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(IO_BUF_BYTES));
         buf.clear();
-        self.write_request(&mut buf, payment, requested_at_ms);
+        match call {
+            Call::Pay { payment, requested_at_ms } => {
+                self.write_request(&mut buf, payment, requested_at_ms)
+            }
+            Call::LookUp { payment } => self.write_lookup(&mut buf, payment),
+        }
         let (written, buf) = conn.write_all(buf).await;
         if let Err(e) = written {
             return match origin {
@@ -216,6 +242,14 @@ impl ProcessorClient {
         buf.extend_from_slice(b",\"requestedAt\":\"");
         buf.extend_from_slice(&timestamp::format_iso(requested_at_ms));
         buf.extend_from_slice(b"\"}");
+    }
+
+    fn write_lookup(&self, buf: &mut Vec<u8>, payment: &Payment) {
+        buf.extend_from_slice(b"GET /payments/");
+        buf.extend_from_slice(&payment.correlation_id);
+        buf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        buf.extend_from_slice(self.endpoint.authority.as_bytes());
+        buf.extend_from_slice(b"\r\n\r\n");
     }
 
     /// Connections opened to the processor since start.
@@ -269,6 +303,27 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(body).unwrap(),
             r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.90,"requestedAt":"2025-07-15T12:34:56.789Z"}"#
+        );
+    }
+
+    /// Goal: a lookup is a bodiless `GET /payments/{id}` with the payment's id as the client
+    /// sent it, and the processor's `Host`. Method: the bytes written, parsed back.
+    #[test]
+    fn lookup_is_well_formed() {
+        let endpoint = Endpoint { authority: "h:1".into(), addr: "127.0.0.1:1".parse().unwrap() };
+        let client = ProcessorClient::new(endpoint, 4);
+        let payment =
+            Payment { correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", cents: 1990 };
+        let mut buf = Vec::new();
+        client.write_lookup(&mut buf, &payment);
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut headers);
+        assert_eq!(req.parse(&buf).unwrap(), httparse::Status::Complete(buf.len()));
+        assert_eq!(req.method, Some("GET"));
+        assert_eq!(req.path, Some("/payments/4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"));
+        assert_eq!(
+            req.headers.iter().map(|h| (h.name, h.value)).collect::<Vec<_>>(),
+            [("Host", &b"h:1"[..])]
         );
     }
 }

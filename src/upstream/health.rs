@@ -64,8 +64,9 @@ pub struct ProcessorHealth {
     /// While open: when the next probe may go.
     next_probe_at: Cell<Instant>,
     /// The newest delay news, ms: a health report's `minResponseTime`, or the latency of an
-    /// answered attempt (the delay plus a little), whichever came last.
-    delay_ms: Cell<u64>,
+    /// answered attempt (the delay plus a little), whichever came last; `None` until the first
+    /// (a fresh life knows nothing of the delay, and plans pessimistically until it does).
+    delay_ms: Cell<Option<u64>>,
     /// Failures in a row that open the breaker.
     open_after_failures: u32,
     /// Pause between probes while open.
@@ -80,7 +81,7 @@ impl ProcessorHealth {
             failures_in_row: Cell::new(0),
             successes_in_row: Cell::new(0),
             next_probe_at: Cell::new(Instant::now()),
-            delay_ms: Cell::new(0),
+            delay_ms: Cell::new(None),
             open_after_failures: open_after_failures.max(1),
             probe_interval,
         }
@@ -109,17 +110,17 @@ impl ProcessorHealth {
         self.open.get()
     }
 
-    /// The delay to plan with: the newest news of it. After a rise, the poll is the first to
+    /// The newest news of the delay, `None` before any. After a rise, the poll is the first to
     /// tell (answers at the new delay come back only after it); after a fall, answers come
     /// back at once. Erring high is safe for consistency (see `dispatch`) but a stale high
     /// value would push `requestedAt` past the end of the test, so the newest wins.
-    pub fn delay_ms(&self) -> u64 {
+    pub fn delay_ms(&self) -> Option<u64> {
         self.delay_ms.get()
     }
 
     /// An attempt got an answer after `latency`, which tracks the processor's delay.
     pub fn observe_latency(&self, latency: Duration) {
-        self.delay_ms.set(latency.as_millis() as u64);
+        self.delay_ms.set(Some(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)));
     }
 
     /// A payment was stored there.
@@ -154,7 +155,7 @@ impl ProcessorHealth {
 
     /// A health report arrived.
     pub fn apply(&self, report: Report, now: Instant) {
-        self.delay_ms.set(report.delay_ms);
+        self.delay_ms.set(Some(report.delay_ms));
         if report.failing {
             if !self.open.get() {
                 self.trip(now);
@@ -273,17 +274,18 @@ mod tests {
         let t0 = Instant::now();
         let report =
             |failing, delay_ms| Report { processor: Processor::Default, failing, delay_ms };
+        assert_eq!(h.delay_ms(), None, "no news before the first");
         h.apply(report(true, 2000), t0);
         assert!(h.is_open() && !h.usable(t0));
-        assert_eq!(h.delay_ms(), 2000);
+        assert_eq!(h.delay_ms(), Some(2000));
         h.apply(report(false, 100), t0);
         assert!(h.usable(t0), "a healthy report lets a probe go at once");
         h.observe_latency(Duration::from_millis(350));
-        assert_eq!(h.delay_ms(), 350);
+        assert_eq!(h.delay_ms(), Some(350));
         h.observe_latency(Duration::from_millis(5));
-        assert_eq!(h.delay_ms(), 5);
+        assert_eq!(h.delay_ms(), Some(5));
         h.apply(report(false, 2000), t0);
-        assert_eq!(h.delay_ms(), 2000, "a rise is known from the poll first");
+        assert_eq!(h.delay_ms(), Some(2000), "a rise is known from the poll first");
     }
 
     /// Goal: with a peer whose boot is known, each instance polls exactly one processor, and

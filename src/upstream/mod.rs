@@ -65,11 +65,11 @@ impl Upstream {
         &self.inflight
     }
 
-    /// The delay to plan a payment here with at `now`: the newest news of it, and
-    /// `OVERDUE_PLAN_DELAY_MS` (never less than the news) while an attempt is overdue (see
+    /// The delay to plan a payment here with at `now`: the newest news of it (0 before any),
+    /// and `OVERDUE_PLAN_DELAY_MS` (never less than the news) while an attempt is overdue (see
     /// `dispatch`, *Delay jumps*).
     pub fn planned_delay_ms(&self, now: Instant, config: &Config) -> u64 {
-        let news = self.health.delay_ms();
+        let news = self.health.delay_ms().unwrap_or(0);
         if self.inflight.overdue(now, config.overdue_margin()) {
             news.max(config.overdue_plan_delay_ms)
         } else {

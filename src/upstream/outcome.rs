@@ -16,6 +16,12 @@
 //! - Any other 4xx: the processor refuses this request as malformed; sending it again would
 //!   get the same answer. Unless an earlier attempt may have stored the payment there: this
 //!   answer does not say it did not, so the outcome stays unknown and the payment stays pinned.
+//!
+//! A payment whose outcome is unknown is also *looked up* (`GET /payments/{id}` at the
+//! processor that may hold it; [`classify_lookup`]): the processor answers at once, without its
+//! delay or its failure switch, so a payment it stored is known without sending it again and
+//! waiting a delay for the `422`. A `404` only says "not stored yet": an attempt may still be in
+//! the processor's delay, so it never frees the payment for the other processor.
 
 use super::client::AttemptError;
 
@@ -58,6 +64,48 @@ impl Outcome {
             Outcome::Unknown => "unknown",
             Outcome::Refused => "refused",
         }
+    }
+}
+
+/// What a lookup (`GET /payments/{id}`) says of a payment an attempt of ours may have stored
+/// at that processor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Stored there (`200`): with our `requestedAt`, since every attempt of a pinned payment
+    /// carries the same one. Record it, once.
+    Found,
+    /// Not stored there now (`404`). An attempt may still be in the processor's delay, or may
+    /// never have reached it: the payment stays pinned.
+    Absent,
+    /// No answer, or one that says nothing (a `429` from the concurrency limit, a timeout).
+    Unknown,
+}
+
+impl Lookup {
+    /// Every result, in [`Lookup::index`] order.
+    pub const ALL: [Lookup; 3] = [Lookup::Found, Lookup::Absent, Lookup::Unknown];
+
+    /// Its position in [`Lookup::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its name in metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lookup::Found => "found",
+            Lookup::Absent => "absent",
+            Lookup::Unknown => "unknown",
+        }
+    }
+}
+
+/// Classifies a lookup's result.
+pub fn classify_lookup(result: Result<u16, AttemptError>) -> Lookup {
+    match result {
+        Ok(200..=299) => Lookup::Found,
+        Ok(404) => Lookup::Absent,
+        Ok(_) | Err(_) => Lookup::Unknown,
     }
 }
 
@@ -118,6 +166,27 @@ mod tests {
                 *outcome,
                 "{attempt:?} {maybe_stored_here}"
             );
+        }
+    }
+
+    /// Goal: a lookup's answers, one by one: 200 found, 404 absent (not stored yet, never "not
+    /// stored"), and anything else, a timeout or a refusal of the concurrency limit, unknown.
+    #[test]
+    fn lookup_table() {
+        let table: &[(Result<u16, AttemptError>, Lookup)] = &[
+            (Ok(200), Lookup::Found),
+            (Ok(404), Lookup::Absent),
+            (Ok(429), Lookup::Unknown),
+            (Ok(500), Lookup::Unknown),
+            (Ok(400), Lookup::Unknown),
+            (Err(AttemptError::Timeout { sent: true }), Lookup::Unknown),
+            (Err(AttemptError::Timeout { sent: false }), Lookup::Unknown),
+            (Err(AttemptError::Connect(ErrorKind::ConnectionRefused)), Lookup::Unknown),
+            (Err(AttemptError::Lost(ErrorKind::ConnectionReset)), Lookup::Unknown),
+            (Err(AttemptError::Protocol), Lookup::Unknown),
+        ];
+        for (result, lookup) in table {
+            assert_eq!(classify_lookup(*result), *lookup, "{result:?}");
         }
     }
 }

@@ -116,6 +116,18 @@ impl TestClock {
     }
 }
 
+/// How long after its send a payment's `requestedAt` is planned, ms: its processor's planned
+/// `delay_ms`, and no less than `floor_ms` as far as a known end allows (the payment's
+/// `requestedAt` stays [`END_MARGIN_MS`] before it, where the final count takes it). Why a lead
+/// at all, and which floor: `dispatch`'s *Delay jumps*.
+pub fn lead_ms(delay_ms: u64, end: End, floor_ms: u64) -> u64 {
+    let floor_ms = match end {
+        End::Known { left_ms } => floor_ms.min(left_ms.saturating_sub(END_MARGIN_MS)),
+        End::Unknown { .. } => floor_ms,
+    };
+    delay_ms.max(floor_ms)
+}
+
 /// Where a payment would go now: each upstream as a [`View`] (its planned delay, its slots,
 /// `usable` for its breaker), and the core's load. Takes no probe (see `dispatch`).
 pub fn decide(
@@ -516,6 +528,40 @@ mod tests {
         assert_eq!(release_ms(slow, 1_920, 0), 10_000 + 2_000, "384 slots every 2 s");
         assert_eq!(release_ms(slow, 1_920, 96), 20_000 + 2_000, "half of it for arrivals");
         assert_eq!(release_ms(slow, 0, 192), u64::MAX, "all of it for arrivals");
+    }
+
+    /// Goal: the lead of `requestedAt` is the planned delay, raised to the floor far from a
+    /// known end, shrinking to what keeps `requestedAt` a margin before the end as it nears,
+    /// never below the delay; with the end unknown, the floor as given. Method: the function at
+    /// chosen instants of a 4 s floor (and of none, with the end unknown).
+    #[test]
+    fn lead_floor_near_the_end() {
+        let floor = 4_000;
+        let known = |left_ms| End::Known { left_ms };
+        let table: &[(u64, End, u64)] = &[
+            // Far from the end: the floor, or the delay when it is longer.
+            (0, known(200_000), 4_000),
+            (2_500, known(200_000), 4_000),
+            (4_500, known(200_000), 4_500),
+            // Near it, no further than a margin before it.
+            (0, known(5_000), 4_000),
+            (0, known(3_500), 2_500),
+            (0, known(1_000), 0),
+            (0, known(0), 0),
+            // A delay longer than what is left keeps its own lead: no plan lands it in time.
+            (2_000, known(2_500), 2_000),
+            // The end unknown: the floor as given.
+            (0, End::Unknown { horizon_ms: 100_000 }, 4_000),
+            (4_500, End::Unknown { horizon_ms: 100_000 }, 4_500),
+        ];
+        for (delay_ms, end, lead) in table {
+            assert_eq!(lead_ms(*delay_ms, *end, floor), *lead, "{delay_ms} {end:?}");
+        }
+        assert_eq!(lead_ms(2_500, End::Unknown { horizon_ms: 100_000 }, 0), 2_500);
+        for left_ms in (0..10_000).step_by(250) {
+            let lead = lead_ms(0, known(left_ms), floor);
+            assert!(lead <= floor && lead + END_MARGIN_MS <= left_ms.max(END_MARGIN_MS));
+        }
     }
 
     /// Goal: no input overflows or divides by zero (the values come from config and peers).
