@@ -379,7 +379,7 @@ async fn core_main(
     // Before listening: the peer may ask for this core's books as soon as it listens.
     let pending = dispatch::settle_stored(&core, share.pending).await;
     let bound = match &plan.listen {
-        Listen::Configured => bind(id, config),
+        Listen::Configured => bind_patiently(id, config).await,
         Listen::Given { api, peer } => adopt(id, api, peer.as_ref()),
     };
     let (api, peer) = match bound {
@@ -407,6 +407,49 @@ async fn core_main(
     // The listener is closed: new connections go to the other cores of the SO_REUSEPORT
     // group. Connections already open keep being served until the process exits.
     std::future::pending::<()>().await;
+}
+
+/// How long a core retries a bind that finds its address in use. A process killed with SIGKILL
+/// keeps the sockets its io_uring instance holds until the kernel tears the ring down, after
+/// the process is gone (milliseconds; 300 ms seen): a supervisor that starts the instance
+/// again at once would otherwise see it exit. Far longer than that, and short enough that an
+/// address really taken by another process is reported while someone is still looking.
+const BIND_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Pause between two tries of a bind.
+const BIND_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// [`bind`], tried again while its address is in use, for up to [`BIND_PATIENCE`], with a log
+/// line when it first fails and one when it succeeds after that; any other error, or an
+/// address still in use after that time, ends the start.
+async fn bind_patiently(
+    id: usize,
+    config: &Config,
+) -> io::Result<(TcpListener, Option<TcpListener>)> {
+    let give_up_at = Instant::now() + BIND_PATIENCE;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match bind(id, config) {
+            Ok(listeners) => {
+                if tries > 1 {
+                    eprintln!("payrelay: core-{id}: bound after {tries} tries");
+                }
+                return Ok(listeners);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < give_up_at => {
+                if tries == 1 {
+                    eprintln!(
+                        "payrelay: {e}; retrying for up to {} ms (a killed process's sockets \
+                         outlive it a little)",
+                        BIND_PATIENCE.as_millis()
+                    );
+                }
+                monoio::time::sleep(BIND_RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Binds the API listener (every core, `SO_REUSEPORT` so the kernel spreads connections over

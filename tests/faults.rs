@@ -475,6 +475,69 @@ fn a_restart_finds_what_was_stored_while_it_was_down() {
     check_books_hold_exactly(&rig.emulator, &ids, &[]);
 }
 
+/// Goal: an instance killed with SIGKILL and started again at once by its supervisor (no pause)
+/// comes back, though its dead process's listening sockets outlive it for a few milliseconds,
+/// and loses nothing: with a backlog held for a failing default, every accepted payment is
+/// stored exactly once after the default recovers, and both summaries equal the books. (Before
+/// the bind was retried, such a start exited with "Address already in use" about half the
+/// time.) Method: a 120 s test, so payments are held for the default while it fails; three
+/// rounds of 40 payments on fresh connections (both instances take some), then B killed and
+/// started again at once, and waited for on its peer link. In the last round the test itself
+/// holds B's peer port while B starts, until B's log says it is retrying, so that the retry is
+/// exercised whatever the kernel's timing; then the default recovers.
+#[test]
+fn an_instance_started_again_at_once_comes_back_and_loses_nothing() {
+    let _serial = serial();
+    let mut rig = Rig::start_with(&[("TEST_DURATION_MS", "120000")]);
+    assert_eq!(Client::connect(rig.api()).post("/purge-payments", "").status, 200);
+    rig.emulator.set_failing(Which::Default, true);
+    let peer_b = rig.backend.peer_addr("b").expect("B's peer link");
+    let log_b = rig.backend.log_paths().into_iter().find(|p| p.ends_with("payrelay-b.log"));
+    let log_b = log_b.expect("B's log");
+    let mut accepted = Vec::new();
+    for round in 0..3 {
+        for id in round * 100..round * 100 + 40 {
+            // A connection the kernel gave the dead process's listener, in the milliseconds it
+            // outlives the process, is reset unread: the client tries again.
+            let reply =
+                (0..5).find_map(|_| Client::connect(rig.api()).try_post_payment(&uuid(id)).ok());
+            assert_eq!(reply.expect("an answer within five connections").status, 202);
+            accepted.push(id);
+        }
+        rig.backend.kill_at_once("b").expect("kill b");
+        let mut squatter = None;
+        if round == 2 {
+            wait_until("B's dead peer socket to go", || {
+                squatter = std::net::TcpListener::bind(peer_b).ok();
+                squatter.is_some()
+            });
+        }
+        rig.backend.restart("b").expect("start b again at once");
+        let mut alive = |rig: &mut Rig| {
+            if let Some(exit) = rig.backend.exited() {
+                panic!("{}", rig.backend.describe_failure(&exit));
+            }
+        };
+        if squatter.is_some() {
+            wait_until("B to retry its bind", || {
+                alive(&mut rig);
+                std::fs::read_to_string(&log_b).is_ok_and(|log| log.contains("retrying for up to"))
+            });
+            drop(squatter);
+        }
+        wait_until("B to come back", || {
+            alive(&mut rig);
+            Client::try_connect(peer_b).is_ok()
+        });
+    }
+    rig.emulator.set_failing(Which::Default, false);
+    wait_until("every accepted payment to be stored", || {
+        stored_count(&rig.emulator) == accepted.len() as u64
+    });
+    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
+    both_instances_agree_with_the_books(&rig);
+}
+
 /// Goal: a journal folder that cannot be written refuses every payment with a clear 503 (it
 /// accepts nothing it could lose), says why in the log, and leaves the rest of the API up.
 /// Method: `JOURNAL_DIR` under `/proc`, where no folder can be made.

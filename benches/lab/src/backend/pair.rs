@@ -244,12 +244,19 @@ impl Backend {
     /// listens on the shared port and this one's peer port refuses connections. The other
     /// instance keeps running; [`Backend::restart`] starts this one again.
     pub fn kill(&mut self, name: &str) -> Result<ExitStatus, String> {
+        let status = self.kill_at_once(name)?;
+        self.wait_sockets_released()?;
+        Ok(status)
+    }
+
+    /// Kills instance `name` with SIGKILL and reaps it, and returns at once: its listening
+    /// sockets may outlive it for a few milliseconds, as a supervisor that restarts it at once
+    /// finds them ([`Backend::restart`] right after this is that supervisor).
+    pub fn kill_at_once(&mut self, name: &str) -> Result<ExitStatus, String> {
         let instance = self.instance_mut(name)?;
         // An instance that already exited is simply reaped.
         let _ = instance.child.kill();
-        let status = instance.child.wait().map_err(|e| format!("payrelay {name}: wait: {e}"))?;
-        self.wait_sockets_released()?;
-        Ok(status)
+        instance.child.wait().map_err(|e| format!("payrelay {name}: wait: {e}"))
     }
 
     /// Waits until no socket listens on the shared API port or on an exited instance's peer
