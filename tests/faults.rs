@@ -538,6 +538,88 @@ fn an_instance_started_again_at_once_comes_back_and_loses_nothing() {
     both_instances_agree_with_the_books(&rig);
 }
 
+/// Goal: a purge forgets the books, not the work: payments accepted before it and still held
+/// (here, for a failing default) are forwarded after the instance is killed and started again
+/// past the purge, each exactly once. Method: a 120 s test, the default failing; 40 payments
+/// on fresh connections (both instances hold some); a purge; B killed and started again; the
+/// default recovers; every accepted payment must be stored once.
+#[test]
+fn payments_held_across_a_purge_survive_a_kill() {
+    let _serial = serial();
+    let mut rig = Rig::start_with(&[("TEST_DURATION_MS", "120000")]);
+    rig.emulator.set_failing(Which::Default, true);
+    let accepted: Vec<u32> = (0..40).collect();
+    for &id in &accepted {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(id)).status, 202);
+    }
+    assert_eq!(Client::connect(rig.api()).post("/purge-payments", "").status, 200);
+    rig.backend.kill("b").expect("kill b");
+    rig.backend.restart("b").expect("restart b");
+    let peer_b = rig.backend.peer_addr("b").expect("B's peer link");
+    wait_until("B to come back", || Client::try_connect(peer_b).is_ok());
+    rig.emulator.set_failing(Which::Default, false);
+    wait_until("every accepted payment to be stored", || {
+        stored_count(&rig.emulator) == accepted.len() as u64
+    });
+    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
+}
+
+/// Goal: a restart replays its journal in fixed memory, whatever the file's size: a journal near
+/// its limit must not take the instance past its memory limit (replay held about three times
+/// the file before). Method: a journal of 250,000 settled payments (three records each, 48 MiB)
+/// written in payrelay's own record format; one instance started on it; once it answers, its
+/// peak resident memory (VmHWM) must be under the file's size, and its summary must hold every
+/// payment.
+#[test]
+fn a_large_journal_replays_in_fixed_memory() {
+    use payrelay::{
+        journal::{Kind, record::Record},
+        ledger::Processor,
+        payment::Payment,
+    };
+    const PAYMENTS: u32 = 250_000;
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("payrelay-big-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let mut bytes = Vec::with_capacity(PAYMENTS as usize * 3 * 64);
+    for i in 0..PAYMENTS {
+        let mut correlation_id = [0u8; 36];
+        correlation_id.copy_from_slice(uuid(i).as_bytes());
+        let payment = Payment { correlation_id, cents: 1990 };
+        let record = |kind, processor| Record {
+            kind,
+            epoch: 0,
+            payment,
+            processor,
+            requested_at_ms: 1_752_582_896_000 + i64::from(i),
+        };
+        record(Kind::Accepted, None).encode(&mut bytes);
+        record(Kind::Attempt, Some(Processor::Default)).encode(&mut bytes);
+        record(Kind::Settled, Some(Processor::Default)).encode(&mut bytes);
+    }
+    let file_mb = bytes.len() as f64 / (1 << 20) as f64;
+    std::fs::write(dir.join("core-0.gen-1.journal"), bytes).expect("the journal");
+    let emulator =
+        rinha_lab::emulator::start(rinha_lab::emulator::EmulatorConfig::new(0, 0, 0.05, 0.15))
+            .expect("emulator");
+    let journal_dir = dir.to_string_lossy().into_owned();
+    let solo = common::Solo::start_with(&emulator, None, &[("JOURNAL_DIR", &journal_dir)]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", solo.pid())).expect("status");
+    let peak_kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    let peak_mb = peak_kb / 1024.0;
+    let reply = Client::connect(solo.api).get("/payments-summary");
+    assert_eq!(parse_summary(&reply.body)[0].0, u64::from(PAYMENTS), "{}", reply.body);
+    eprintln!("replay peaked at {peak_mb:.1} MB for a {file_mb:.1} MB journal");
+    assert!(peak_mb < file_mb, "replay peaked at {peak_mb:.1} MB for a {file_mb:.1} MB journal");
+    drop(solo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Goal: a journal folder that cannot be written refuses every payment with a clear 503 (it
 /// accepts nothing it could lose), says why in the log, and leaves the rest of the API up.
 /// Method: `JOURNAL_DIR` under `/proc`, where no folder can be made.

@@ -321,12 +321,13 @@ impl<'a> Course<'a> {
                 let requested_at_ms = now_ms.saturating_add(lead_ms as i64);
                 let ticket = take_slot(core, processor, started, planned_delay_ms);
                 // On disk before the request leaves: from then on the payment may be stored
-                // there, and a restart must retry exactly this. A journal that stopped working
-                // does not stop forwarding: what is accepted is sent (its refusal shows at
-                // intake, and in the log).
+                // there, and a restart must retry exactly this. A journal that cannot write
+                // holds the attempt back until it can (or a purge moves its records to a new
+                // file): sent unrecorded, a crash would replay the payment free to go to the
+                // other processor as well.
                 let journal = core.journal();
                 let seq = journal.append(Kind::Attempt, payment, Some(processor), requested_at_ms);
-                let _ = journal.durable(seq).await;
+                journal.durable_eventually(seq).await;
                 if journal.is_on() {
                     // The answer is expected a delay after the request leaves, not after the
                     // decision: a slow flush must not look like a slow processor.
@@ -518,6 +519,7 @@ mod tests {
         config::Config,
         cores::Start,
         http::Endpoint,
+        journal::Journal,
         peer::{Boot, Continuity},
     };
 
@@ -528,18 +530,66 @@ mod tests {
 
     /// A core with the default configuration but for `env`, and processors never called.
     fn test_core_with(env: &[(&str, &str)]) -> Core {
+        test_core_at(env, [1, 2], Start::fresh())
+    }
+
+    /// A core with the default configuration but for `env`, its processors on these loopback
+    /// ports, starting from `start`.
+    fn test_core_at(env: &[(&str, &str)], ports: [u16; 2], start: Start) -> Core {
         let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
         // Lives for the test process, as `main`'s does for the server's.
         let config: &'static Config =
             Box::leak(Box::new(Config::from_lookup(lookup).expect("a valid configuration")));
         let (mailbox, _) = flume::unbounded();
         let continuity = Arc::new(Continuity::new(Boot::new(), config.processor_timeout_ms));
-        let endpoint = |port: u16| Endpoint {
+        let endpoints = ports.map(|port| Endpoint {
             authority: format!("127.0.0.1:{port}"),
             addr: ([127, 0, 0, 1], port).into(),
-        };
-        let endpoints = [endpoint(1), endpoint(2)];
-        Core::new(0, config, vec![mailbox].into(), continuity, endpoints, Start::fresh())
+        });
+        Core::new(0, config, vec![mailbox].into(), continuity, endpoints, start)
+    }
+
+    /// Goal: an attempt whose record the journal cannot write is not sent: sent unrecorded, a
+    /// crash would replay the payment unpinned, free to go to the other processor as well. It
+    /// goes once the record is written (here: a purge moves it to a new file). Method: a test
+    /// core whose journal file is a link to `/dev/full`, a listener standing for the default;
+    /// one payment forwarded; nothing may connect while the journal tries its write twice; after
+    /// a purge the listener gets the request.
+    #[test]
+    fn an_attempt_the_journal_cannot_record_is_not_sent() {
+        let dir = std::env::temp_dir().join(format!("payrelay-unrecorded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let file = dir.join(crate::journal::replay::file_name(0, 0));
+        std::os::unix::fs::symlink("/dev/full", file).expect("a link to /dev/full");
+        let processor = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        processor.set_nonblocking(true).expect("non-blocking");
+        let port = processor.local_addr().expect("its address").port();
+        let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build();
+        runtime.expect("a runtime").block_on(async {
+            let journal = Journal::open(&dir, 0, 0, 0, 1 << 20, crate::journal::Fsync::Never);
+            let start = Start { journal, ..Start::fresh() };
+            let core = Rc::new(test_core_at(&[], [port, port], start));
+            let flusher = Rc::clone(core.journal());
+            monoio::spawn(async move { flusher.run().await });
+            let payment =
+                Payment { correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", cents: 1990 };
+            let forwarding = Rc::clone(&core);
+            monoio::spawn(
+                async move { forward(&forwarding, Pending { payment, pin: None }).await },
+            );
+            while core.journal().writes() < 2 {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(processor.accept().is_err(), "the attempt left unrecorded");
+            core.purge();
+            let give_up_at = Instant::now() + Duration::from_secs(5);
+            while processor.accept().is_err() {
+                assert!(Instant::now() < give_up_at, "the attempt never left after the purge");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Goal: routing to one processor never spends the other's probe: with the fallback's

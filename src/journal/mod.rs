@@ -9,7 +9,9 @@
 //! there; *not stored*, *settled* (a ledger entry) and *closed* (ended with no entry), written
 //! as they happen without waiting, because a crash that loses them only repeats work that is
 //! safe to repeat: the last attempt is retried at the same processor with the same
-//! `requestedAt`, and a `422` there then means stored. A purge starts a new generation of files.
+//! `requestedAt`, and a `422` there then means stored. A purge starts a new generation of files,
+//! each beginning with the newest record of every payment its core still holds: a purge empties
+//! the books, not the work.
 //!
 //! "Written" means handed to the kernel (the page cache): it survives the process being
 //! killed, which is what the contest and an OOM do. `JOURNAL_FSYNC` buys survival of the

@@ -7,6 +7,10 @@
 //! the instance that wrote them (the epoch) and their place in their file: within one life,
 //! one core handles a payment, so its records sit in one file in the order they happened.
 //!
+//! Files are read a fixed buffer at a time (`READ_RECORDS_MAX` records), never whole: what a
+//! replay holds grows with the payments (a map of the newest record of each, 40 bytes for one
+//! done with), not with the file.
+//!
 //! Damage is told from a crash: a crash tears at most the tail of a file (a short record, or
 //! records whose checksum fails with nothing valid after them), which replay cuts off. A record
 //! that fails its checksum with valid records after it is damage: it is skipped and counted,
@@ -15,7 +19,8 @@
 
 use std::{
     collections::HashMap,
-    fs, io,
+    fs,
+    io::{self, Read},
     path::{Path, PathBuf},
 };
 
@@ -108,38 +113,73 @@ fn scan(dir: &Path) -> io::Result<(Vec<JournalFile>, Vec<PathBuf>)> {
     Ok((current, older.into_iter().map(|(_, _, path)| path).collect()))
 }
 
-/// One file's valid records, in order; its torn tail cut (when `repair`), its damage counted.
-fn read_file(path: &Path, repair: bool, findings: &mut Findings) -> io::Result<Vec<Record>> {
-    let bytes = fs::read(path)?;
+/// Records read from a file at a time: 64 KiB, so that a replay holds a fixed buffer however
+/// large the file (`JOURNAL_BYTES_MAX` is 64 MiB a core), not the file.
+const READ_RECORDS_MAX: usize = 1024;
+
+/// Hands each valid record of one file, in order, to `visit` with its place among them; cuts
+/// the torn tail (when `repair`), counts damage. Reads [`READ_RECORDS_MAX`] records at a time.
+///
+/// A crash tears at most the tail: the records after the last valid one (and a short last
+/// piece). Invalid records with valid ones after them are damage. A file whose first record is
+/// of another format is set aside (renamed, when `repair`) and not read.
+fn read_records(
+    path: &Path,
+    repair: bool,
+    findings: &mut Findings,
+    mut visit: impl FnMut(usize, Record),
+) -> io::Result<()> {
+    // Read up to the length it has now: a live peer may append meanwhile, and what it appends
+    // is not this reading's business.
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut file = file.take(len);
+    let mut buf = vec![0u8; READ_RECORDS_MAX * RECORD_LEN];
+    let (mut bytes, mut valid_bytes, mut invalid_run, mut place) = (0u64, 0u64, 0u64, 0usize);
+    let mut filled = 0;
+    loop {
+        let n = file.read(&mut buf[filled..])?;
+        filled += n;
+        let whole = filled - filled % RECORD_LEN;
+        for chunk in buf[..whole].chunks_exact(RECORD_LEN) {
+            let at = bytes;
+            bytes += RECORD_LEN as u64;
+            let chunk: &[u8; RECORD_LEN] = chunk.try_into().expect("chunks_exact gives 64 bytes");
+            match Record::decode(chunk) {
+                Err(BadRecord::Format(version)) if at == 0 => {
+                    let aside = path.with_extension(format!("format-{version}.old"));
+                    if repair {
+                        fs::rename(path, &aside)?;
+                    }
+                    findings.files += 1;
+                    findings.set_aside.push(aside);
+                    return Ok(());
+                }
+                Err(_) => invalid_run += 1,
+                Ok(record) => {
+                    findings.damaged += invalid_run;
+                    invalid_run = 0;
+                    valid_bytes = bytes;
+                    visit(place, record);
+                    place += 1;
+                }
+            }
+        }
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+        if n == 0 {
+            break;
+        }
+    }
+    let total = bytes + filled as u64;
+    if total > valid_bytes && repair {
+        fs::OpenOptions::new().write(true).open(path)?.set_len(valid_bytes)?;
+    }
     findings.files += 1;
-    findings.bytes += bytes.len() as u64;
-    let chunks: Vec<&[u8; RECORD_LEN]> =
-        bytes.chunks_exact(RECORD_LEN).filter_map(|c| c.try_into().ok()).collect();
-    let decoded: Vec<Result<Record, BadRecord>> =
-        chunks.iter().map(|c| Record::decode(c)).collect();
-    if let Some(Err(BadRecord::Format(version))) = decoded.first() {
-        let aside = path.with_extension(format!("format-{version}.old"));
-        if repair {
-            fs::rename(path, &aside)?;
-        }
-        findings.set_aside.push(aside);
-        return Ok(Vec::new());
-    }
-    let valid_len = decoded.iter().rposition(Result::is_ok).map_or(0, |last| last + 1);
-    let torn_bytes = bytes.len() - valid_len * RECORD_LEN;
-    if torn_bytes > 0 && repair {
-        fs::OpenOptions::new().write(true).open(path)?.set_len((valid_len * RECORD_LEN) as u64)?;
-    }
-    findings.torn_bytes += torn_bytes as u64;
-    let mut records = Vec::with_capacity(valid_len);
-    for result in decoded.into_iter().take(valid_len) {
-        match result {
-            Ok(record) => records.push(record),
-            Err(_) => findings.damaged += 1,
-        }
-    }
-    findings.records += records.len() as u64;
-    Ok(records)
+    findings.bytes += total;
+    findings.torn_bytes += total - valid_bytes;
+    findings.records += place as u64;
+    Ok(())
 }
 
 /// Replays the instance's journal in `dir`: cuts torn tails, sets aside other formats,
@@ -153,33 +193,62 @@ pub fn replay(dir: &Path) -> io::Result<Replayed> {
         replayed.findings.removed += 1;
     }
     replayed.generation = current.first().map_or(0, |f| f.1);
-    // The last record of each payment, by (epoch, place in its file).
-    let mut last: HashMap<u128, (u32, usize, Record)> = HashMap::new();
+    let mut last = Newest::default();
     let mut epoch_max = None;
     for (_, _, path) in &current {
-        for (place, record) in
-            read_file(path, true, &mut replayed.findings)?.into_iter().enumerate()
-        {
+        read_records(path, true, &mut replayed.findings, |place, record| {
             epoch_max = epoch_max.max(Some(record.epoch));
             if record.kind == Kind::Purged {
                 replayed.test_started_ms =
                     replayed.test_started_ms.max(Some(record.requested_at_ms));
-                continue;
+                return;
             }
             if let Some(entry) = record.settled_entry() {
                 replayed.entries.push(entry);
             }
-            let newer =
-                |(epoch, at, _): &(u32, usize, Record)| (record.epoch, place) > (*epoch, *at);
-            let key = record.payment.id_key();
-            if last.get(&key).is_none_or(newer) {
-                last.insert(key, (record.epoch, place, record));
-            }
-        }
+            last.see(place, record);
+        })?;
     }
     replayed.epoch = epoch_max.map_or(0, |e: u32| e.saturating_add(1));
-    replayed.pending = last.into_values().filter_map(|(_, _, r)| pending(r)).collect();
+    replayed.pending = last.open().filter_map(|(_, record)| pending(record)).collect();
     Ok(replayed)
+}
+
+/// Where a record sits in the journal's order: the life that wrote it, then its place in its
+/// file. Within one life one core handles a payment, so its records sit in one file in order.
+type At = (u32, usize);
+
+/// The newest record of each payment so far, by [`At`]: the whole record while the payment is
+/// open (it says what is left to do), only where it sat once it is settled or closed. A replay
+/// holds this for every payment of the generation, so a done one costs 40 bytes, not 100.
+#[derive(Debug, Default)]
+struct Newest {
+    open: HashMap<u128, (At, Record)>,
+    done: HashMap<u128, At>,
+}
+
+impl Newest {
+    /// Takes `record`, read at `place` in its file, if it is its payment's newest so far.
+    fn see(&mut self, place: usize, record: Record) {
+        let key = record.payment.id_key();
+        let at = (record.epoch, place);
+        let seen = self.open.get(&key).map(|(at, _)| *at).or_else(|| self.done.get(&key).copied());
+        if seen.is_some_and(|seen| seen >= at) {
+            return;
+        }
+        if matches!(record.kind, Kind::Settled | Kind::Closed) {
+            self.open.remove(&key);
+            self.done.insert(key, at);
+        } else {
+            self.done.remove(&key);
+            self.open.insert(key, (at, record));
+        }
+    }
+
+    /// The open payments' newest records, with where each sat.
+    fn open(self) -> impl Iterator<Item = (At, Record)> {
+        self.open.into_values()
+    }
 }
 
 /// The work left for a payment whose last record is `record`.
@@ -209,35 +278,34 @@ pub struct PeerBooks {
 pub fn peer_books(dir: &Path, range: TimeRange) -> io::Result<PeerBooks> {
     let (current, _) = scan(dir)?;
     let mut findings = Findings::default();
-    let mut files = Vec::with_capacity(current.len());
+    let mut books = PeerBooks::default();
+    // Read twice, in fixed memory: first the settled payments and the payments with an attempt
+    // in the range, then the last record of each of those: only they can be in flight with a
+    // `requestedAt` a summary over the range counts.
+    let mut last: HashMap<u128, (u32, usize, Record)> = HashMap::new();
     for (_, _, path) in &current {
-        files.push(read_file(path, false, &mut findings)?);
+        read_records(path, false, &mut findings, |_, record| {
+            if let Some(entry) = record.settled_entry()
+                && range.contains(entry.requested_at_ms)
+            {
+                books.settled.count(entry);
+            }
+            if record.kind == Kind::Attempt && range.contains(record.requested_at_ms) {
+                last.insert(record.payment.id_key(), (0, 0, record));
+            }
+        })?;
     }
     if findings.damaged > 0 || !findings.set_aside.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "the peer's journal is damaged"));
     }
-    let mut books = PeerBooks::default();
-    // The payments with an attempt in the range, and then the last record of each: only those
-    // can be in flight with a `requestedAt` a summary over the range counts.
-    let mut last: HashMap<u128, (u32, usize, Record)> = HashMap::new();
-    for record in files.iter().flatten() {
-        if let Some(entry) = record.settled_entry()
-            && range.contains(entry.requested_at_ms)
-        {
-            books.settled.count(entry);
-        }
-        if record.kind == Kind::Attempt && range.contains(record.requested_at_ms) {
-            last.insert(record.payment.id_key(), (0, 0, *record));
-        }
-    }
-    for records in &files {
-        for (place, record) in records.iter().enumerate() {
+    for (_, _, path) in &current {
+        read_records(path, false, &mut Findings::default(), |place, record| {
             if let Some(newest) = last.get_mut(&record.payment.id_key())
                 && (record.epoch, place) >= (newest.0, newest.1)
             {
-                *newest = (record.epoch, place, *record);
+                *newest = (record.epoch, place, record);
             }
-        }
+        })?;
     }
     books.in_flight = last
         .into_values()
@@ -245,6 +313,23 @@ pub fn peer_books(dir: &Path, range: TimeRange) -> io::Result<PeerBooks> {
         .filter_map(|(_, _, record)| pending(record).filter(|work| work.pin.is_some()))
         .collect();
     Ok(books)
+}
+
+/// The last record of each payment one file leaves open (neither settled nor closed), in the
+/// order of the file: what a new generation must start with, so that a purge forgets no
+/// payment still queued or in flight (`writer::Journal::start_generation`). Read without
+/// changing the file.
+pub fn open_records(path: &Path) -> io::Result<Vec<Record>> {
+    let mut last = Newest::default();
+    read_records(path, false, &mut Findings::default(), |place, record| {
+        if record.kind != Kind::Purged {
+            last.see(place, record);
+        }
+    })?;
+    let mut open: Vec<(At, Record)> =
+        last.open().filter(|(_, record)| pending(*record).is_some()).collect();
+    open.sort_unstable_by_key(|(at, _)| *at);
+    Ok(open.into_iter().map(|(_, record)| record).collect())
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use monoio::fs::File;
 
 use super::{
     record::{Kind, RECORD_LEN, Record},
-    replay::file_name,
+    replay::{self, file_name},
 };
 use crate::{ledger::Processor, payment::Payment};
 
@@ -53,6 +53,12 @@ pub enum Fsync {
     /// of one disk flush per batch on every `202`.
     Always,
 }
+
+/// Pause between two tries of a write that failed (out of space, an I/O error): the failed
+/// batch is kept and written again at the same place, so that no record is lost and nothing is
+/// left half-written before it; a second is soon enough for space an operator frees, and no
+/// busy loop against a full disk.
+const WRITE_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Why the journal takes no new payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +112,8 @@ pub struct Journal {
     offset: Cell<u64>,
     /// Writes issued, for metrics.
     writes: Cell<u64>,
-    /// Set when a write or the open failed: no payment is accepted until a purge starts anew.
+    /// Set while the last write (or the open) failed: no payment is accepted until a write
+    /// succeeds again (the failed batch is retried) or a purge starts anew.
     failure: Cell<Option<io::ErrorKind>>,
     /// `JOURNAL_BYTES_MAX`.
     bytes_max: u64,
@@ -228,13 +235,28 @@ impl Journal {
     }
 
     /// Resolves once record `seq` is written (and synced, as `JOURNAL_FSYNC` says), or with the
-    /// error that stopped the journal.
+    /// error that stopped the journal: for a `202`, which cannot wait long.
     pub fn durable(&self, seq: u64) -> Durable<'_> {
         Durable { journal: self, seq }
     }
 
+    /// Resolves once record `seq` is written (and synced, as `JOURNAL_FSYNC` says), however long
+    /// a failing journal takes to write it again (or a purge moves it to a new file): for an
+    /// attempt, which must not leave unrecorded.
+    pub async fn durable_eventually(&self, seq: u64) {
+        std::future::poll_fn(|cx| {
+            if !self.is_on() || self.written.get() >= seq {
+                return Poll::Ready(());
+            }
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// The flusher: writes what is pending, one write at a time, for as long as the core
-    /// lives. Spawned once per core.
+    /// lives. Spawned once per core. A write that fails keeps its batch, ahead of what is
+    /// appended meanwhile, and tries again after `WRITE_RETRY_PAUSE` at the same place.
     pub async fn run(&self) {
         if !self.is_on() {
             return;
@@ -254,7 +276,13 @@ impl Journal {
             // Swapped out, so that records appended while the flush below waits gather apart.
             std::mem::swap(&mut batch, &mut *self.pending.borrow_mut());
             let batch_end = self.appended.get();
-            self.write(&batch);
+            let generation = self.generation();
+            if !self.write(&batch) {
+                self.keep_unwritten(&mut batch);
+                self.wake_waiters(&mut woken);
+                monoio::time::sleep(WRITE_RETRY_PAUSE).await;
+                continue;
+            }
             batch.clear();
             match self.fsync {
                 Fsync::Always => self.sync().await,
@@ -265,13 +293,29 @@ impl Journal {
                 Fsync::Every(_) => unsynced = true,
                 Fsync::Never => {}
             }
-            if self.failure.get().is_none() {
+            // A purge during the sync replaced the file: these records are acknowledged by the
+            // new file's flush, into which the purge carried what is still open.
+            if self.failure.get().is_none() && self.generation() == generation {
                 self.written.set(batch_end);
             }
-            std::mem::swap(&mut woken, &mut *self.waiters.borrow_mut());
-            for waiter in woken.drain(..) {
-                waiter.wake();
-            }
+            self.wake_waiters(&mut woken);
+        }
+    }
+
+    /// Puts a batch that could not be written back ahead of what was appended since, to go
+    /// again in the next write at the same offset.
+    fn keep_unwritten(&self, batch: &mut Vec<u8>) {
+        let mut pending = self.pending.borrow_mut();
+        batch.extend_from_slice(&pending);
+        std::mem::swap(batch, &mut *pending);
+        batch.clear();
+    }
+
+    /// Wakes every task waiting for a write, through `woken` (kept between calls).
+    fn wake_waiters(&self, woken: &mut Vec<Waker>) {
+        std::mem::swap(woken, &mut *self.waiters.borrow_mut());
+        for waiter in woken.drain(..) {
+            waiter.wake();
         }
     }
 
@@ -304,16 +348,26 @@ impl Journal {
         }
     }
 
-    /// One write of `batch` at the end of the file (see the module's doc for why it blocks).
-    fn write(&self, batch: &[u8]) {
+    /// One write of `batch` at the end of the file (see the module's doc for why it blocks);
+    /// whether it was written. A write that succeeds after failures ends them.
+    fn write(&self, batch: &[u8]) -> bool {
         // Borrowed, not cloned: nothing here awaits, so no purge can replace the file meanwhile.
         let file = self.file.borrow();
-        let Some(handle) = file.as_deref() else { return };
+        let Some(handle) = file.as_deref() else { return false };
         let offset = self.offset.get();
         self.writes.set(self.writes.get() + 1);
         match handle.writer.write_all_at(batch, offset) {
-            Ok(()) => self.offset.set(offset + batch.len() as u64),
-            Err(e) => self.fail(e),
+            Ok(()) => {
+                self.offset.set(offset + batch.len() as u64);
+                if self.failure.take().is_some() {
+                    eprintln!("payrelay: journal {}: written again", self.path().display());
+                }
+                true
+            }
+            Err(e) => {
+                self.fail(e);
+                false
+            }
         }
     }
 
@@ -326,13 +380,19 @@ impl Journal {
 
     fn fail(&self, e: io::Error) {
         if self.failure.get().is_none() {
-            let path = self.place.as_ref().map(Place::path).unwrap_or_default();
             eprintln!(
-                "payrelay: journal {}: {e}; no payment accepted until a purge",
-                path.display()
+                "payrelay: journal {}: {e}; no payment accepted until it is written again \
+                 (retried every {} ms) or a purge",
+                self.path().display(),
+                WRITE_RETRY_PAUSE.as_millis()
             );
         }
         self.failure.set(Some(e.kind()));
+    }
+
+    /// The current file's path (empty when off).
+    fn path(&self) -> PathBuf {
+        self.place.as_ref().map(Place::path).unwrap_or_default()
     }
 
     /// The current generation (0 when off).
@@ -340,20 +400,51 @@ impl Journal {
         self.place.as_ref().map_or(0, |place| place.generation.get())
     }
 
-    /// A purge at `now_ms`: a new file for `generation`, starting with the purge's time (the
-    /// test's clock, for a restart); this core's older one is removed. Records pending now
-    /// (payments still in flight) go to the new file. A failed journal is given a fresh start;
-    /// one whose new file cannot be opened refuses payments from now on.
+    /// A purge at `now_ms`: a new file for `generation`, starting with the newest record of
+    /// every payment the old one leaves open (queued or in flight: a purge empties the books,
+    /// not the work), then the purge's time (the test's clock, for a restart); the old file is
+    /// removed once that is written (and synced, as `JOURNAL_FSYNC` says). Records pending now
+    /// go to the new file after them. A failed journal is given a fresh start; one whose new
+    /// file cannot be made keeps the old file and refuses payments from now on.
     pub fn start_generation(&self, generation: u64, now_ms: i64) -> io::Result<()> {
         let Some(place) = &self.place else { return Ok(()) };
         let old = place.path();
+        let carried = match replay::open_records(&old) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            read => read?,
+        };
+        let mut head = Vec::with_capacity((carried.len() + 1) * RECORD_LEN);
+        for record in &carried {
+            record.encode(&mut head);
+        }
+        let purged = Record {
+            kind: Kind::Purged,
+            epoch: self.epoch,
+            payment: Payment::NONE,
+            processor: None,
+            requested_at_ms: now_ms,
+        };
+        purged.encode(&mut head);
         place.generation.set(generation);
         self.offset.set(0);
-        match open_append(&place.path()) {
-            Ok((file, _)) => {
-                self.file.replace(Some(Rc::new(file)));
+        let started = create_fresh(&place.path()).and_then(|handle| {
+            handle.writer.write_all_at(&head, 0)?;
+            if self.fsync != Fsync::Never {
+                handle.writer.sync_data()?;
+            }
+            Ok(handle)
+        });
+        match started {
+            Ok(handle) => {
+                self.file.replace(Some(Rc::new(handle)));
+                self.offset.set(head.len() as u64);
                 self.failure.set(None);
-                self.append(Kind::Purged, &Payment::NONE, None, now_ms);
+                // Every record handed to the old file is in the new one now, or belongs to a
+                // payment done with: a flush of the old file that the purge overtook (its sync
+                // awaited) acknowledges nothing (`run`), this does.
+                let pending_records = (self.pending.borrow().len() / RECORD_LEN) as u64;
+                let handed = self.appended.get() - pending_records;
+                self.written.set(self.written.get().max(handed));
             }
             Err(e) => {
                 self.file.replace(None);
@@ -385,6 +476,14 @@ fn open_append(path: &Path) -> io::Result<(Handle, u64)> {
     Ok((Handle { writer, syncer }, len))
 }
 
+/// Creates `path` empty, for a new generation: a file left there by an earlier life (a
+/// generation number used again) must not leave old records behind the new ones.
+fn create_fresh(path: &Path) -> io::Result<Handle> {
+    let writer = fs::OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
+    let syncer = File::from_std(writer.try_clone()?)?;
+    Ok(Handle { writer, syncer })
+}
+
 /// The future of [`Journal::durable`].
 #[derive(Debug)]
 pub struct Durable<'a> {
@@ -411,7 +510,6 @@ impl Future for Durable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::replay;
 
     fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
@@ -434,8 +532,9 @@ mod tests {
     }
 
     /// Goal: records appended in one turn go out in one write, and `durable` resolves once
-    /// they are written; what is written replays; a purge starts an empty file and removes
-    /// the old one. Method: a journal in a temporary folder, its flusher on a test runtime.
+    /// they are written; what is written replays; a purge starts a new file with the payments
+    /// the old one leaves open and no settled one, and removes the old one. Method: a journal in
+    /// a temporary folder, its flusher on a test runtime.
     #[test]
     fn batches_durability_and_generations() {
         let dir = temp_dir("journal-writer");
@@ -456,13 +555,49 @@ mod tests {
             let replayed = replay::replay(&dir).expect("replays");
             assert_eq!((replayed.entries.len(), replayed.pending.len(), replayed.epoch), (1, 2, 5));
             journal.start_generation(1, 42).expect("a new generation");
-            assert_eq!(journal.bytes(), RECORD_LEN as u64, "the purge's record");
+            let carried = 2 * RECORD_LEN as u64;
+            assert_eq!(journal.bytes(), carried + RECORD_LEN as u64, "payments 2 and 3, the purge");
             let seq = journal.append(Kind::Accepted, &payment(b'4'), None, 0);
             assert_eq!(journal.durable(seq).await, Ok(()));
             let replayed = replay::replay(&dir).expect("replays");
-            assert_eq!((replayed.test_started_ms, replayed.pending.len()), (Some(42), 1));
+            assert_eq!((replayed.test_started_ms, replayed.pending.len()), (Some(42), 3));
+            assert!(replayed.entries.is_empty(), "a purge empties the books");
             assert!(!dir.join(replay::file_name(0, 0)).exists());
             assert!(dir.join(replay::file_name(0, 1)).exists());
+        });
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Goal: a write that fails (here: no space left) loses nothing and leaves nothing
+    /// half-written before later records: a fail-fast waiter (a `202`) gets the error, a patient
+    /// one (an attempt) keeps waiting while the batch is tried again, and once it can be written
+    /// (here: a purge's new file) it is, ahead of what came after it, and the patient waiter
+    /// resumes. Method: core 0's file of generation 0 a link to `/dev/full`.
+    #[test]
+    fn a_failed_write_keeps_its_records() {
+        let dir = temp_dir("journal-full");
+        std::os::unix::fs::symlink("/dev/full", dir.join(replay::file_name(0, 0))).expect("link");
+        runtime().block_on(async {
+            let journal = Rc::new(Journal::open(&dir, 0, 0, 0, 1 << 20, Fsync::Never));
+            let flusher = Rc::clone(&journal);
+            monoio::spawn(async move { flusher.run().await });
+            let accepted = journal.append(Kind::Accepted, &payment(b'1'), None, 0);
+            assert!(journal.durable(accepted).await.is_err(), "no 202 for an unwritten record");
+            assert!(journal.failed() && journal.admits().is_err());
+            let attempt =
+                journal.append(Kind::Attempt, &payment(b'1'), Some(Processor::Default), 5);
+            let waiting = Rc::clone(&journal);
+            let sent = monoio::spawn(async move { waiting.durable_eventually(attempt).await });
+            while journal.writes() < 2 {
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(journal.bytes(), 2 * RECORD_LEN as u64, "both records kept, to go again");
+            journal.start_generation(1, 42).expect("a new generation");
+            sent.await;
+            assert!(!journal.failed(), "written again");
+            let replayed = replay::replay(&dir).expect("replays");
+            let pin = replayed.pending.iter().map(|p| p.pin).collect::<Vec<_>>();
+            assert_eq!(pin, [Some((Processor::Default, 5))], "the attempt, after its acceptance");
         });
         let _ = fs::remove_dir_all(&dir);
     }

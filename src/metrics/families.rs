@@ -304,7 +304,7 @@ pub const FAMILIES: &[Family] = &[
     per_core(
         "payrelay_journal_failed",
         Gauge,
-        "1 while the core's journal cannot be written: it refuses payments (503) until a purge.",
+        "1 while the core's journal cannot be written: it refuses payments (503) until a write succeeds again (retried every second) or a purge.",
         |c, _| u64::from(c.journal_failed),
     ),
     split(

@@ -277,6 +277,11 @@ pub struct Solo {
 impl Solo {
     /// Starts it and waits until `/health` answers.
     pub fn start(emulator: &Emulator, peer: Option<SocketAddr>) -> Solo {
+        Solo::start_with(emulator, peer, &[])
+    }
+
+    /// [`Solo::start`], with `env` on top.
+    pub fn start_with(emulator: &Emulator, peer: Option<SocketAddr>, env: &[(&str, &str)]) -> Solo {
         let port = || rinha_lab::backend::free_port().expect("a free port");
         let api = SocketAddr::from(([127, 0, 0, 1], port()));
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_payrelay"));
@@ -292,6 +297,7 @@ impl Solo {
         if let Some(peer) = peer {
             command.env("PEER_ADDR", peer.to_string());
         }
+        command.envs(env.iter().copied());
         let child = command.spawn().expect("payrelay starts");
         let solo = Solo { child, api };
         wait_until("the instance to answer", || {
@@ -299,6 +305,13 @@ impl Solo {
                 .is_ok_and(|mut c| c.try_request(b"GET /health HTTP/1.1\r\n\r\n").is_ok())
         });
         solo
+    }
+}
+
+impl Solo {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
