@@ -67,18 +67,22 @@ struct Recovery {
     test_started_ms: Option<i64>,
     /// The replay found whole books (or there was no journal to replay from).
     kept_books: bool,
+    /// The replay failed: every core's journal refuses payments until a purge starts a
+    /// generation past the files it could not read.
+    unreadable: Option<io::ErrorKind>,
     /// Per core: ledger entries and pending payments, taken once by that core.
     shares: Mutex<Vec<Share>>,
 }
 
 impl Recovery {
-    /// No books to take over: no journal, or one that could not be read.
+    /// No books to take over: no journal.
     fn nothing(shares: Vec<Share>) -> Recovery {
         Recovery {
             generation: 0,
             epoch: 0,
             test_started_ms: None,
             kept_books: false,
+            unreadable: None,
             shares: Mutex::new(shares),
         }
     }
@@ -102,8 +106,21 @@ fn recover(config: &Config, workers: usize) -> Recovery {
     let replayed = match journal::replay::replay(dir) {
         Ok(replayed) => replayed,
         Err(e) => {
-            eprintln!("payrelay: journal {}: {e}; payments will be refused", dir.display());
-            return Recovery::nothing(shares);
+            // Whatever the files hold is not in these books: no payment is accepted until a
+            // purge starts a generation past them (a purge at generation 1 would be older than
+            // what is there, and the next replay would delete it with every 202 it holds).
+            let generation = journal::replay::newest_generation(dir).unwrap_or(0);
+            eprintln!(
+                "payrelay: journal {}: {e}; payments will be refused until a purge starts \
+                 generation {}",
+                dir.display(),
+                generation + 1
+            );
+            return Recovery {
+                generation,
+                unreadable: Some(e.kind()),
+                ..Recovery::nothing(shares)
+            };
         }
     };
     log_replay(dir, &replayed);
@@ -115,7 +132,14 @@ fn recover(config: &Config, workers: usize) -> Recovery {
     for (i, work) in pending.into_iter().enumerate() {
         shares[i % workers].pending.push(work);
     }
-    Recovery { generation, epoch, test_started_ms, kept_books, shares: Mutex::new(shares) }
+    Recovery {
+        generation,
+        epoch,
+        test_started_ms,
+        kept_books,
+        unreadable: None,
+        shares: Mutex::new(shares),
+    }
 }
 
 /// The start-up line of what the replay found.
@@ -139,6 +163,12 @@ fn log_replay(dir: &std::path::Path, replayed: &Replayed) {
         found.set_aside.len(),
         found.removed,
     );
+    for path in &found.not_removed {
+        eprintln!(
+            "payrelay: journal {}: an older generation that could not be removed",
+            path.display()
+        );
+    }
     if !replayed.whole() {
         eprintln!(
             "payrelay: journal {}: the books are not whole; summaries over the time before \
@@ -366,7 +396,11 @@ async fn core_main(
         Some(dir) => {
             let (generation, epoch) = (plan.recovery.generation, plan.recovery.epoch);
             let (bytes_max, fsync) = (config.journal_bytes_max, config.journal_fsync);
-            Journal::open(dir, id, generation, epoch, bytes_max, fsync)
+            let journal = Journal::open(dir, id, generation, epoch, bytes_max, fsync);
+            if let Some(kind) = plan.recovery.unreadable {
+                journal.refuse(kind);
+            }
+            journal
         }
         None => Journal::off(),
     };

@@ -620,6 +620,49 @@ fn a_large_journal_replays_in_fixed_memory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Goal: a journal that cannot be read at start refuses payments, as its log says, until a
+/// purge starts a generation past it, and what is accepted after that survives a restart.
+/// (Before, the instance accepted payments in generation 0, which the next replay deleted as
+/// older, with every 202 of that life.) Method: a journal folder whose core 0 file of
+/// generation 3 is a directory, which replay cannot read; one instance on it: a payment
+/// refused; a purge; a payment accepted while the default fails (it stays queued); the
+/// instance killed and started again on the same folder with the default healthy: the
+/// payment is stored, and in its books.
+#[test]
+fn an_unreadable_journal_refuses_payments_until_a_purge() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("payrelay-unreadable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("core-0.gen-3.journal")).expect("a directory as a journal");
+    let emulator =
+        rinha_lab::emulator::start(rinha_lab::emulator::EmulatorConfig::new(0, 0, 0.05, 0.15))
+            .expect("emulator");
+    emulator.set_failing(Which::Default, true);
+    emulator.set_failing(Which::Fallback, true);
+    let journal_dir = dir.to_string_lossy().into_owned();
+    let env = [("JOURNAL_DIR", journal_dir.as_str())];
+    let solo = common::Solo::start_with(&emulator, None, &env);
+    let mut client = Client::connect(solo.api);
+    let refused = client.post_payment(&uuid(1));
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("journal unwritable"), "{}", refused.body);
+    assert_eq!(client.post("/purge-payments", "").status, 200);
+    assert_eq!(client.post_payment(&uuid(2)).status, 202);
+    drop(solo);
+    emulator.set_failing(Which::Default, false);
+    emulator.set_failing(Which::Fallback, false);
+    let solo = common::Solo::start_with(&emulator, None, &env);
+    wait_until("the payment accepted after the purge to be stored", || {
+        emulator.holds(Which::Default, &uuid(2)) || emulator.holds(Which::Fallback, &uuid(2))
+    });
+    wait_until("it to be in the restarted instance's books", || {
+        let reply = Client::connect(solo.api).get("/payments-summary");
+        parse_summary(&reply.body).iter().map(|(count, _)| count).sum::<u64>() == 1
+    });
+    drop(solo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Goal: a journal folder that cannot be written refuses every payment with a clear 503 (it
 /// accepts nothing it could lose), says why in the log, and leaves the rest of the API up.
 /// Method: `JOURNAL_DIR` under `/proc`, where no folder can be made.

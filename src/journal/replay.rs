@@ -69,6 +69,8 @@ pub struct Findings {
     pub set_aside: Vec<PathBuf>,
     /// Files of older generations, removed.
     pub removed: usize,
+    /// Files of older generations that could not be removed (left there: nothing reads them).
+    pub not_removed: Vec<PathBuf>,
 }
 
 /// An instance's journal, replayed.
@@ -93,6 +95,13 @@ impl Replayed {
     pub fn whole(&self) -> bool {
         self.findings.damaged == 0 && self.findings.set_aside.is_empty()
     }
+}
+
+/// The newest generation in `dir` by the files' names alone, 0 when there is none: where a
+/// purge must start past when the files could not be read.
+pub fn newest_generation(dir: &Path) -> io::Result<u64> {
+    let (current, _) = scan(dir)?;
+    Ok(current.first().map_or(0, |(_, generation, _)| *generation))
 }
 
 /// A journal file: its core, its generation, its path.
@@ -189,8 +198,11 @@ pub fn replay(dir: &Path) -> io::Result<Replayed> {
     let (current, older) = scan(dir)?;
     let mut replayed = Replayed::default();
     for path in &older {
-        fs::remove_file(path)?;
-        replayed.findings.removed += 1;
+        // An older generation is done with: one that cannot be removed stays, and is named.
+        match fs::remove_file(path) {
+            Ok(()) => replayed.findings.removed += 1,
+            Err(_) => replayed.findings.not_removed.push(path.clone()),
+        }
     }
     replayed.generation = current.first().map_or(0, |f| f.1);
     let mut last = Newest::default();

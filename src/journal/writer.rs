@@ -115,6 +115,9 @@ pub struct Journal {
     /// Set while the last write (or the open) failed: no payment is accepted until a write
     /// succeeds again (the failed batch is retried) or a purge starts anew.
     failure: Cell<Option<io::ErrorKind>>,
+    /// Set when the files of this generation could not be read at start: no payment is
+    /// accepted until a purge starts a generation past them.
+    unreadable: Cell<Option<io::ErrorKind>>,
     /// `JOURNAL_BYTES_MAX`.
     bytes_max: u64,
     fsync: Fsync,
@@ -175,11 +178,18 @@ impl Journal {
             offset: Cell::new(offset),
             writes: Cell::new(0),
             failure: Cell::new(None),
+            unreadable: Cell::new(None),
             bytes_max,
             fsync,
             flusher: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Refuses payments from now on, for `kind`, until a purge starts a new generation: the
+    /// files this journal continues could not be read at start.
+    pub fn refuse(&self, kind: io::ErrorKind) {
+        self.unreadable.set(Some(kind));
     }
 
     /// Whether records are kept.
@@ -189,7 +199,7 @@ impl Journal {
 
     /// Whether a new payment may be accepted: the journal is off, or writable and not full.
     pub fn admits(&self) -> Result<(), Refusal> {
-        if let Some(kind) = self.failure.get() {
+        if let Some(kind) = self.failure.get().or(self.unreadable.get()) {
             return Err(Refusal::Unwritable(kind));
         }
         if self.bytes() >= self.bytes_max {
@@ -208,9 +218,9 @@ impl Journal {
         self.writes.get()
     }
 
-    /// Whether a write failed.
+    /// Whether a write failed (or the files could not be read at start).
     pub fn failed(&self) -> bool {
-        self.failure.get().is_some()
+        self.failure.get().or(self.unreadable.get()).is_some()
     }
 
     /// Appends a record for `payment`; returns its sequence number, for [`Journal::durable`].
@@ -409,9 +419,16 @@ impl Journal {
     pub fn start_generation(&self, generation: u64, now_ms: i64) -> io::Result<()> {
         let Some(place) = &self.place else { return Ok(()) };
         let old = place.path();
-        let carried = match replay::open_records(&old) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            read => read?,
+        let (carried, keep_old) = match replay::open_records(&old) {
+            Ok(records) => (records, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), false),
+            Err(e) => {
+                // Nothing of it was replayed either (the start refused payments for it): its
+                // open payments are not this life's to carry, and the file stays for an
+                // operator.
+                eprintln!("payrelay: journal {}: {e}; left where it is", old.display());
+                (Vec::new(), true)
+            }
         };
         let mut head = Vec::with_capacity((carried.len() + 1) * RECORD_LEN);
         for record in &carried {
@@ -439,6 +456,7 @@ impl Journal {
                 self.file.replace(Some(Rc::new(handle)));
                 self.offset.set(head.len() as u64);
                 self.failure.set(None);
+                self.unreadable.set(None);
                 // Every record handed to the old file is in the new one now, or belongs to a
                 // payment done with: a flush of the old file that the purge overtook (its sync
                 // awaited) acknowledges nothing (`run`), this does.
@@ -451,6 +469,9 @@ impl Journal {
                 self.failure.set(Some(e.kind()));
                 return Err(e);
             }
+        }
+        if keep_old {
+            return Ok(());
         }
         match fs::remove_file(&old) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -599,6 +620,34 @@ mod tests {
             let pin = replayed.pending.iter().map(|p| p.pin).collect::<Vec<_>>();
             assert_eq!(pin, [Some((Processor::Default, 5))], "the attempt, after its acceptance");
         });
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Goal: a purge's file starts empty, even where an earlier life left a file of that
+    /// generation (a generation number used again): nothing of it may be read back as this
+    /// test's. Method: a stale file of generation 1 with three accepted payments; a journal at
+    /// generation 0 purged into generation 1; the replay must find none of them.
+    #[test]
+    fn a_new_generation_starts_empty() {
+        let dir = temp_dir("journal-stale");
+        let mut stale = Vec::new();
+        for i in b'7'..=b'9' {
+            let record = Record {
+                kind: Kind::Accepted,
+                epoch: 0,
+                payment: payment(i),
+                processor: None,
+                requested_at_ms: 0,
+            };
+            record.encode(&mut stale);
+        }
+        fs::write(dir.join(replay::file_name(0, 1)), stale).expect("a stale file");
+        runtime().block_on(async {
+            let journal = Journal::open(&dir, 0, 0, 1, 1 << 20, Fsync::Never);
+            journal.start_generation(1, 42).expect("a new generation");
+        });
+        let replayed = replay::replay(&dir).expect("replays");
+        assert!(replayed.pending.is_empty(), "stale records read back: {:?}", replayed.pending);
         let _ = fs::remove_dir_all(&dir);
     }
 
