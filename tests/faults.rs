@@ -663,6 +663,33 @@ fn an_unreadable_journal_refuses_payments_until_a_purge() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Goal: SIGTERM ends holding: payments held for a failing cheaper processor go to the other
+/// one at once, and each instance exits 0 well before its drain deadline with everything it
+/// accepted stored. (Before, routing never looked at the drain: the held payments waited out
+/// `DRAIN_DEADLINE_MS` and the process exited 1 with them unsent.) Method: a 120 s test (the
+/// default is waited for while it fails), the default failing, 40 payments on fresh
+/// connections, then SIGTERM to both instances with an 8 s deadline; each must exit 0 within
+/// 3 s and every payment must be on the fallback.
+#[test]
+fn sigterm_ends_holding() {
+    let _serial = serial();
+    let mut rig = Rig::start_with(&[("TEST_DURATION_MS", "120000"), ("DRAIN_DEADLINE_MS", "8000")]);
+    assert_eq!(Client::connect(rig.api()).post("/purge-payments", "").status, 200);
+    rig.emulator.set_failing(Which::Default, true);
+    let accepted: Vec<u32> = (0..40).collect();
+    for &id in &accepted {
+        assert_eq!(Client::connect(rig.api()).post_payment(&uuid(id)).status, 202);
+    }
+    assert_eq!(stored_count(&rig.emulator), 0, "held for the default");
+    for ending in rig.backend.terminate(Duration::from_secs(10)) {
+        let status = ending.status.unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "{} exited with {status}", ending.name);
+        assert!(ending.after < Duration::from_secs(3), "{} took {:?}", ending.name, ending.after);
+    }
+    check_books_hold_exactly(&rig.emulator, &accepted, &[]);
+    assert_eq!(emulator_totals(&rig.emulator, None, None)[1].0, 40, "all on the fallback");
+}
+
 /// Goal: a journal folder that cannot be written refuses every payment with a clear 503 (it
 /// accepts nothing it could lose), says why in the log, and leaves the rest of the API up.
 /// Method: `JOURNAL_DIR` under `/proc`, where no folder can be made.

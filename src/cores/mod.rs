@@ -230,7 +230,10 @@ impl Core {
             backlog: forwarding.held(),
             arrivals_per_s: forwarding.arrivals_per_s(now),
             held_ms,
-            room_to_hold: forwarding.queue_len() < self.config.queue_len_max / HOLD_QUEUE_SHARE,
+            // A draining core holds nothing back: it has until `DRAIN_DEADLINE_MS` to forward
+            // what it holds, and whatever is left then is lost.
+            room_to_hold: !self.is_draining()
+                && forwarding.queue_len() < self.config.queue_len_max / HOLD_QUEUE_SHARE,
             end: self.test_clock.end(now_ms, self.config),
         };
         route::decide(&self.upstreams, self.config, load, now, usable)

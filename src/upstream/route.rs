@@ -227,7 +227,8 @@ pub struct Load {
     pub arrivals_per_s: u64,
     /// How long this payment has been held for the cheaper processor already, ms.
     pub held_ms: u64,
-    /// The queue is below its holding share ([`HOLD_QUEUE_SHARE`]).
+    /// The queue is below its holding share ([`HOLD_QUEUE_SHARE`]), and the core is not
+    /// draining (SIGTERM: what it holds must go before the deadline).
     pub room_to_hold: bool,
     /// The test's end.
     pub end: End,
