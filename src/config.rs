@@ -101,6 +101,13 @@ knobs! {
     /// Requests in flight per core at one processor. A processor takes 800 in progress (plus
     /// 500 queued, then 429) for everyone: two instances of one core each stay under it.
     processor_inflight_max: usize = number("PROCESSOR_INFLIGHT_MAX", 384, 1, 100_000),
+    /// Payments a processor stores a second, for everyone, when it has no delay: how fast a
+    /// held backlog can be released into it, so how long before the end the release must start
+    /// (`upstream::route`). Its source does not say; an ASP.NET endpoint inserting into
+    /// PostgreSQL through a 20-connection pool, on the contest's 4 vCPUs shared with the load
+    /// and the backends, is taken at 2,000: over three times the contest's peak arrivals. Lower
+    /// releases held payments sooner (they cost the dearer fee); higher risks their lag.
+    processor_absorb_per_s: u64 = number("PROCESSOR_ABSORB_PER_S", 2_000, 1, 1_000_000),
     /// Cap on the per-attempt deadline to a processor (see `processor_timeout_margin_ms`).
     processor_timeout_ms: u64 = number("PROCESSOR_TIMEOUT_MS", 15_000, 1, 600_000),
     /// Per-attempt deadline = planned delay + this margin (capped by `processor_timeout_ms`).

@@ -90,6 +90,9 @@ pub struct Core {
     metrics: CoreMetrics,
     /// What happened to this core's payments, on disk (shared with the core's flusher task).
     journal: Rc<Journal>,
+    /// This core's share of what a processor stores a second (`PROCESSOR_ABSORB_PER_S` over
+    /// every core of the deployment), for routing's release deadline.
+    absorb_share_per_s: u64,
 }
 
 impl Core {
@@ -113,6 +116,8 @@ impl Core {
         if let Some(started_ms) = start.test_started_ms {
             test_clock.start(started_ms);
         }
+        let instances = if config.peer_addr.is_some() { 2 } else { 1 };
+        let deployment_cores = (mesh.len() * instances).max(1) as u64;
         Core {
             id,
             config,
@@ -136,6 +141,7 @@ impl Core {
             date: DateCache::default(),
             metrics: CoreMetrics::default(),
             journal: Rc::new(start.journal),
+            absorb_share_per_s: (config.processor_absorb_per_s / deployment_cores).max(1),
         }
     }
 
@@ -236,7 +242,7 @@ impl Core {
                 && forwarding.queue_len() < self.config.queue_len_max / HOLD_QUEUE_SHARE,
             end: self.test_clock.end(now_ms, self.config),
         };
-        route::decide(&self.upstreams, self.config, load, now, usable)
+        route::decide(&self.upstreams, self.config, load, self.absorb_share_per_s, now, usable)
     }
 
     /// How long after `now_ms` a payment sent now to `processor`, with `delay_ms` of planned

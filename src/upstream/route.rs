@@ -102,14 +102,19 @@ impl TestClock {
         self.started_ms.set(Some(now_ms));
     }
 
-    /// What routing knows of the end: `TEST_DURATION_MS` after the start when both are known,
-    /// else `LAG_HORIZON_MS` as the expected time left. `now_ms` is the caller's wall-clock
-    /// reading (the hot path reads the clock once).
+    /// What routing knows of the end: `TEST_DURATION_MS` after the start when both are known
+    /// and that is still ahead, else `LAG_HORIZON_MS` as the expected time left: a test still
+    /// going past its configured end has an end nobody knows, and routing that expects it any
+    /// moment would send everything to the faster processor whatever its fee, until the next
+    /// purge. `now_ms` is the caller's wall-clock reading (the hot path reads the clock once).
     pub fn end(&self, now_ms: i64, config: &Config) -> End {
         match self.started_ms.get() {
             Some(started_ms) if config.test_duration_ms > 0 => {
                 let end_ms = started_ms.saturating_add(config.test_duration_ms as i64);
-                End::Known { left_ms: end_ms.saturating_sub(now_ms).max(0) as u64 }
+                match end_ms.saturating_sub(now_ms) {
+                    left_ms if left_ms > 0 => End::Known { left_ms: left_ms as u64 },
+                    _ => End::Unknown { horizon_ms: config.lag_horizon_ms },
+                }
             }
             _ => End::Unknown { horizon_ms: config.lag_horizon_ms },
         }
@@ -129,11 +134,13 @@ pub fn lead_ms(delay_ms: u64, end: End, floor_ms: u64) -> u64 {
 }
 
 /// Where a payment would go now: each upstream as a [`View`] (its planned delay, its slots,
-/// `usable` for its breaker), and the core's load. Takes no probe (see `dispatch`).
+/// `usable` for its breaker, this core's `absorb_per_s` share of what it stores a second), and
+/// the core's load. Takes no probe (see `dispatch`).
 pub fn decide(
     upstreams: &[Upstream; 2],
     config: &Config,
     load: Load,
+    absorb_per_s: u64,
     now: Instant,
     usable: impl Fn(&Upstream) -> bool,
 ) -> Route {
@@ -145,6 +152,7 @@ pub fn decide(
         inflight_max: config.processor_inflight_max,
         delay_ms: upstream.planned_delay_ms(now, config),
         fee_ppm: fees[upstream.processor().index()],
+        absorb_per_s,
     });
     choose(views, load)
 }
@@ -165,6 +173,9 @@ pub struct View {
     pub delay_ms: u64,
     /// Fee in parts per million of the amount (5% = 50_000).
     pub fee_ppm: u64,
+    /// This core's share of the payments the processor stores a second when it has no delay
+    /// (`PROCESSOR_ABSORB_PER_S` over every core of the deployment).
+    pub absorb_per_s: u64,
 }
 
 impl View {
@@ -177,10 +188,10 @@ impl View {
     }
 
     /// Payments a second this core can land there: its slots' turns at the delay, at most
-    /// what its CPU forwards ([`FORWARD_CPU_US`]).
+    /// what its CPU forwards ([`FORWARD_CPU_US`]) and its share of what the processor stores.
     fn per_s(self) -> u64 {
         let turns = (self.inflight_max as u64).saturating_mul(1_000) / self.delay_ms.max(1);
-        turns.min(1_000_000 / FORWARD_CPU_US)
+        turns.min(1_000_000 / FORWARD_CPU_US).min(self.absorb_per_s)
     }
 
     fn free(self) -> bool {
@@ -395,6 +406,7 @@ mod tests {
             inflight_max: 384,
             delay_ms: delay.unwrap_or(0),
             fee_ppm,
+            absorb_per_s: u64::MAX,
         };
         [view(fees.0, default), view(fees.1, fallback)]
     }
@@ -518,8 +530,8 @@ mod tests {
     }
 
     /// Goal: the release estimate drains the backlog at what the processor takes beyond the
-    /// arrivals (its slots' turns, at most the CPU's pace), then waits one delay; never when
-    /// the arrivals alone fill it.
+    /// arrivals (its slots' turns, at most the CPU's pace and this core's share of what the
+    /// processor stores a second), then waits one delay; never when the arrivals alone fill it.
     #[test]
     fn release_estimate() {
         let fast = views(FINAL_FEES, Some(0), Some(20))[1];
@@ -529,6 +541,10 @@ mod tests {
         assert_eq!(release_ms(slow, 1_920, 0), 10_000 + 2_000, "384 slots every 2 s");
         assert_eq!(release_ms(slow, 1_920, 96), 20_000 + 2_000, "half of it for arrivals");
         assert_eq!(release_ms(slow, 0, 192), u64::MAX, "all of it for arrivals");
+        // Two instances of one core each share a processor that stores 2,000 a second.
+        let shared = View { absorb_per_s: 1_000, ..fast };
+        assert_eq!(release_ms(shared, 10_000, 0), 10_000 + 20, "its share, not the CPU's pace");
+        assert_eq!(release_ms(shared, 10_000, 500), 20_000 + 20);
     }
 
     /// Goal: the lead of `requestedAt` is the planned delay, raised to the floor far from a
@@ -565,6 +581,43 @@ mod tests {
         }
     }
 
+    /// Goal: past the configured end the end is unknown again: routing weighs fees against the
+    /// lag risk (the cheaper processor while it is fast), where with the end "known" and passed
+    /// it sent everything to the faster one whatever its fee, until the next purge. Method: a
+    /// test clock of a 5 s test, read 4 s and 10 s after its start; the decision for a default
+    /// at 100 ms and a fallback at 0 ms past the end, and with the end taken as just passed.
+    #[test]
+    fn past_the_configured_end_the_end_is_unknown() {
+        let config =
+            Config::from_lookup(|name| (name == "TEST_DURATION_MS").then(|| "5000".into()))
+                .expect("a valid configuration");
+        let clock = TestClock::default();
+        let started_ms = 1_752_582_896_000;
+        clock.start(started_ms);
+        assert_eq!(clock.end(started_ms + 4_000, &config), End::Known { left_ms: 1_000 });
+        let past = clock.end(started_ms + 10_000, &config);
+        assert_eq!(past, End::Unknown { horizon_ms: config.lag_horizon_ms });
+        let views = views(FINAL_FEES, Some(100), Some(0));
+        assert_eq!(choose(views, Load { end: past, ..LOAD }), Route::Send(Processor::Default));
+        let as_if_known = Load { end: End::Known { left_ms: 0 }, ..LOAD };
+        assert_eq!(choose(views, as_if_known), Route::Send(Processor::Fallback), "the old way");
+    }
+
+    /// Goal: a held backlog is released when the dearer processor could not store it in time at
+    /// this core's share of what it stores a second, not at the pace of this core's CPU (10,000
+    /// a second), which counted neither the processor's limit nor the other cores sending to it.
+    /// Method: a failing default, 60,000 payments held with 60 s left: at the CPU's pace (6 s) it
+    /// would still be held; at a share of 1,000 a second (60 s) it goes to the fallback.
+    #[test]
+    fn a_shared_processor_is_released_to_sooner() {
+        let cpu_paced = views(FINAL_FEES, None, Some(20));
+        let load = known(60_000, 60_000);
+        assert_eq!(choose(cpu_paced, load), Route::Hold);
+        let mut shared = cpu_paced;
+        shared[1].absorb_per_s = 1_000;
+        assert_eq!(choose(shared, load), Route::Send(Processor::Fallback));
+    }
+
     /// Goal: no input overflows or divides by zero (the values come from config and peers).
     #[test]
     fn extremes_do_not_overflow() {
@@ -575,6 +628,7 @@ mod tests {
             inflight_max: 0,
             delay_ms: u64::MAX,
             fee_ppm: u64::MAX,
+            absorb_per_s: u64::MAX,
         };
         let load = Load { waiting: usize::MAX, backlog: usize::MAX, held_ms: u64::MAX, ..LOAD };
         assert_eq!(choose([extreme, extreme], load), Route::Full);
