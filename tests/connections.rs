@@ -144,11 +144,17 @@ fn idle_and_stalled_connections_are_closed() {
         stalled.send(b"POST /payments HTTP/1.1\r\nContent-Length: 70\r\n\r\n{\"corr");
         let mut silent = Client::connect(rig.api());
         let mut busy = Client::connect(rig.api());
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
+        // The busy connection keeps being used, every 100 ms, until the other two have expired
+        // (the sweep counts them), whenever that is.
+        wait_until("the idle and the stalled connection to expire", || {
             assert_eq!(busy.get("/health").status, 200, "{driver}: a connection in use stays open");
+            let expired: u64 =
+                per_instance(&rig, "payrelay_connections_expired_total{core=\"all\"}")
+                    .values()
+                    .sum();
             std::thread::sleep(Duration::from_millis(100));
-        }
+            expired >= 2
+        });
         let reply = stalled.read().unwrap_or_else(|| panic!("{driver}: no 408 before closing"));
         assert_eq!(reply.status, 408, "{driver}: {}", reply.body);
         assert!(stalled.closed(), "{driver}: closed after the 408");

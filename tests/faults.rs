@@ -80,6 +80,8 @@ struct Load {
     stop: Arc<AtomicBool>,
     /// 202s so far, for the test to watch.
     accepted: Arc<AtomicU32>,
+    /// POSTs started so far.
+    attempted: Arc<AtomicU32>,
     threads: Vec<thread::JoinHandle<Vec<Post>>>,
 }
 
@@ -96,11 +98,13 @@ impl Load {
     ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU32::new(0));
+        let attempted = Arc::new(AtomicU32::new(0));
         let next_id = Arc::new(AtomicU32::new(first_id));
         let interval = Duration::from_secs(1) / rate_per_thread;
         let threads = (0..threads)
             .map(|_| {
                 let (stop, accepted, next_id) = (stop.clone(), accepted.clone(), next_id.clone());
+                let attempted = attempted.clone();
                 thread::spawn(move || {
                     let mut posts = Vec::new();
                     let mut client: Option<Client> = None;
@@ -111,6 +115,7 @@ impl Load {
                         thread::sleep(next_at.saturating_duration_since(Instant::now()));
                         next_at += interval;
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        attempted.fetch_add(1, Ordering::Relaxed);
                         let sent = Instant::now();
                         let fresh = client.is_none() || used >= per_connection;
                         if fresh {
@@ -141,11 +146,15 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, accepted, threads }
+        Load { stop, accepted, attempted, threads }
     }
 
     fn accepted(&self) -> u32 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    fn attempted(&self) -> u32 {
+        self.attempted.load(Ordering::Relaxed)
     }
 
     /// Stops the clients and returns every POST, in the order requests started.
@@ -736,7 +745,7 @@ fn both_instances_agree(rig: &Rig, query: &str, expected: [(u64, u64); 2]) {
 /// answered 202 is in the processors' books (exactly those), and POSTs after the listeners
 /// closed fail with a connection error, never a 2xx that is then lost. Method: both processors
 /// at 800 ms; 4 keep-alive clients and 2 connection-per-request clients at 50 payments/s each;
-/// after 1.5 s (about 240 in flight) SIGTERM both instances and wait up to 15 s for them to
+/// once 200 payments are in flight, SIGTERM both instances and wait up to 15 s for them to
 /// exit (`DRAIN_DEADLINE_MS=8000`) while the clients keep posting, then check every POST.
 #[test]
 fn sigterm_under_load_drains_every_accepted_payment_and_exits_zero() {
@@ -750,14 +759,22 @@ fn sigterm_under_load_drains_every_accepted_payment_and_exits_zero() {
     rig.emulator.set_delay(Which::Fallback, 800);
     let keep_alive = Load::start(rig.api(), 4, 50, usize::MAX, 0);
     let per_request = Load::start(rig.api(), 2, 50, 1, 1_000_000);
-    thread::sleep(Duration::from_millis(1500));
+    let in_flight = || {
+        let accepted = keep_alive.accepted() + per_request.accepted();
+        u64::from(accepted).saturating_sub(stored_count(&rig.emulator))
+    };
+    wait_until("200 payments in flight at the processors' 800 ms", || in_flight() >= 200);
     let accepted_at_term = keep_alive.accepted() + per_request.accepted();
     let stored_at_term = stored_count(&rig.emulator);
     let term_at = Instant::now();
     let endings = rig.backend.terminate(GRACE);
     let exited_at = Instant::now();
-    // Keep posting a moment after the exit: those must all fail to connect.
-    thread::sleep(Duration::from_millis(300));
+    // Keep posting after the exit: every client tries a few times, and all must fail to
+    // connect.
+    let tried = keep_alive.attempted() + per_request.attempted();
+    wait_until("a few posts after the exit", || {
+        keep_alive.attempted() + per_request.attempted() >= tried + 20
+    });
     let mut posts = keep_alive.finish();
     posts.extend(per_request.finish());
     posts.sort_by_key(|p| p.sent);

@@ -86,7 +86,9 @@ fn a_dead_pooled_connection_is_retried_on_a_fresh_one() {
         emulator_totals(&rig.emulator, None, None)[0].0 == 40
     });
     rig.emulator.close_connections(Which::Default);
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the processor to close every connection", || {
+        rig.emulator.open_connections(Which::Default) == 0
+    });
     post(&mut client, 40, 80);
     wait_until("the next payments to be stored", || {
         let [default, fallback] = emulator_totals(&rig.emulator, None, None);
@@ -123,8 +125,17 @@ fn payments_waiting_for_a_slot_cost_no_cpu() {
         let client = &mut clients[i as usize % 2];
         assert_eq!(client.post("/payments", &payment_json(&uuid(i), "19.90")).status, 202);
     }
-    // Let the fallback's breaker open and the backlog settle into waiting.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The backlog settles into waiting once, on each instance that took payments, the fallback's
+    // breaker is open and the default's slots are full: measured from then on, never after a
+    // guessed pause.
+    let settled = |name: &str| {
+        let text = metrics_of(&rig, name);
+        let series = |s: &str| metric(&text, s);
+        let open = series("payrelay_breaker_open{core=\"all\",processor=\"fallback\"}") == 1.0;
+        let full = series("payrelay_inflight_requests{core=\"all\",processor=\"default\"}") == 8.0;
+        series("payrelay_forwarding{core=\"all\"}") == 0.0 || (open && full)
+    };
+    wait_until("the backlog to settle into waiting", || settled("a") && settled("b"));
     let cpu = |name| read_usage(rig.pid(name)).expect("the instance runs").cpu_s;
     let (a0, b0, started) = (cpu("a"), cpu("b"), Instant::now());
     std::thread::sleep(Duration::from_secs(2));

@@ -190,6 +190,12 @@ impl Emulator {
         self.processors[which.index()].health_calls.load(Ordering::Relaxed)
     }
 
+    /// Connections a processor is serving now: after [`Emulator::close_connections`], 0 once
+    /// every one is closed on its side.
+    pub fn open_connections(&self, which: Which) -> usize {
+        self.processors[which.index()].open_connections.load(Ordering::Relaxed)
+    }
+
     /// Closes every connection open to a processor now, as a restart or an idle timeout on the
     /// processor's side would: a client's pooled keep-alive connections are dead from here on
     /// (the next write or read on them finds it). New connections are served as usual.

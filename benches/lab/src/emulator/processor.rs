@@ -76,6 +76,8 @@ pub(super) struct Processor {
     pub(super) in_progress: Semaphore,
     /// Calls to the health endpoint, answered or refused.
     pub(super) health_calls: AtomicUsize,
+    /// Connections being served now.
+    pub(super) open_connections: AtomicUsize,
     /// Bumped to make every open connection close (see [`Emulator::close_connections`]).
     ///
     /// [`Emulator::close_connections`]: super::Emulator::close_connections
@@ -98,6 +100,7 @@ impl Processor {
             admitted_max: AtomicUsize::new(0),
             in_progress: Semaphore::new(IN_PROGRESS_MAX),
             health_calls: AtomicUsize::new(0),
+            open_connections: AtomicUsize::new(0),
             kick: watch::channel(0).0,
         }
     }

@@ -1,7 +1,13 @@
 //! Serving the processors: one accept loop per listener, one hyper connection per socket, and
 //! the route from a request to its endpoint.
 
-use std::{convert::Infallible, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    io,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use hyper::{
     Method, Request, StatusCode, body::Incoming, server::conn::http1, service::service_fn,
@@ -55,7 +61,9 @@ pub(super) async fn serve(
         let processor = processor.clone();
         let mut connection_shutdown = shutdown.clone();
         let mut kicked = processor.kick.subscribe();
+        let open = OpenConnection::new(&processor);
         tokio::spawn(async move {
+            let _open = open;
             let title_case = processor.framing.title_case_headers();
             let service = service_fn(move |request| handle(processor.clone(), request));
             let connection = http1::Builder::new()
@@ -67,6 +75,22 @@ pub(super) async fn serve(
                 _ = kicked.changed() => {}
             }
         });
+    }
+}
+
+/// A connection being served, counted in its processor's `open_connections` until dropped.
+struct OpenConnection(Arc<Processor>);
+
+impl OpenConnection {
+    fn new(processor: &Arc<Processor>) -> OpenConnection {
+        processor.open_connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(processor))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
