@@ -504,6 +504,16 @@ fn kestrel_framing_on_the_wire() {
     assert!(!ok.to_ascii_lowercase().contains("transfer-encoding"), "{ok}");
 }
 
+/// Waits until `count` health calls wait in the default's limiter queue (the emulator raises no
+/// event for it: its queue is read in short steps), or panics after `TIMEOUT`.
+fn queued(emulator: &Emulator, count: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    while emulator.health_queued(Which::Default) != count {
+        assert!(Instant::now() < deadline, "{count} health calls never queued");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Goal: a health call waiting in the limiter's queue whose client gives up leaves the queue,
 /// as ASP.NET Core's limiter drops a waiter whose request is aborted: the call after it takes
 /// its place instead of a 429. Method: a 10 s window; one call takes the permit, a second
@@ -519,9 +529,9 @@ fn an_abandoned_health_call_leaves_the_queue() {
     assert!(raw_exchange(addr, health).starts_with("HTTP/1.1 200 OK"));
     let mut abandoned = TcpStream::connect(addr).expect("connect");
     abandoned.write_all(health.as_bytes()).expect("write");
-    std::thread::sleep(Duration::from_millis(200));
+    queued(&emulator, 1);
     drop(abandoned);
-    std::thread::sleep(Duration::from_millis(200));
+    queued(&emulator, 0);
     let waiting: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut stream = TcpStream::connect(addr).expect("connect");

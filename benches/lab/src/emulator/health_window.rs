@@ -87,6 +87,11 @@ impl HealthWindow {
     }
 
     /// Waiting call `id` gave up.
+    /// Calls waiting in the queue.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     pub(super) fn leave(&mut self, id: u64) {
         self.queue.retain(|&waiting| waiting != id);
     }

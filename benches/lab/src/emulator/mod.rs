@@ -185,6 +185,11 @@ impl Emulator {
         late
     }
 
+    /// Health calls waiting in a processor's limiter queue now.
+    pub fn health_queued(&self, which: Which) -> usize {
+        processor::processor_health(&self.processors[which.index()]).queued()
+    }
+
     /// Calls its health endpoint has had since start, answered or refused.
     pub fn health_calls(&self, which: Which) -> usize {
         self.processors[which.index()].health_calls.load(Ordering::Relaxed)
