@@ -410,6 +410,7 @@ async fn core_main(
     let core = Rc::new(Core::new(id, config, mesh, continuity, endpoints, start));
     let flusher = Rc::clone(core.journal());
     monoio::spawn(async move { flusher.run().await });
+    monoio::spawn(dispatch::sweep_deadlines(Rc::clone(&core)));
     // Before listening: the peer may ask for this core's books as soon as it listens.
     let pending = dispatch::settle_stored(&core, share.pending).await;
     let bound = match &plan.listen {

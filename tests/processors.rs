@@ -145,3 +145,39 @@ fn payments_waiting_for_a_slot_cost_no_cpu() {
     let stored = emulator_totals(&rig.emulator, None, None)[0].0;
     assert!(stored < 1500, "still waiting when measured: {stored} stored");
 }
+
+/// Goal: an attempt that outlives its deadline gives up (the core's deadline sweep, no timer per
+/// attempt), its payment stays with that processor, is looked up there, and is recorded once,
+/// as the processor has it. Method: the default answering in 3 s, `PROCESSOR_TIMEOUT_MS` 1000,
+/// the fallback failing; ten payments; then the books, and the metrics of timed-out attempts
+/// and lookups.
+#[test]
+fn an_attempt_past_its_deadline_gives_up_and_is_looked_up() {
+    let rig = Rig::start_after(&[("PROCESSOR_TIMEOUT_MS", "1000")], |emulator| {
+        emulator.set_delay(Which::Default, 3000);
+        emulator.set_failing(Which::Fallback, true);
+    });
+    let mut client = Client::connect(rig.api());
+    for i in 0..10 {
+        assert_eq!(client.post("/payments", &payment_json(&uuid(i), "19.90")).status, 202);
+    }
+    wait_until("every payment to be stored and in our books", || {
+        let books = emulator_totals(&rig.emulator, None, None);
+        let ours = client.get("/payments-summary").body;
+        books[0].0 == 10 && common::parse_summary(&ours) == books
+    });
+    let sum = |series: &str| -> f64 {
+        ["a", "b"].iter().map(|name| metric(&metrics_of(&rig, name), series)).sum()
+    };
+    let unknown = "payrelay_attempts_total{core=\"all\",processor=\"default\",outcome=\"unknown\"}";
+    assert!(sum(unknown) >= 10.0, "every first attempt timed out: {}", sum(unknown));
+    let lookups: f64 = ["found", "absent"]
+        .iter()
+        .map(|result| {
+            sum(&format!(
+                "payrelay_lookups_total{{core=\"all\",processor=\"default\",result=\"{result}\"}}"
+            ))
+        })
+        .sum();
+    assert!(lookups >= 10.0, "each was looked up: {lookups}");
+}

@@ -456,8 +456,10 @@ async fn look_up(
     timeout: Duration,
 ) -> Lookup {
     let upstream = core.upstream(processor);
-    let ticket = upstream.inflight().begin(Instant::now() + timeout);
-    let result = upstream.client().look_up(payment, timeout).await;
+    let now = Instant::now();
+    let ticket = upstream.inflight().begin(now + timeout);
+    upstream.inflight().arm(&ticket, now + timeout);
+    let result = upstream.client().look_up(payment, upstream.inflight().expiry(&ticket)).await;
     upstream.inflight().end(ticket);
     core.forwarding().slot_freed();
     let lookup = outcome::classify_lookup(result);
@@ -471,10 +473,29 @@ async fn send(core: &Core, payment: &Payment, target: Target) -> Attempt {
     let Target { processor, requested_at_ms, planned_delay_ms, ticket } = target;
     let timeout = core.config().processor_timeout(planned_delay_ms);
     let upstream = core.upstream(processor);
-    let attempt = upstream.client().post_payment(payment, requested_at_ms, timeout).await;
+    upstream.inflight().arm(&ticket, Instant::now() + timeout);
+    let deadline = upstream.inflight().expiry(&ticket);
+    let attempt = upstream.client().post_payment(payment, requested_at_ms, deadline).await;
     upstream.inflight().end(ticket);
     core.forwarding().slot_freed();
     attempt
+}
+
+/// How often a core looks for attempts past their deadline: one timer per core, where a timer
+/// per attempt cost a tenth of the forwarding CPU. Deadlines are seconds long (a processor's
+/// delay plus `PROCESSOR_TIMEOUT_MARGIN_MS`, a lookup's second), so 20 ms late is nothing.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(20);
+
+/// The core's deadline sweep: every [`DEADLINE_SWEEP`], each attempt in flight past its deadline
+/// is woken to give up (`InFlight::sweep`). Spawned once per core.
+pub async fn sweep_deadlines(core: Rc<Core>) {
+    loop {
+        monoio::time::sleep(DEADLINE_SWEEP).await;
+        let now = Instant::now();
+        for processor in Processor::ALL {
+            core.upstream(processor).inflight().sweep(now);
+        }
+    }
 }
 
 /// Takes a slot at `processor` for an attempt decided at `now`, its answer expected

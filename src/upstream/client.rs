@@ -4,8 +4,8 @@
 
 use std::{
     cell::{Cell, RefCell},
+    future::Future,
     io,
-    time::Duration,
 };
 
 use monoio::{io::AsyncWriteRentExt, net::TcpStream};
@@ -109,29 +109,34 @@ impl ProcessorClient {
         }
     }
 
-    /// Sends `payment` with `requestedAt = requested_at_ms` and reads the status, within
-    /// `timeout`. A pooled connection found dead (the processor closed it while idle: `EPIPE`
-    /// on write, or end-of-file or reset before any answer) costs one more try on a fresh
-    /// connection, inside the same deadline, and is not reported as a failure.
+    /// Sends `payment` with `requestedAt = requested_at_ms` and reads the status, until
+    /// `deadline` resolves (the attempt's expiry in `InFlight`, which one sweep per core drives
+    /// instead of a timer per attempt). A pooled connection found dead (the processor closed it
+    /// while idle: `EPIPE` on write, or end-of-file or reset before any answer) costs one more
+    /// try on a fresh connection, inside the same deadline, and is not reported as a failure.
     pub async fn post_payment(
         &self,
         payment: &Payment,
         requested_at_ms: i64,
-        timeout: Duration,
+        deadline: impl Future<Output = ()>,
     ) -> Attempt {
-        self.call(Call::Pay { payment, requested_at_ms }, timeout).await
+        self.call(Call::Pay { payment, requested_at_ms }, deadline).await
     }
 
-    /// Asks whether the processor stores `payment` (`GET /payments/{id}`), within `timeout`:
-    /// the status, read as [`super::outcome::classify_lookup`] says. The processor answers it
-    /// without its delay or its failure switch, behind the same concurrency limit as the
-    /// payments. A dead pooled connection is retried on a fresh one, as for a payment.
-    pub async fn look_up(&self, payment: &Payment, timeout: Duration) -> Result<u16, AttemptError> {
-        self.call(Call::LookUp { payment }, timeout).await.result
+    /// Asks whether the processor stores `payment` (`GET /payments/{id}`), until `deadline`
+    /// resolves: the status, read as [`super::outcome::classify_lookup`] says. The processor
+    /// answers it without its delay or its failure switch, behind the same concurrency limit as
+    /// the payments. A dead pooled connection is retried on a fresh one, as for a payment.
+    pub async fn look_up(
+        &self,
+        payment: &Payment,
+        deadline: impl Future<Output = ()>,
+    ) -> Result<u16, AttemptError> {
+        self.call(Call::LookUp { payment }, deadline).await.result
     }
 
     /// One call on a pooled connection, or a fresh one (see [`Self::post_payment`]).
-    async fn call(&self, call: Call<'_>, timeout: Duration) -> Attempt {
+    async fn call(&self, call: Call<'_>, deadline: impl Future<Output = ()>) -> Attempt {
         let sent = Cell::new(false);
         let maybe_stored_before = Cell::new(false);
         let tries = async {
@@ -155,9 +160,9 @@ impl ProcessorClient {
                 Try::Stale { .. } => unreachable!("try_once finds only a pooled connection stale"),
             }
         };
-        let result = match monoio::time::timeout(timeout, tries).await {
-            Ok(result) => result,
-            Err(_) => Err(AttemptError::Timeout { sent: sent.get() }),
+        let result = monoio::select! {
+            result = tries => result,
+            () = deadline => Err(AttemptError::Timeout { sent: sent.get() }),
         };
         Attempt { result, maybe_stored_before: maybe_stored_before.get() }
     }

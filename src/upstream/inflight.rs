@@ -1,8 +1,13 @@
 //! What a core has in flight at one processor: each attempt's expected answer, to tell when
-//! the processor has become slower than planned (`forward::dispatch`'s *Delay jumps*).
+//! the processor has become slower than planned (`forward::dispatch`'s *Delay jumps*), and its
+//! deadline, which one sweep per core enforces for every attempt (`forward::dispatch::
+//! sweep_deadlines`) rather than a timer each.
 
 use std::{
     cell::{Cell, RefCell},
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
@@ -14,14 +19,27 @@ use slab::Slab;
 /// detection of a delay jump.
 pub const OVERDUE_RECHECK: Duration = Duration::from_millis(10);
 
+/// One attempt in flight.
+#[derive(Debug)]
+struct Entry {
+    /// When its answer is expected: its start plus the delay it was planned with.
+    expected: Instant,
+    /// When it gives up, once it has left (`None` before: its deadline counts from its start).
+    deadline: Option<Instant>,
+    /// Its deadline passed: the attempt stops waiting.
+    expired: bool,
+    /// The attempt waiting for its answer, woken when its deadline passes.
+    waker: Option<Waker>,
+}
+
 /// One core's attempts in flight at one processor: how many (against `PROCESSOR_INFLIGHT_MAX`),
-/// and when each one's answer is expected, to tell when the processor has become slower than
-/// planned (see *Delay jumps*).
+/// when each one's answer is expected, to tell when the processor has become slower than
+/// planned (see *Delay jumps*), and when each gives up.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// The instant each attempt's answer is expected: its start plus the delay it was planned
-    /// with. Bounded by `PROCESSOR_INFLIGHT_MAX`, except for pinned retries, which are few.
-    expected: RefCell<Slab<Instant>>,
+    /// The attempts. Bounded by `PROCESSOR_INFLIGHT_MAX`, except for pinned retries and
+    /// lookups, which are few.
+    entries: RefCell<Slab<Entry>>,
     /// Whether an attempt was overdue at the last scan.
     overdue: Cell<bool>,
     /// When the last scan was made.
@@ -38,7 +56,7 @@ pub struct Ticket(usize);
 impl InFlight {
     /// Attempts in flight.
     pub fn len(&self) -> usize {
-        self.expected.borrow().len()
+        self.entries.borrow().len()
     }
 
     /// Whether none is.
@@ -49,17 +67,43 @@ impl InFlight {
     /// An attempt is decided on: its slot is taken from here (before anything it awaits on its
     /// way out), and its answer is expected at `expected`.
     pub fn begin(&self, expected: Instant) -> Ticket {
-        Ticket(self.expected.borrow_mut().insert(expected))
+        let entry = Entry { expected, deadline: None, expired: false, waker: None };
+        Ticket(self.entries.borrow_mut().insert(entry))
     }
 
     /// The attempt's answer is now expected at `expected` (it left later than planned).
     pub fn expect(&self, ticket: &Ticket, expected: Instant) {
-        self.expected.borrow_mut()[ticket.0] = expected;
+        self.entries.borrow_mut()[ticket.0].expected = expected;
+    }
+
+    /// The attempt leaves now, and gives up at `deadline`: [`InFlight::expiry`] resolves then.
+    pub fn arm(&self, ticket: &Ticket, deadline: Instant) {
+        self.entries.borrow_mut()[ticket.0].deadline = Some(deadline);
+    }
+
+    /// Resolves once the attempt's deadline has passed (found by [`InFlight::sweep`]).
+    pub fn expiry<'a>(&'a self, ticket: &Ticket) -> Expiry<'a> {
+        Expiry { inflight: self, key: ticket.0 }
     }
 
     /// The attempt is over.
     pub fn end(&self, ticket: Ticket) {
-        self.expected.borrow_mut().remove(ticket.0);
+        self.entries.borrow_mut().remove(ticket.0);
+    }
+
+    /// Expires every attempt whose deadline is past at `now`, waking it; returns how many.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut expired = 0;
+        for (_, entry) in self.entries.borrow_mut().iter_mut() {
+            if !entry.expired && entry.deadline.is_some_and(|deadline| now >= deadline) {
+                entry.expired = true;
+                expired += 1;
+                if let Some(waker) = entry.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+        expired
     }
 
     /// Whether an attempt in flight is more than `margin` past its expected answer, as of a
@@ -71,7 +115,8 @@ impl InFlight {
             .is_some_and(|at| now.saturating_duration_since(at) < OVERDUE_RECHECK);
         if !fresh {
             let was = self.overdue.get();
-            let overdue = self.expected.borrow().iter().any(|(_, &at)| now > at + margin);
+            let overdue =
+                self.entries.borrow().iter().any(|(_, entry)| now > entry.expected + margin);
             if overdue && !was {
                 self.overdue_count.set(self.overdue_count.get() + 1);
             }
@@ -84,6 +129,30 @@ impl InFlight {
     /// Times the processor turned overdue since start.
     pub fn overdue_count(&self) -> u64 {
         self.overdue_count.get()
+    }
+}
+
+/// The future of [`InFlight::expiry`].
+#[derive(Debug)]
+pub struct Expiry<'a> {
+    inflight: &'a InFlight,
+    key: usize,
+}
+
+impl Future for Expiry<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut entries = self.inflight.entries.borrow_mut();
+        // Its ticket is held by the attempt awaiting this, which ends it only afterwards.
+        let entry = &mut entries[self.key];
+        if entry.expired {
+            return Poll::Ready(());
+        }
+        if !entry.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+            entry.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -118,5 +187,30 @@ mod tests {
         inflight.expect(&held_up, much_later);
         assert!(!inflight.overdue(much_later + margin, margin), "expected again when it left");
         inflight.end(held_up);
+    }
+
+    /// Goal: an attempt gives up once a sweep finds its deadline past, and not before; one
+    /// that has not left (no deadline yet) never does; a sweep wakes the attempt waiting.
+    /// Method: two attempts, one armed; expiry futures polled by hand around sweeps.
+    #[test]
+    fn deadlines_expire_at_a_sweep() {
+        let inflight = InFlight::default();
+        let t0 = Instant::now();
+        let (armed, unarmed) = (inflight.begin(t0), inflight.begin(t0));
+        inflight.arm(&armed, t0 + Duration::from_millis(100));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut expiry = std::pin::pin!(inflight.expiry(&armed));
+        assert!(expiry.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(inflight.sweep(t0 + Duration::from_millis(99)), 0, "not yet");
+        assert!(expiry.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(inflight.sweep(t0 + Duration::from_secs(3600)), 1, "only the armed one");
+        assert!(expiry.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(inflight.sweep(t0 + Duration::from_secs(3600)), 0, "expired once");
+        let mut never = std::pin::pin!(inflight.expiry(&unarmed));
+        assert!(never.as_mut().poll(&mut cx).is_pending());
+        inflight.end(armed);
+        inflight.end(unarmed);
+        assert!(inflight.is_empty());
     }
 }
