@@ -25,7 +25,7 @@ use crate::{
         Core, CoreMsg, Mesh, Start,
         connections::{self, Surface},
     },
-    forward::{dispatch, poller},
+    forward::{dispatch, lookup, poller},
     http::Endpoint,
     journal::{self, Journal, Pending, Replayed},
     ledger::Entry,
@@ -412,7 +412,7 @@ async fn core_main(
     monoio::spawn(async move { flusher.run().await });
     monoio::spawn(dispatch::sweep_deadlines(Rc::clone(&core)));
     // Before listening: the peer may ask for this core's books as soon as it listens.
-    let pending = dispatch::settle_stored(&core, share.pending).await;
+    let pending = lookup::settle_stored(&core, share.pending).await;
     let bound = match &plan.listen {
         Listen::Configured => bind_patiently(id, config).await,
         Listen::Given { api, peer } => adopt(id, api, peer.as_ref()),

@@ -7,7 +7,7 @@ use std::{fmt, rc::Rc};
 
 use crate::{
     cores::{Core, CoreGone, CoreMsg},
-    forward::dispatch,
+    forward::lookup,
     http, journal,
     ledger::{ShardSummary, TimeRange},
     money, peer,
@@ -85,7 +85,7 @@ pub async fn deployment_summary(
 /// The peer's totals read from its journal (`PEER_JOURNAL_DIR`, a shared volume), when the
 /// peer itself does not answer: killed, or restarting. Its file holds what it settled, and the
 /// attempts it had sent and not heard back from: each of those whose `requestedAt` the range
-/// counts is looked up at its processor (`dispatch`), and counted if stored there. `None` when
+/// counts is looked up at its processor (`forward::lookup`), and counted if stored there. `None` when
 /// the journal cannot be read or a lookup gets no answer: no total rather than a partial one.
 /// A blocking read of a few megabytes, on a path taken only while the peer is down.
 async fn peer_books(core: &Rc<Core>, range: TimeRange) -> Option<ShardSummary> {
@@ -98,7 +98,7 @@ async fn peer_books(core: &Rc<Core>, range: TimeRange) -> Option<ShardSummary> {
         }
     };
     let mut total = books.settled;
-    for entry in dispatch::settled_elsewhere(core, books.in_flight).await? {
+    for entry in lookup::settled_elsewhere(core, books.in_flight).await? {
         total.count(entry);
     }
     Some(total)

@@ -4,7 +4,9 @@
 //!
 //! - [`dispatch`]: the forwarding tasks, from the queue through routing and one attempt to the
 //!   ledger.
+//! - [`lookup`]: what the processors say of payments whose outcome is unknown.
 //! - [`poller`]: core 0's health poll, shared with every core and the peer.
 
 pub mod dispatch;
+pub mod lookup;
 pub mod poller;
