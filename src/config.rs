@@ -101,6 +101,13 @@ knobs! {
     /// Requests in flight per core at one processor. A processor takes 800 in progress (plus
     /// 500 queued, then 429) for everyone: two instances of one core each stay under it.
     processor_inflight_max: usize = number("PROCESSOR_INFLIGHT_MAX", 384, 1, 100_000),
+    /// Forwards one core starts a second at most. In steady state the contest's arrivals (~300
+    /// a second per instance at the peak) never meet it; a released backlog (thousands held for
+    /// a processor that has just come back) does, and goes out over seconds at ~40 µs of CPU a
+    /// forward (0.16 CPU at 4,000) instead of taking the instance's whole 0.74-CPU quota in one
+    /// burst, which the kernel answers by throttling the core, POST answers included, for the
+    /// rest of each 100 ms period.
+    forwards_per_s_max: u64 = number("FORWARDS_PER_S_MAX", 4_000, 1, 1_000_000),
     /// Payments a processor stores a second, for everyone, when it has no delay: how fast a
     /// held backlog can be released into it, so how long before the end the release must start
     /// (`upstream::route`). Its source does not say; an ASP.NET endpoint inserting into

@@ -100,3 +100,32 @@ fn a_released_backlog_stays_within_the_slot_limit() {
     assert!(most <= cores * SLOTS_PER_CORE, "{most} requests at once, above {cores} × {slots}");
     assert_eq!(emulator_totals(&rig.emulator, None, None)[1], (0, 0), "held for the default");
 }
+
+/// Goal: a released backlog goes out at the cores' forward pace (`FORWARDS_PER_S_MAX`), over
+/// seconds, not in one burst that takes a core's whole CPU quota. Method: one core per
+/// instance paced at 200 forwards a second, the default failing while 600 payments are held
+/// for it; once it recovers, storing them all must take at least what the pace allows: 600
+/// less a burst of 64 per core, at 2 × 200 a second, 1.18 s.
+#[test]
+fn a_released_backlog_goes_out_at_the_pace() {
+    let rig = Rig::start_with(&[
+        ("TEST_DURATION_MS", "120000"),
+        ("WORKER_COUNT", "1"),
+        ("FORWARDS_PER_S_MAX", "200"),
+    ]);
+    let mut client = Client::connect(rig.api());
+    purge(&mut client);
+    rig.emulator.set_failing(Which::Default, true);
+    let accepted = 600;
+    let mut clients: Vec<Client> = (0..8).map(|_| Client::connect(rig.api())).collect();
+    for i in 0..accepted {
+        assert_eq!(clients[i as usize % 8].post_payment(&uuid(i)).status, 202);
+    }
+    let released = Instant::now();
+    rig.emulator.set_failing(Which::Default, false);
+    wait_until("every payment on the default", || {
+        emulator_totals(&rig.emulator, None, None)[0].0 == u64::from(accepted)
+    });
+    let took = released.elapsed();
+    assert!(took >= Duration::from_millis(1_100), "600 payments released in {took:?}");
+}

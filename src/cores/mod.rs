@@ -9,6 +9,7 @@
 
 pub mod connections;
 pub mod mesh;
+pub mod pace;
 pub mod queue;
 pub mod slots;
 
@@ -90,9 +91,11 @@ pub struct Core {
     metrics: CoreMetrics,
     /// What happened to this core's payments, on disk (shared with the core's flusher task).
     journal: Rc<Journal>,
-    /// This core's share of what a processor stores a second (`PROCESSOR_ABSORB_PER_S` over
-    /// every core of the deployment), for routing's release deadline.
-    absorb_share_per_s: u64,
+    /// The most payments a second this core can land at a processor: its forward pace
+    /// (`FORWARDS_PER_S_MAX`), and its share of what a processor stores a second
+    /// (`PROCESSOR_ABSORB_PER_S` over every core of the deployment), for routing's release
+    /// deadline.
+    sends_per_s_max: u64,
 }
 
 impl Core {
@@ -125,7 +128,12 @@ impl Core {
             continuity,
             ledger: RefCell::new(ledger),
             seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
-            forwarding: Forwarding::new(id, config.queue_len_max, config.dispatch_inflight_max),
+            forwarding: Forwarding::new(
+                id,
+                config.queue_len_max,
+                config.dispatch_inflight_max,
+                config.forwards_per_s_max,
+            ),
             upstreams: [
                 Upstream::new(Processor::Default, default, config),
                 Upstream::new(Processor::Fallback, fallback, config),
@@ -141,7 +149,8 @@ impl Core {
             date: DateCache::default(),
             metrics: CoreMetrics::default(),
             journal: Rc::new(start.journal),
-            absorb_share_per_s: (config.processor_absorb_per_s / deployment_cores).max(1),
+            sends_per_s_max: (config.processor_absorb_per_s / deployment_cores)
+                .clamp(1, config.forwards_per_s_max),
         }
     }
 
@@ -242,7 +251,7 @@ impl Core {
                 && forwarding.queue_len() < self.config.queue_len_max / HOLD_QUEUE_SHARE,
             end: self.test_clock.end(now_ms, self.config),
         };
-        route::decide(&self.upstreams, self.config, load, self.absorb_share_per_s, now, usable)
+        route::decide(&self.upstreams, self.config, load, self.sends_per_s_max, now, usable)
     }
 
     /// How long after `now_ms` a payment sent now to `processor`, with `delay_ms` of planned

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::slots::{SlotWait, SlotWaiters};
+use super::{
+    pace::Pace,
+    slots::{SlotWait, SlotWaiters},
+};
 use crate::{journal::Pending, payment::Payment};
 
 /// A core's forwarding work. Owned by the core; the flows in `dispatch` drive it.
@@ -28,6 +31,8 @@ pub struct Forwarding {
     tasks_max: usize,
     /// Tasks waiting for a slot at a processor.
     slot_waiters: SlotWaiters,
+    /// How fast this core starts forwards (`FORWARDS_PER_S_MAX`).
+    pace: Pace,
     /// Tasks holding their payment for the cheaper processor (`Route::Hold`).
     holding: Cell<usize>,
     /// The current stretch of holding, meaningful while `holding` > 0: logged when it starts
@@ -44,8 +49,14 @@ pub struct Forwarding {
 const ARRIVALS_WINDOW: Duration = Duration::from_secs(1);
 
 impl Forwarding {
-    /// No work for core `core_id`: `queue_len_max` payments may wait, `tasks_max` tasks may run.
-    pub fn new(core_id: usize, queue_len_max: usize, tasks_max: usize) -> Forwarding {
+    /// No work for core `core_id`: `queue_len_max` payments may wait, `tasks_max` tasks may run,
+    /// `per_s_max` forwards may start a second.
+    pub fn new(
+        core_id: usize,
+        queue_len_max: usize,
+        tasks_max: usize,
+        per_s_max: u64,
+    ) -> Forwarding {
         Forwarding {
             core_id,
             queue: RefCell::new(Queue::new(queue_len_max)),
@@ -53,6 +64,7 @@ impl Forwarding {
             tasks: Cell::new(0),
             tasks_max,
             slot_waiters: SlotWaiters::default(),
+            pace: Pace::new(per_s_max),
             holding: Cell::new(0),
             hold_episode: Cell::new(HoldEpisode { since: Instant::now(), backlog_most: 0 }),
             arrived: Cell::new(0),
@@ -132,6 +144,11 @@ impl Forwarding {
     /// Payments held: queued, or with a task.
     pub fn held(&self) -> usize {
         self.queue_len() + self.tasks()
+    }
+
+    /// Reserves a forward decided at `now`; returns when it may go (see [`Pace`]).
+    pub fn pace_turn(&self, now: Instant) -> Instant {
+        self.pace.reserve(now)
     }
 
     /// Waits until a slot at a processor is freed and this task is the one woken.
@@ -375,7 +392,7 @@ mod tests {
     /// counts a task until its mark drops. Method: synthetic instants.
     #[test]
     fn arrival_rate_and_holding() {
-        let forwarding = Forwarding::new(0, 8, 4);
+        let forwarding = Forwarding::new(0, 8, 4, 4_000);
         let t0 = forwarding.arrivals_sample.get().0;
         for _ in 0..300 {
             forwarding.arrived();

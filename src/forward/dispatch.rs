@@ -187,16 +187,18 @@ struct Course<'a> {
     held_since: Option<Instant>,
     /// Present while it is held (`Route::Hold`): counted in the core's holding gauge.
     holding: Option<HoldMark<'a>>,
+    /// A turn of the core's forward pace waited for and not yet used: the next send takes it.
+    paced: bool,
 }
 
 impl<'a> Course<'a> {
     /// A payment's course from where it stands: `pin` is an attempt that may have stored it.
     fn new(pin: Option<(Processor, i64)>) -> Course<'a> {
-        Course { pinned: pin, refused_by: None, held_since: None, holding: None }
+        Course { pinned: pin, refused_by: None, held_since: None, holding: None, paced: false }
     }
 
     /// Where the next attempt goes and its `requestedAt`, or `None` after waiting (for a
-    /// probe, a slot, or the cheaper processor): then the caller looks again.
+    /// probe, a slot, the core's pace, or the cheaper processor): then the caller looks again.
     async fn next(
         &mut self,
         core: &'a Core,
@@ -218,25 +220,17 @@ impl<'a> Course<'a> {
         }
         match route {
             Route::Send(processor) => {
-                let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
-                let lead_ms = core.requested_at_lead_ms(processor, planned_delay_ms, now_ms);
-                let requested_at_ms = now_ms.saturating_add(lead_ms as i64);
-                let ticket = take_slot(core, processor, started, planned_delay_ms);
-                // On disk before the request leaves: from then on the payment may be stored
-                // there, and a restart must retry exactly this. A journal that cannot write
-                // holds the attempt back until it can (or a purge moves its records to a new
-                // file): sent unrecorded, a crash would replay the payment free to go to the
-                // other processor as well.
-                let journal = core.journal();
-                let seq = journal.append(Kind::Attempt, payment, Some(processor), requested_at_ms);
-                journal.durable_eventually(seq).await;
-                if journal.is_on() {
-                    // The answer is expected a delay after the request leaves, not after the
-                    // decision: a slow flush must not look like a slow processor.
-                    let delay = Duration::from_millis(planned_delay_ms);
-                    core.upstream(processor).inflight().expect(&ticket, Instant::now() + delay);
+                if !std::mem::take(&mut self.paced) {
+                    // A send goes at the core's pace: a released backlog waits for its turn
+                    // here, then looks again with the turn in hand.
+                    let turn = core.forwarding().pace_turn(started);
+                    if turn > started {
+                        self.paced = true;
+                        monoio::time::sleep_until(turn.into()).await;
+                        return None;
+                    }
                 }
-                Some(Target { processor, requested_at_ms, planned_delay_ms, ticket })
+                Some(attempt_at(core, payment, processor, started, now_ms).await)
             }
             Route::Hold | Route::Wait => {
                 if route == Route::Hold && self.holding.is_none() {
@@ -263,6 +257,35 @@ struct Target {
     requested_at_ms: i64,
     planned_delay_ms: u64,
     ticket: Ticket,
+}
+
+/// An attempt at `processor`, decided at `started` (`now_ms` on the wall clock): its
+/// `requestedAt`, its slot, and its record, on disk before the request leaves.
+async fn attempt_at(
+    core: &Core,
+    payment: &Payment,
+    processor: Processor,
+    started: Instant,
+    now_ms: i64,
+) -> Target {
+    let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
+    let lead_ms = core.requested_at_lead_ms(processor, planned_delay_ms, now_ms);
+    let requested_at_ms = now_ms.saturating_add(lead_ms as i64);
+    let ticket = take_slot(core, processor, started, planned_delay_ms);
+    // On disk before the request leaves: from then on the payment may be stored there, and a
+    // restart must retry exactly this. A journal that cannot write holds the attempt back until
+    // it can (or a purge moves its records to a new file): sent unrecorded, a crash would
+    // replay the payment free to go to the other processor as well.
+    let journal = core.journal();
+    let seq = journal.append(Kind::Attempt, payment, Some(processor), requested_at_ms);
+    journal.durable_eventually(seq).await;
+    if journal.is_on() {
+        // The answer is expected a delay after the request leaves, not after the decision: a
+        // slow flush must not look like a slow processor.
+        let delay = Duration::from_millis(planned_delay_ms);
+        core.upstream(processor).inflight().expect(&ticket, Instant::now() + delay);
+    }
+    Target { processor, requested_at_ms, planned_delay_ms, ticket }
 }
 
 /// Forwards one payment until it is stored (or refused for good), and records it once, in

@@ -78,11 +78,6 @@ pub const END_MARGIN_MS: u64 = 1_000;
 /// seconds covers all three at the contest's rates.
 pub const RELEASE_MARGIN_MS: u64 = 2_000;
 
-/// CPU time one forward costs a core, µs, which caps how fast a core forwards when the
-/// processor answers at once: a forward is ~30-50 µs of CPU (request, answer, ledger), more
-/// under a 0.75-CPU quota; 100 µs (10,000 a second) errs on the safe side.
-pub const FORWARD_CPU_US: u64 = 100;
-
 /// The share of `QUEUE_LEN_MAX` up to which payments are held for the cheaper processor (1 in
 /// this many): beyond it the dearer one takes them, so that the queue keeps room and never
 /// answers 503 because of holding.
@@ -134,13 +129,13 @@ pub fn lead_ms(delay_ms: u64, end: End, floor_ms: u64) -> u64 {
 }
 
 /// Where a payment would go now: each upstream as a [`View`] (its planned delay, its slots,
-/// `usable` for its breaker, this core's `absorb_per_s` share of what it stores a second), and
-/// the core's load. Takes no probe (see `dispatch`).
+/// `usable` for its breaker, the most this core sends there a second, `per_s_max`), and the
+/// core's load. Takes no probe (see `dispatch`).
 pub fn decide(
     upstreams: &[Upstream; 2],
     config: &Config,
     load: Load,
-    absorb_per_s: u64,
+    per_s_max: u64,
     now: Instant,
     usable: impl Fn(&Upstream) -> bool,
 ) -> Route {
@@ -152,7 +147,7 @@ pub fn decide(
         inflight_max: config.processor_inflight_max,
         delay_ms: upstream.planned_delay_ms(now, config),
         fee_ppm: fees[upstream.processor().index()],
-        absorb_per_s,
+        per_s_max,
     });
     choose(views, load)
 }
@@ -173,9 +168,10 @@ pub struct View {
     pub delay_ms: u64,
     /// Fee in parts per million of the amount (5% = 50_000).
     pub fee_ppm: u64,
-    /// This core's share of the payments the processor stores a second when it has no delay
+    /// The most payments a second this core can land there whatever the delay: its forward
+    /// pace (`FORWARDS_PER_S_MAX`), and its share of what the processor stores a second
     /// (`PROCESSOR_ABSORB_PER_S` over every core of the deployment).
-    pub absorb_per_s: u64,
+    pub per_s_max: u64,
 }
 
 impl View {
@@ -188,10 +184,10 @@ impl View {
     }
 
     /// Payments a second this core can land there: its slots' turns at the delay, at most
-    /// what its CPU forwards ([`FORWARD_CPU_US`]) and its share of what the processor stores.
+    /// `per_s_max`.
     fn per_s(self) -> u64 {
         let turns = (self.inflight_max as u64).saturating_mul(1_000) / self.delay_ms.max(1);
-        turns.min(1_000_000 / FORWARD_CPU_US).min(self.absorb_per_s)
+        turns.min(self.per_s_max)
     }
 
     fn free(self) -> bool {
@@ -406,7 +402,7 @@ mod tests {
             inflight_max: 384,
             delay_ms: delay.unwrap_or(0),
             fee_ppm,
-            absorb_per_s: u64::MAX,
+            per_s_max: 10_000,
         };
         [view(fees.0, default), view(fees.1, fallback)]
     }
@@ -479,7 +475,8 @@ mod tests {
             (views(FINAL_FEES, Some(5000), Some(0)), known(200_000, 0), send(D)),
             (views(DOC_FEES, Some(5000), Some(0)), known(200_000, 0), send(D)),
             // A failing default is held for while the fallback could take the backlog in time:
-            // 10,000 payments at 10,000 a second (the CPU's pace), one delay, 2 s of margin.
+            // 10,000 payments at 10,000 a second (the most this core sends), one delay, 2 s of
+            // margin.
             (views(FINAL_FEES, None, Some(20)), known(60_000, 10_000), Route::Hold),
             (views(FINAL_FEES, None, Some(20)), known(3_000, 10_000), send(F)),
             // Not when the fallback could not keep up with the arrivals: 384 slots at 2 s take
@@ -530,19 +527,19 @@ mod tests {
     }
 
     /// Goal: the release estimate drains the backlog at what the processor takes beyond the
-    /// arrivals (its slots' turns, at most the CPU's pace and this core's share of what the
-    /// processor stores a second), then waits one delay; never when the arrivals alone fill it.
+    /// arrivals (its slots' turns, at most the most this core sends there a second), then waits
+    /// one delay; never when the arrivals alone fill it.
     #[test]
     fn release_estimate() {
         let fast = views(FINAL_FEES, Some(0), Some(20))[1];
         assert_eq!(release_ms(fast, 0, 0), 20);
-        assert_eq!(release_ms(fast, 10_000, 0), 1_000 + 20, "10,000 a second: the CPU");
+        assert_eq!(release_ms(fast, 10_000, 0), 1_000 + 20, "10,000 a second: its most");
         let slow = views(FINAL_FEES, Some(0), Some(2_000))[1];
         assert_eq!(release_ms(slow, 1_920, 0), 10_000 + 2_000, "384 slots every 2 s");
         assert_eq!(release_ms(slow, 1_920, 96), 20_000 + 2_000, "half of it for arrivals");
         assert_eq!(release_ms(slow, 0, 192), u64::MAX, "all of it for arrivals");
         // Two instances of one core each share a processor that stores 2,000 a second.
-        let shared = View { absorb_per_s: 1_000, ..fast };
+        let shared = View { per_s_max: 1_000, ..fast };
         assert_eq!(release_ms(shared, 10_000, 0), 10_000 + 20, "its share, not the CPU's pace");
         assert_eq!(release_ms(shared, 10_000, 500), 20_000 + 20);
     }
@@ -604,17 +601,18 @@ mod tests {
     }
 
     /// Goal: a held backlog is released when the dearer processor could not store it in time at
-    /// this core's share of what it stores a second, not at the pace of this core's CPU (10,000
-    /// a second), which counted neither the processor's limit nor the other cores sending to it.
-    /// Method: a failing default, 60,000 payments held with 60 s left: at the CPU's pace (6 s) it
-    /// would still be held; at a share of 1,000 a second (60 s) it goes to the fallback.
+    /// the most this core sends there a second (its share of what the processor stores, its
+    /// pace), not at a fixed 10,000 a second, which counted neither the processor's limit nor
+    /// the other cores sending to it. Method: a failing default, 60,000 payments held with 60 s
+    /// left: at 10,000 a second (6 s) it would still be held; at 1,000 a second (60 s) it goes to
+    /// the fallback.
     #[test]
     fn a_shared_processor_is_released_to_sooner() {
         let cpu_paced = views(FINAL_FEES, None, Some(20));
         let load = known(60_000, 60_000);
         assert_eq!(choose(cpu_paced, load), Route::Hold);
         let mut shared = cpu_paced;
-        shared[1].absorb_per_s = 1_000;
+        shared[1].per_s_max = 1_000;
         assert_eq!(choose(shared, load), Route::Send(Processor::Fallback));
     }
 
@@ -628,7 +626,7 @@ mod tests {
             inflight_max: 0,
             delay_ms: u64::MAX,
             fee_ppm: u64::MAX,
-            absorb_per_s: u64::MAX,
+            per_s_max: 10_000,
         };
         let load = Load { waiting: usize::MAX, backlog: usize::MAX, held_ms: u64::MAX, ..LOAD };
         assert_eq!(choose([extreme, extreme], load), Route::Full);
