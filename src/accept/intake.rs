@@ -43,12 +43,22 @@ pub async fn accept_payment(core: &Rc<Core>, json: &[u8], body: &mut Body) -> (I
     // Remembered before the wait, so that a repeat on this core meanwhile is answered 409.
     core.remember_accepted(id);
     let seq = journal.append(Kind::Accepted, &payment, None, 0);
+    // When it can go at once, its first attempt is decided now, and its record rides in the
+    // same write as the acceptance's.
+    let decided = dispatch::decide_at_intake(core, &payment);
     if let Err(kind) = journal.durable(seq).await {
+        if let Some(decided) = decided {
+            dispatch::abandon_decided(core, decided);
+        }
         // Should the record reach the disk after all, this one says it was not accepted.
         journal.append(Kind::Closed, &payment, None, 0);
         core.forget_accepted(id);
         let reason = Refusal::Unwritable(kind).reason();
         return (Intake::Unjournaled, unavailable(body, reason));
+    }
+    if let Some(decided) = decided {
+        dispatch::start_decided(core, payment, decided);
+        return (Intake::Accepted, Status::Accepted);
     }
     match dispatch::submit(core, payment) {
         Ok(()) => (Intake::Accepted, Status::Accepted),

@@ -31,6 +31,17 @@ impl Pace {
         Pace { interval, next: Cell::new(Instant::now()) }
     }
 
+    /// Takes a turn at `now` if one is free now; reserves nothing otherwise.
+    pub fn try_take(&self, now: Instant) -> bool {
+        let burst = self.interval * (PACE_BURST - 1);
+        let next = self.next.get();
+        let free = next.checked_sub(burst).is_none_or(|earliest| now >= earliest);
+        if free {
+            self.next.set(next.max(now) + self.interval);
+        }
+        free
+    }
+
     /// Reserves a send decided at `now`, and returns when it may go: `now`, or a later turn.
     pub fn reserve(&self, now: Instant) -> Instant {
         let burst = self.interval * (PACE_BURST - 1);
@@ -60,5 +71,9 @@ mod tests {
         assert_eq!(turns, [ms(1), ms(2), ms(3)], "then one a millisecond, in order");
         let later = ms(1_000);
         assert_eq!(pace.reserve(later), later, "after a pause, at once again");
+        let pace = Pace { interval: Duration::from_millis(1), next: Cell::new(t0) };
+        assert_eq!((0..PACE_BURST).filter(|_| pace.try_take(t0)).count(), PACE_BURST as usize);
+        assert!(!pace.try_take(t0), "past the burst, no turn now");
+        assert!(pace.try_take(ms(1)), "and one a millisecond later");
     }
 }

@@ -146,6 +146,11 @@ impl Forwarding {
         self.queue_len() + self.tasks()
     }
 
+    /// Takes a turn of the forward pace at `now` if one is free now (see [`Pace`]).
+    pub fn pace_now(&self, now: Instant) -> bool {
+        self.pace.try_take(now)
+    }
+
     /// Reserves a forward decided at `now`; returns when it may go (see [`Pace`]).
     pub fn pace_turn(&self, now: Instant) -> Instant {
         self.pace.reserve(now)

@@ -125,7 +125,7 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
 pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
     core.forwarding().arrived();
     if core.forwarding().try_start_task() {
-        monoio::spawn(drain(Rc::clone(core), Pending { payment, pin: None }));
+        monoio::spawn(drain(Rc::clone(core), Pending { payment, pin: None }, None));
         Ok(())
     } else {
         core.forwarding().enqueue(payment)
@@ -138,19 +138,19 @@ pub fn submit(core: &Rc<Core>, payment: Payment) -> Result<(), QueueFull> {
 pub fn resume(core: &Rc<Core>, pending: Vec<Pending>) {
     for work in pending {
         if core.forwarding().try_start_task() {
-            monoio::spawn(drain(Rc::clone(core), work));
+            monoio::spawn(drain(Rc::clone(core), work, None));
         } else {
             core.forwarding().resume(work);
         }
     }
 }
 
-/// One forwarding slot: settles `first`, then whatever is waiting, then frees the slot.
-async fn drain(core: Rc<Core>, first: Pending) {
-    let mut next = Some(first);
-    while let Some(work) = next {
-        forward(&core, work).await;
-        next = core.forwarding().next_work();
+/// One forwarding slot: settles `first` (its first attempt `decided` already, if so), then
+/// whatever is waiting, then frees the slot.
+async fn drain(core: Rc<Core>, first: Pending, decided: Option<Decided>) {
+    forward(&core, first, decided).await;
+    while let Some(work) = core.forwarding().next_work() {
+        forward(&core, work, None).await;
     }
     core.forwarding().end_task();
 }
@@ -268,31 +268,95 @@ async fn attempt_at(
     started: Instant,
     now_ms: i64,
 ) -> Target {
-    let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
-    let lead_ms = core.requested_at_lead_ms(processor, planned_delay_ms, now_ms);
-    let requested_at_ms = now_ms.saturating_add(lead_ms as i64);
-    let ticket = take_slot(core, processor, started, planned_delay_ms);
+    let (target, seq) = plan_attempt(core, payment, processor, started, now_ms);
     // On disk before the request leaves: from then on the payment may be stored there, and a
     // restart must retry exactly this. A journal that cannot write holds the attempt back until
     // it can (or a purge moves its records to a new file): sent unrecorded, a crash would
     // replay the payment free to go to the other processor as well.
-    let journal = core.journal();
-    let seq = journal.append(Kind::Attempt, payment, Some(processor), requested_at_ms);
-    journal.durable_eventually(seq).await;
-    if journal.is_on() {
-        // The answer is expected a delay after the request leaves, not after the decision: a
-        // slow flush must not look like a slow processor.
-        let delay = Duration::from_millis(planned_delay_ms);
-        core.upstream(processor).inflight().expect(&ticket, Instant::now() + delay);
+    core.journal().durable_eventually(seq).await;
+    leaves_now(core, &target);
+    target
+}
+
+/// An attempt's `requestedAt` and slot, and its record appended (its sequence number returned,
+/// to wait for): everything but the wait.
+fn plan_attempt(
+    core: &Core,
+    payment: &Payment,
+    processor: Processor,
+    started: Instant,
+    now_ms: i64,
+) -> (Target, u64) {
+    let planned_delay_ms = planned_delay_ms_capped(core, processor, started);
+    let lead_ms = core.requested_at_lead_ms(processor, planned_delay_ms, now_ms);
+    let requested_at_ms = now_ms.saturating_add(lead_ms as i64);
+    let ticket = take_slot(core, processor, started, planned_delay_ms);
+    let seq = core.journal().append(Kind::Attempt, payment, Some(processor), requested_at_ms);
+    (Target { processor, requested_at_ms, planned_delay_ms, ticket }, seq)
+}
+
+/// The attempt leaves now, its record written: its answer is expected a delay from now, not
+/// from the decision, so that a slow flush does not look like a slow processor.
+fn leaves_now(core: &Core, target: &Target) {
+    if core.journal().is_on() {
+        let expected = Instant::now() + Duration::from_millis(target.planned_delay_ms);
+        core.upstream(target.processor).inflight().expect(&target.ticket, expected);
     }
-    Target { processor, requested_at_ms, planned_delay_ms, ticket }
+}
+
+/// A payment whose first attempt was decided at intake: its forwarding task's place and its
+/// slot taken, its attempt's record appended to ride in the write of its acceptance.
+pub struct Decided {
+    target: Target,
+    started: Instant,
+}
+
+/// At intake, when a forwarding task is free and the payment can go now, on pace, where routing
+/// sends it: takes the task's place and the slot and appends the attempt's record, so that the
+/// acceptance's write the intake is about to wait for carries both (one write a payment, not
+/// two, and the request leaves right after the `202`). `None`: the usual way ([`submit`]).
+pub fn decide_at_intake(core: &Rc<Core>, payment: &Payment) -> Option<Decided> {
+    let forwarding = core.forwarding();
+    if !forwarding.try_start_task() {
+        return None;
+    }
+    let started = Instant::now();
+    let now_ms = timestamp::now_ms();
+    let decided = match route(core, None, started, now_ms, 0) {
+        Route::Send(processor) if forwarding.pace_now(started) => {
+            let (target, _) = plan_attempt(core, payment, processor, started, now_ms);
+            Some(Decided { target, started })
+        }
+        _ => None,
+    };
+    if decided.is_none() {
+        forwarding.end_task();
+    }
+    decided
+}
+
+/// Starts forwarding a payment decided at intake, its records written (the `202` is given).
+pub fn start_decided(core: &Rc<Core>, payment: Payment, decided: Decided) {
+    core.forwarding().arrived();
+    leaves_now(core, &decided.target);
+    let work = Pending { payment, pin: None };
+    monoio::spawn(drain(Rc::clone(core), work, Some(decided)));
+}
+
+/// Gives back what a decision at intake took: the acceptance could not be written, so the
+/// payment is refused and its attempt never leaves (the intake records it closed).
+pub fn abandon_decided(core: &Core, decided: Decided) {
+    let Decided { target, .. } = decided;
+    core.upstream(target.processor).inflight().end(target.ticket);
+    core.forwarding().slot_freed();
+    core.forwarding().end_task();
 }
 
 /// Forwards one payment until it is stored (or refused for good), and records it once, in
 /// the ledger and the journal. A payment pinned to an attempt whose outcome is unknown (by a
 /// timeout, a broken connection, or a killed life) is looked up at that processor once the
 /// attempt is due, before it is sent there again.
-async fn forward(core: &Core, work: Pending) {
+async fn forward(core: &Core, work: Pending, mut decided: Option<Decided>) {
     let Pending { payment, pin } = work;
     if let Some(pin) = pin
         && look_up_when_due(core, &payment, pin).await == Lookup::Found
@@ -302,12 +366,18 @@ async fn forward(core: &Core, work: Pending) {
     let mut course = Course::new(pin);
     let mut backoff = core.config().retry_backoff();
     loop {
-        // One reading of each clock per attempt serves routing, `requestedAt` and the
-        // latency measurement (clock reads showed in the profile).
-        let started = Instant::now();
-        let now_ms = timestamp::now_ms();
-        let Some(target) = course.next(core, &payment, started, now_ms).await else {
-            continue;
+        let (target, started) = match decided.take() {
+            Some(Decided { target, started }) => (target, started),
+            None => {
+                // One reading of each clock per attempt serves routing, `requestedAt` and the
+                // latency measurement (clock reads showed in the profile).
+                let started = Instant::now();
+                let now_ms = timestamp::now_ms();
+                let Some(target) = course.next(core, &payment, started, now_ms).await else {
+                    continue;
+                };
+                (target, started)
+            }
         };
         let (processor, requested_at_ms) = (target.processor, target.requested_at_ms);
         let attempt = send(core, &payment, target).await;
@@ -474,9 +544,9 @@ mod tests {
             let payment =
                 Payment { correlation_id: *b"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3", cents: 1990 };
             let forwarding = Rc::clone(&core);
-            monoio::spawn(
-                async move { forward(&forwarding, Pending { payment, pin: None }).await },
-            );
+            monoio::spawn(async move {
+                forward(&forwarding, Pending { payment, pin: None }, None).await
+            });
             while core.journal().writes() < 2 {
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
