@@ -513,7 +513,7 @@ fn an_instance_started_again_at_once_comes_back_and_loses_nothing() {
             });
         }
         rig.backend.restart("b").expect("start b again at once");
-        let mut alive = |rig: &mut Rig| {
+        let alive = |rig: &mut Rig| {
             if let Some(exit) = rig.backend.exited() {
                 panic!("{}", rig.backend.describe_failure(&exit));
             }
