@@ -28,8 +28,9 @@ use crate::{
 /// pending read owns its buffer, so an idle keep-alive connection holds this much, no more. A
 /// larger request grows the buffer by this step at a time (`http::read_more`), so it never
 /// holds more than the request plus one step: at most `REQUEST_HEAD_BYTES_MAX +
-/// REQUEST_BODY_BYTES_MAX` plus this. Once the large request is answered, the buffer shrinks
-/// back to this size.
+/// REQUEST_BODY_BYTES_MAX` plus this, the bound the connection cap is derived from
+/// (`config::CONNECTION_OVERHEAD_BYTES`). Once the large request is answered, the buffer
+/// shrinks back to this size.
 const READ_BUF_BYTES: usize = 1024;
 
 /// A connection's write buffer, allocated by its first response (a connection that never
@@ -37,6 +38,11 @@ const READ_BUF_BYTES: usize = 1024;
 /// `202` is ~130 bytes, a summary ~250. A larger response (`/metrics`) grows it for once; it
 /// shrinks back to this after the write.
 const WRITE_BUF_BYTES: usize = 512;
+
+const _: () = assert!(
+    READ_BUF_BYTES + WRITE_BUF_BYTES <= crate::config::CONNECTION_OVERHEAD_BYTES,
+    "the overhead a connection is charged for must cover its buffers' own share"
+);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so a persistent error
 /// does not spin the core.

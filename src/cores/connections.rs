@@ -140,6 +140,11 @@ impl Connections {
         self.slots.borrow().len()
     }
 
+    /// `CONNECTIONS_MAX`: the public connections served at once.
+    pub fn len_max(&self) -> usize {
+        self.len_max
+    }
+
     /// Whether none is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
