@@ -304,6 +304,27 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Has glibc's allocator free small blocks at once (coalesced with their neighbours) instead
+/// of keeping them in its fast bins. A block kept there beside the top of a core's heap stops
+/// the heap from shrinking as a flood's connections close, and `malloc_trim` (the sweep's,
+/// `cores::connections`) returns free pages inside a thread's heap but never shrinks it from
+/// the top. Measured (1 core, 9,000 idle connections opened, then closed): RSS back to 3.9 MB
+/// of a 3.5 MB base with it, 9.6–16.8 MB without. The small blocks of the hot path are served
+/// by the per-thread cache, which this leaves alone: CPU per payment at 600/s unchanged
+/// (123.4 against 124.7 µs, three alternated runs of 20 s each). Returns whether glibc took it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn free_small_blocks_at_once() -> bool {
+    // SAFETY: mallopt only sets one of the allocator's parameters, under its lock; it is called
+    // at start, before the worker threads exist.
+    unsafe { libc::mallopt(libc::M_MXFAST, 0) == 1 }
+}
+
+/// Other allocators have no fast bins to turn off.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn free_small_blocks_at_once() -> bool {
+    true
+}
+
 /// How long start-up waits for a processor's name to resolve. Under compose the processors'
 /// containers may still be starting; a backend that exits instead would stay down.
 const RESOLVE_WAIT_MAX: Duration = Duration::from_secs(120);

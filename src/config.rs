@@ -8,7 +8,7 @@ use std::{
     cell::RefCell,
     fmt,
     net::{SocketAddr, ToSocketAddrs},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -165,14 +165,20 @@ knobs! {
     /// well under a millisecond). Under half of `peer::PEER_CALLS_BUDGET`, so that a summary
     /// whose first call fails still has time for its retry within the contest client's 1.5 s.
     peer_timeout_ms: u64 = number("PEER_TIMEOUT_MS", 500, 1, 60_000),
-    /// Largest request head (request line plus headers). The contest's are ~150 bytes.
-    request_head_bytes_max: usize = number("REQUEST_HEAD_BYTES_MAX", 8 * 1024, 256, 1 << 20),
+    /// Largest request head (request line plus headers). The contest's are ~150–250 bytes, and
+    /// 2 KiB is eight times that. It also bounds what a stalled client's partial head holds in
+    /// memory, which with the body's limit sizes the connection cap
+    /// ([`Config::connection_bytes_max`]): 8 KiB, the limit before, cost ~14 KiB a stalled
+    /// connection.
+    request_head_bytes_max: usize = number("REQUEST_HEAD_BYTES_MAX", 2 * 1024, 256, 1 << 20),
     /// Largest request body. A payment is ~70 bytes.
     request_body_bytes_max: usize = number("REQUEST_BODY_BYTES_MAX", 4 * 1024, 128, 1 << 20),
-    /// Open client connections per core; beyond it a new connection is closed at once. Each
-    /// costs a descriptor and ~6 KB (buffers and task): 16384 is ~100 MB at worst, and leaves
-    /// room under compose's `nofile` 65536 for the processor connections.
-    connections_max: usize = number("CONNECTIONS_MAX", 16_384, 16, 1 << 20),
+    /// Open client connections per core; beyond it a new connection is closed at once. 0 (the
+    /// default) = as many as fit the memory limit, at most [`CONNECTIONS_AUTO_MAX`]; a value set
+    /// by hand must fit it too, or the instance does not start (`Config::fit_connections`).
+    /// A fixed default cannot be right: 16,384, the one before, let a flood of stalled clients
+    /// take ~230 MB of a 170 MB instance, and the OOM killer then took everything it held.
+    connections_max: usize = number("CONNECTIONS_MAX", 0, 0, 1 << 20),
     /// A connection that completes no request and receives no response for this long is closed
     /// (a partial request gets 408 first). The contest's clients send a request every ~1 s on
     /// each connection; a stalled or dribbling client (slowloris) holds its descriptor no
@@ -193,12 +199,51 @@ knobs! {
     journal_bytes_max: u64 = number("JOURNAL_BYTES_MAX", 64 << 20, 64 * 1024, 1 << 40),
 }
 
+/// What one client connection costs beside the request bytes it holds: its task (the
+/// `accept::serve` future, 720 bytes, and monoio's task header), its read buffer's first 1 KiB
+/// and its growth step, its write buffer and response scratch once it has answered, its
+/// registry slot, and what the kernel charges to the memory cgroup for its socket and file.
+/// Measured (2026-12, io_uring, 1 core, 9,000 connections holding nothing): 1.9 KiB of RSS and
+/// 3.4 KiB of the cgroup's usage each; holding a 6,000-byte partial head, 9.3 KiB of the
+/// cgroup's usage, 3.4 KiB beyond the head. The margin above that covers the write buffer and
+/// scratch, allocator slack and the epoll driver.
+pub const CONNECTION_OVERHEAD_BYTES: usize = 6 * 1024;
+
+/// What an instance needs whatever its connections and its cores' queues and journals: the
+/// binary, the allocator's arenas, the peer link. With [`CORE_RESERVE_BYTES`], 24 MiB for a
+/// one-core instance: twice the 12 MB of RSS the lab's 300 s contests peaked at, connections
+/// included, for longer runs' ledgers.
+pub const MEMORY_RESERVE_BYTES: u64 = 16 << 20;
+
+/// What each core needs whatever its connections, beside its queue and journal: the ids it
+/// remembers for 409 (~2 MB at 65,536), its forwarding tasks and processor connections (up to
+/// `DISPATCH_INFLIGHT_MAX`), its io_uring rings, its ledger shard.
+pub const CORE_RESERVE_BYTES: u64 = 8 << 20;
+
+/// Memory of one payment in a core's queue, counted against the memory limit for each of
+/// `QUEUE_LEN_MAX`: 48 bytes, doubled, as the queue's deque grows by doubling.
+pub const QUEUED_PAYMENT_BYTES: u64 = 96;
+
+/// The most connections per core `CONNECTIONS_MAX=0` derives, however much memory there is:
+/// each is a descriptor, and cores × this stays under compose's `nofile` 65536 with room for
+/// the processor connections.
+pub const CONNECTIONS_AUTO_MAX: usize = 16_384;
+
+/// The fewest connections per core `CONNECTIONS_MAX` may be set to.
+pub const CONNECTIONS_MIN: usize = 16;
+
+/// The fewest connections per core `CONNECTIONS_MAX=0` must find room for in the memory limit,
+/// or the instance does not start: a journal or a queue too large for the container, or a
+/// container too small, is reported at start rather than found as refused clients. The contest
+/// holds ~300 connections per instance.
+pub const CONNECTIONS_AUTO_MIN: usize = 1024;
+
 /// A configuration error: which variable, what it held, what was expected.
 #[derive(Debug)]
 pub struct ConfigError {
     name: &'static str,
     value: String,
-    expected: &'static str,
+    expected: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -210,13 +255,24 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment, and fits the connection cap to the memory this process
+    /// may use ([`memory_limit_bytes`]).
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+        Config::from_lookup_within(|name| std::env::var(name).ok(), memory_limit_bytes())
     }
 
-    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    /// Reads the configuration through `lookup` (the environment, or a map in tests), with no
+    /// memory limit known: `CONNECTIONS_MAX=0` is then [`CONNECTIONS_AUTO_MAX`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::from_lookup_within(lookup, None)
+    }
+
+    /// Reads the configuration through `lookup` for a process that may use `memory_bytes`
+    /// (`None`: unknown), which bounds the connection cap (`Config::fit_connections`).
+    pub fn from_lookup_within(
+        lookup: impl Fn(&str) -> Option<String>,
+        memory_bytes: Option<u64>,
+    ) -> Result<Config, ConfigError> {
         let env = Env { lookup: &lookup, effective: RefCell::new(Vec::new()) };
         let mut config = Config::read(&env)?;
         // In table order already: `read` fills the struct literal row by row.
@@ -225,8 +281,79 @@ impl Config {
         if config.worker_count == 0 {
             effective.push(("WORKER_COUNT(auto)", config.workers().to_string()));
         }
+        let derived = config.connections_max == 0;
+        config.connections_max = config.fit_connections(memory_bytes)?;
+        if derived {
+            effective.push(("CONNECTIONS_MAX(auto)", config.connections_max.to_string()));
+        }
+        let memory = memory_bytes.map_or_else(|| "unknown".to_owned(), |bytes| bytes.to_string());
+        effective.push(("memory_limit_bytes", memory));
         config.effective = effective;
         Ok(config)
+    }
+
+    /// The most memory one client connection may take: a request of the largest head and body
+    /// allowed, held whole while it is read, and the [`CONNECTION_OVERHEAD_BYTES`] of every
+    /// connection. A stalled client can hold no more: `accept::serve` grows its read buffer one
+    /// step at a time and the parser refuses a request beyond the limits.
+    pub fn connection_bytes_max(&self) -> u64 {
+        let request = self.request_head_bytes_max + self.request_body_bytes_max;
+        (request + CONNECTION_OVERHEAD_BYTES) as u64
+    }
+
+    /// The memory the instance needs whatever its connections: [`MEMORY_RESERVE_BYTES`], and for
+    /// each core [`CORE_RESERVE_BYTES`], a full queue and, with the journal on, a full journal,
+    /// which the page cache holds and the memory cgroup counts until it is written back.
+    pub fn memory_reserve_bytes(&self) -> u64 {
+        let queue = self.queue_len_max as u64 * QUEUED_PAYMENT_BYTES;
+        let journal = if self.journal_dir.is_some() { self.journal_bytes_max } else { 0 };
+        let per_core = CORE_RESERVE_BYTES.saturating_add(queue).saturating_add(journal);
+        MEMORY_RESERVE_BYTES.saturating_add(per_core.saturating_mul(self.workers() as u64))
+    }
+
+    /// The connection cap per core for a process that may use `memory_bytes` (`None`:
+    /// unknown): with `CONNECTIONS_MAX=0`, as many as fit what the reserve leaves, at most
+    /// [`CONNECTIONS_AUTO_MAX`], and an error below [`CONNECTIONS_AUTO_MIN`]; a value set by
+    /// hand is kept if it fits, an error otherwise. Every core filling its cap with clients
+    /// that each hold the largest request allowed then stays within the limit.
+    fn fit_connections(&self, memory_bytes: Option<u64>) -> Result<usize, ConfigError> {
+        let name = "CONNECTIONS_MAX";
+        let set = self.connections_max;
+        if set != 0 && set < CONNECTIONS_MIN {
+            let expected = format!("0 (from the memory limit) or at least {CONNECTIONS_MIN}");
+            return Err(ConfigError { name, value: set.to_string(), expected });
+        }
+        let Some(memory_bytes) = memory_bytes else {
+            return Ok(if set == 0 { CONNECTIONS_AUTO_MAX } else { set });
+        };
+        let (cores, reserve) = (self.workers() as u64, self.memory_reserve_bytes());
+        let per_core = memory_bytes.saturating_sub(reserve) / cores / self.connection_bytes_max();
+        let fits = usize::try_from(per_core).unwrap_or(usize::MAX);
+        let mib = |bytes: u64| bytes >> 20;
+        let room = format!(
+            "the memory limit ({} MiB) less the reserve ({} MiB: {cores} cores' queues{}) fits \
+             {fits} connections per core of {} KiB (the request limits and {} KiB)",
+            mib(memory_bytes),
+            mib(reserve),
+            if self.journal_dir.is_some() { " and journals" } else { "" },
+            self.connection_bytes_max() >> 10,
+            CONNECTION_OVERHEAD_BYTES >> 10,
+        );
+        match set {
+            0 if fits >= CONNECTIONS_AUTO_MIN => Ok(fits.min(CONNECTIONS_AUTO_MAX)),
+            0 => {
+                let expected = format!(
+                    "room for {CONNECTIONS_AUTO_MIN} connections per core: {room}; raise the \
+                     memory limit, or lower QUEUE_LEN_MAX, JOURNAL_BYTES_MAX or the request limits"
+                );
+                Err(ConfigError { name, value: "0".to_owned(), expected })
+            }
+            set if set <= fits => Ok(set),
+            set => {
+                let expected = format!("at most {fits}, or 0 to derive it: {room}");
+                Err(ConfigError { name, value: set.to_string(), expected })
+            }
+        }
     }
 
     /// The worker count this process runs: the configured one, or every CPU it may use.
@@ -295,7 +422,8 @@ impl Env<'_> {
             self.note(name, format!("{}.{:06}", default / 1_000_000, default % 1_000_000));
             return Ok(default);
         };
-        let bad = || ConfigError { name, value: raw.clone(), expected: "a fraction such as 0.05" };
+        let bad =
+            || ConfigError { name, value: raw.clone(), expected: "a fraction such as 0.05".into() };
         let (units, frac) = raw.split_once('.').unwrap_or((&raw, ""));
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if units.is_empty() || !digits_ok(units) || !digits_ok(frac) || frac.len() > 6 {
@@ -321,7 +449,11 @@ impl Env<'_> {
         };
         match raw.parse::<T>() {
             Ok(v) if v >= min && v <= max => Ok(self.note(name, v)),
-            _ => Err(ConfigError { name, value: raw, expected: "an integer within its range" }),
+            _ => Err(ConfigError {
+                name,
+                value: raw,
+                expected: "an integer within its range".into(),
+            }),
         }
     }
 
@@ -331,7 +463,7 @@ impl Env<'_> {
             Some("1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
             Some(raw) => {
-                return Err(ConfigError { name, value: raw.into(), expected: "1 or 0" });
+                return Err(ConfigError { name, value: raw.into(), expected: "1 or 0".into() });
             }
         };
         self.note(name, u8::from(value));
@@ -353,7 +485,7 @@ impl Env<'_> {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
         match crate::http::Endpoint::parse_url(&raw) {
             Some(_) => Ok(self.note(name, raw)),
-            None => Err(ConfigError { name, value: raw, expected: "http://host:port" }),
+            None => Err(ConfigError { name, value: raw, expected: "http://host:port".into() }),
         }
     }
 
@@ -370,7 +502,7 @@ impl Env<'_> {
             Some(raw) => match raw.parse::<u64>() {
                 Ok(ms) if ms > 0 => Fsync::Every(Duration::from_millis(ms)),
                 _ => {
-                    let expected = "never, always, or a period in ms";
+                    let expected = "never, always, or a period in ms".into();
                     return Err(ConfigError { name, value: raw.into(), expected });
                 }
             },
@@ -392,7 +524,7 @@ impl Env<'_> {
             Some("io_uring" | "iouring" | "uring") => IoDriver::IoUring,
             Some("epoll" | "legacy") => IoDriver::Epoll,
             Some(raw) => {
-                let expected = "auto, io_uring or epoll";
+                let expected = "auto, io_uring or epoll".into();
                 return Err(ConfigError { name, value: raw.into(), expected });
             }
         };
@@ -401,12 +533,75 @@ impl Env<'_> {
     }
 }
 
+/// Where cgroup file systems are mounted: the v2 hierarchy itself, or one directory per v1
+/// controller (`memory/`). Containers mount their own cgroup there.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// A limit at or above this is no limit: cgroup v1 writes "unlimited" as the largest page
+/// count in bytes (~2^63).
+const MEMORY_UNLIMITED_BYTES: u64 = 1 << 60;
+
+/// The memory this process may use: the smallest limit of its memory cgroup and the cgroups
+/// above it (v2 `memory.max`, v1 `memory.limit_in_bytes`), and the machine's memory
+/// (`MemTotal`); `None` if none can be read. Read once, at start.
+pub fn memory_limit_bytes() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let cgroup = cgroup_memory_limit(&membership, Path::new(CGROUP_ROOT));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    [cgroup, mem_total_bytes(&meminfo)].into_iter().flatten().min()
+}
+
+/// The memory limit of the cgroup `membership` (the text of `/proc/self/cgroup`) places this
+/// process in, under the cgroup mount `root`.
+fn cgroup_memory_limit(membership: &str, root: &Path) -> Option<u64> {
+    if root.join("cgroup.controllers").exists() {
+        // v2: one hierarchy, the line `0::/path`.
+        let path = membership.lines().find_map(|line| line.strip_prefix("0::"))?;
+        return limit_up_from(root, path, "memory.max");
+    }
+    // v1: the line `id:controllers:/path` whose controllers include memory.
+    let path = membership.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| c == "memory").then_some(path)
+    })?;
+    limit_up_from(&root.join("memory"), path, "memory.limit_in_bytes")
+}
+
+/// The smallest limit in `file` from the cgroup `path` up to `mount`, its hierarchy's root:
+/// every ancestor's limit applies too. In a container the mount's root is the container's own
+/// cgroup while `path` may name it as the host sees it (v1 without a cgroup namespace), a
+/// folder that does not exist there: climbing up reaches the root, and its limit counts.
+fn limit_up_from(mount: &Path, path: &str, file: &str) -> Option<u64> {
+    let mut dir = mount.join(path.trim_start_matches('/'));
+    let mut limit: Option<u64> = None;
+    while dir.starts_with(mount) {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        if let Ok(bytes) = text.trim().parse::<u64>()
+            && bytes < MEMORY_UNLIMITED_BYTES
+        {
+            limit = Some(limit.map_or(bytes, |limit| limit.min(bytes)));
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    limit
+}
+
+/// `MemTotal` of `/proc/meminfo`'s text, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|line| line.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// A socket address, resolving a host name once at start (never on the hot path).
 fn parse_addr(name: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
     raw.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(|| ConfigError {
         name,
         value: raw.into(),
-        expected: "host:port",
+        expected: "host:port".into(),
     })
 }
 
@@ -443,6 +638,88 @@ mod tests {
         assert!(config(&[("PEER_ADDR", "nowhere")]).is_err());
         assert!(config(&[("PROCESSOR_DEFAULT_URL", "https://x:1")]).is_err());
         assert_eq!(config(&[("IO_DRIVER", "epoll")]).unwrap().io_driver, IoDriver::Epoll);
+    }
+
+    /// Goal: the connection cap fits the memory limit. With `CONNECTIONS_MAX=0`, every core
+    /// full of clients holding the largest request allowed stays within the limit beside the
+    /// reserve, in the contest's envelope and beyond; a limit too small for the reserve, or a
+    /// cap set by hand beyond what fits, stops the start with the variable's name. Method: the
+    /// contest's settings (one core, the journal on) within 170 MiB, then other limits.
+    #[test]
+    fn connection_cap_fits_the_memory_limit() {
+        let contest = [
+            ("WORKER_COUNT", "1"),
+            ("JOURNAL_DIR", "/journal/a"),
+            ("JOURNAL_BYTES_MAX", "67108864"),
+            ("QUEUE_LEN_MAX", "65536"),
+        ];
+        let within = |pairs: &[(&str, &str)], memory_bytes: u64| {
+            let map: HashMap<String, String> =
+                pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            Config::from_lookup_within(|name| map.get(name).cloned(), Some(memory_bytes))
+        };
+        let limit_bytes = 170 << 20;
+        let c = within(&contest, limit_bytes).unwrap();
+        assert!((4096..CONNECTIONS_AUTO_MAX).contains(&c.connections_max), "{}", c.connections_max);
+        let worst = c.memory_reserve_bytes() + c.connections_max as u64 * c.connection_bytes_max();
+        assert!(worst <= limit_bytes, "{worst} > {limit_bytes}");
+        assert!(c.to_string().contains(&format!("CONNECTIONS_MAX(auto)={}", c.connections_max)));
+        // Plenty of memory: the descriptors' ceiling.
+        assert_eq!(within(&contest, 64 << 30).unwrap().connections_max, CONNECTIONS_AUTO_MAX);
+        // Less room than the journal alone needs.
+        let err = within(&contest, 64 << 20).unwrap_err();
+        assert!(err.to_string().starts_with("CONNECTIONS_MAX=\"0\""), "{err}");
+        // Set by hand: kept if it fits, refused if not.
+        let by_hand = [contest.as_slice(), &[("CONNECTIONS_MAX", "2000")]].concat();
+        assert_eq!(within(&by_hand, limit_bytes).unwrap().connections_max, 2000);
+        let too_many = [contest.as_slice(), &[("CONNECTIONS_MAX", "16384")]].concat();
+        let err = within(&too_many, limit_bytes).unwrap_err();
+        assert!(
+            err.to_string().starts_with("CONNECTIONS_MAX=\"16384\": expected at most"),
+            "{err}"
+        );
+        assert!(config(&[("CONNECTIONS_MAX", "15")]).is_err());
+        // No limit known: the ceiling, or what was set.
+        assert_eq!(config(&[]).unwrap().connections_max, CONNECTIONS_AUTO_MAX);
+        assert_eq!(config(&[("CONNECTIONS_MAX", "16")]).unwrap().connections_max, 16);
+    }
+
+    /// Goal: the memory limit is the smallest along the process's cgroup and its ancestors,
+    /// under cgroup v1 and v2; "max" and v1's "unlimited" are no limit; a path that does not
+    /// exist in a container's own mount climbs to the mount's root. Method: cgroup trees made of
+    /// plain folders and files in a temporary folder, and `/proc` texts.
+    #[test]
+    fn memory_limit_from_cgroups() {
+        let root = std::env::temp_dir().join(format!("payrelay-cgroup-{}", std::process::id()));
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let v1 = "12:pids:/x\n4:memory:/outer/inner\n1:name=systemd:/x\n";
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        write("memory/outer/memory.limit_in_bytes", "300000000\n");
+        write("memory/outer/inner/memory.limit_in_bytes", "9223372036854771712\n");
+        assert_eq!(cgroup_memory_limit(v1, &root), Some(300_000_000));
+        write("memory/outer/inner/memory.limit_in_bytes", "178257920\n");
+        assert_eq!(cgroup_memory_limit(v1, &root), Some(178_257_920));
+        // A container's own mount, which names its cgroup as the host does.
+        write("memory/memory.limit_in_bytes", "100000000\n");
+        assert_eq!(cgroup_memory_limit("4:memory:/docker/abc\n", &root), Some(100_000_000));
+        assert_eq!(cgroup_memory_limit("1:cpu:/x\n", &root), None);
+
+        write("cgroup.controllers", "cpu memory\n");
+        write("a/memory.max", "max\n");
+        write("a/b/memory.max", "max\n");
+        assert_eq!(cgroup_memory_limit("0::/a/b\n", &root), None);
+        write("a/memory.max", "178257920\n");
+        assert_eq!(cgroup_memory_limit("0::/a/b\n", &root), Some(178_257_920));
+        let _ = std::fs::remove_dir_all(&root);
+
+        let meminfo = "MemTotal:       24683264 kB\nMemFree:        22000000 kB\n";
+        assert_eq!(mem_total_bytes(meminfo), Some(24_683_264 * 1024));
+        assert_eq!(mem_total_bytes(""), None);
+        assert!(memory_limit_bytes().is_some_and(|bytes| bytes > 0), "this machine's memory");
     }
 
     /// Goal: the log line names every variable, so nothing configured is invisible.

@@ -36,6 +36,9 @@ fn main() -> ExitCode {
     // Blocked before the workers exist, so they inherit the mask and only this thread
     // ever takes SIGTERM/SIGINT, synchronously, below.
     let signals = block_termination_signals();
+    if !boot::free_small_blocks_at_once() {
+        eprintln!("payrelay: the allocator keeps its fast bins: a flood's memory may stay held");
+    }
     match boot::raise_open_files_limit() {
         Ok(limit) => eprintln!("payrelay: open files limit {limit}"),
         Err(e) => eprintln!("payrelay: open files limit unchanged: {e}"),

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use payrelay::config::{Config, ENV_VARS};
-use rinha_lab::compose::{Yaml, cpu_millis, parse_yaml};
+use rinha_lab::compose::{Yaml, cpu_millis, memory_bytes, parse_yaml};
 
 fn root(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect(path)
@@ -139,10 +139,23 @@ fn compose_obeys_the_contest_rules() {
         for (key, _) in &env {
             assert!(ENV_VARS.contains(&key.as_str()), "{name}: {key} is not a payrelay variable");
         }
-        let config =
-            Config::from_lookup(|var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Within the service's memory limit, as the container reads it from its cgroup.
+        let memory = service.at(&["deploy", "resources", "limits", "memory"]).str();
+        let memory_bytes = memory_bytes(memory).unwrap_or_else(|| panic!("{name}: {memory}"));
+        let lookup = |var: &str| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+        let config = Config::from_lookup_within(lookup, Some(memory_bytes))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(config.api_bind_addr.to_string(), "0.0.0.0:9999", "{name}");
+        // Room for many times the contest's ~300 connections per instance, and the number the
+        // tuning documents give.
+        let cap = config.connections_max;
+        assert!(cap >= 2048, "{name}: CONNECTIONS_MAX derives {cap} in {memory}");
+        let (thousands, rest) = (cap / 1000, cap % 1000);
+        let written =
+            if thousands > 0 { format!("{thousands},{rest:03}") } else { cap.to_string() };
+        for doc in ["tuning/README.md", "tuning/contest.env"] {
+            assert!(root(doc).contains(&written), "{doc} should give the contest's cap, {written}");
+        }
         assert_eq!(config.processor_default_url, "http://payment-processor-default:8080");
         assert_eq!(config.processor_fallback_url, "http://payment-processor-fallback:8080");
 

@@ -1,18 +1,34 @@
 //! Connection-level abuse, end to end, in its own test binary (it needs ten thousand file
 //! descriptors of this process): slow clients that hold half-sent requests while others are
-//! served, and ten thousand concurrent keep-alive connections over both instances.
+//! served, ten thousand concurrent keep-alive connections over both instances, and a flood of
+//! stalled clients against instances in a memory limit.
 
 mod common;
 
 use std::{
     collections::BTreeMap,
+    io::Write,
+    net::TcpStream,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use common::*;
+use payrelay::config::Config;
 
 /// Connections of the concurrency test: the issue's ten thousand.
 const CONCURRENT_CONNECTIONS: usize = 10_000;
+
+/// Held by each test that opens thousands of connections: each end this process holds is a
+/// descriptor, and two such tests at once (the harness runs tests in parallel) would pass the
+/// hard limit of 20,000 here.
+static THOUSANDS_OF_DESCRIPTORS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits for the other tests that open thousands of connections to finish (one that failed
+/// still lets the next run).
+fn descriptors_to_myself() -> std::sync::MutexGuard<'static, ()> {
+    THOUSANDS_OF_DESCRIPTORS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Longest a normal request may take while slow clients hold their connections. A request is
 /// served in well under a millisecond here; this bound only catches a core that waits on a
@@ -100,6 +116,7 @@ fn slow_clients_do_not_delay_others() {
 /// and wait for the gauges to fall back.
 #[test]
 fn ten_thousand_concurrent_connections() {
+    let _descriptors = descriptors_to_myself();
     let limit = payrelay::boot::raise_open_files_limit().expect("open files limit");
     assert!(limit > CONCURRENT_CONNECTIONS as u64 + 1000, "open files limit {limit} is too low");
     let rig = Rig::start();
@@ -235,4 +252,214 @@ fn the_peer_link_is_served_when_the_public_port_is_full() {
         .iter()
         .sum();
     assert!(refused >= 40.0, "both ports full: refused {refused}");
+}
+
+/// Memory limit of each instance in the flood test (the contest gives 170 MB): small, so that
+/// twice the connections that fit in it stay within this process's descriptors (20,000 here).
+const FLOOD_MEMORY_MB: u64 = 64;
+
+/// `REQUEST_HEAD_BYTES_MAX` in the flood test: 8 KiB (the limit before the connection cap was
+/// derived from memory), so that each stalled client holds the most and fewer fill the limit.
+const FLOOD_HEAD_BYTES_MAX: usize = 8192;
+
+/// What each flooding client sends: a request head just under the limit, never completed.
+const FLOOD_PARTIAL_HEAD_BYTES: usize = 8000;
+
+/// The flood test's variables on top of the rig's: one core per instance, as in the contest,
+/// and a queue and journal small enough that the reserve leaves room for connections.
+fn flood_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("WORKER_COUNT", "1".to_owned()),
+        ("REQUEST_HEAD_BYTES_MAX", FLOOD_HEAD_BYTES_MAX.to_string()),
+        ("QUEUE_LEN_MAX", "1024".to_owned()),
+        ("JOURNAL_BYTES_MAX", "1048576".to_owned()),
+    ]
+}
+
+/// A compose file whose two payrelay services have `FLOOD_MEMORY_MB` each, for the lab's
+/// envelope.
+fn flood_compose_file() -> PathBuf {
+    let service = |name: &str| {
+        format!(
+            "  {name}:\n    network_mode: \"service:net\"\n    deploy:\n      resources:\n        \
+             limits:\n          cpus: \"1\"\n          memory: {FLOOD_MEMORY_MB}MB\n"
+        )
+    };
+    let text = format!(
+        "services:\n  net:\n    image: \"none\"\n{}{}",
+        service("payrelay-a"),
+        service("payrelay-b")
+    );
+    let path = std::env::temp_dir().join(format!(
+        "payrelay-flood-{}-{}.yml",
+        std::process::id(),
+        unique_suffix()
+    ));
+    std::fs::write(&path, text).expect("compose file");
+    path
+}
+
+/// The cap an instance of the rig with `extra` derives within `FLOOD_MEMORY_MB`: payrelay's own
+/// reading of the fixture, `extra` and the journal the rig gives it.
+fn cap_within_the_limit(extra: &[(&str, &str)]) -> usize {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
+    let mut pairs: Vec<(String, String)> = rinha_lab::backend::read_env_file(fixture.as_ref())
+        .expect("fixture")
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+        .collect();
+    pairs.push(("JOURNAL_DIR".to_owned(), "/journal".to_owned()));
+    let lookup = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let config = Config::from_lookup_within(lookup, Some(FLOOD_MEMORY_MB << 20)).expect("config");
+    config.connections_max
+}
+
+/// One series of each instance's `/metrics`, by name (`a`, `b`), read on its private peer
+/// address: the public port is full during the flood. Fails the test, saying so, if an instance
+/// has died.
+fn per_instance_at_peer(rig: &mut Rig, series: &str) -> BTreeMap<&'static str, u64> {
+    if let Some(died) = rig.backend.exited() {
+        panic!("{died}");
+    }
+    ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let addr = rig.backend.peer_addr(name).expect("peer address");
+            (name, metric(&Client::connect(addr).get("/metrics").body, series) as u64)
+        })
+        .collect()
+}
+
+/// Current RSS of each instance, MB, by name; fails the test if one has exited.
+fn rss_mb(rig: &Rig) -> BTreeMap<&'static str, f64> {
+    rig.backend
+        .rss_mb()
+        .into_iter()
+        .map(|(name, rss)| (name, rss.unwrap_or_else(|| panic!("payrelay {name} is gone"))))
+        .collect()
+}
+
+/// Goal: a flood of stalled clients cannot take an instance past its memory limit, and its
+/// memory comes back when the flood ends. Each instance derives its connection cap from the
+/// limit (`CONNECTIONS_MAX=0`); connections beyond it are refused at accept; the ones it serves
+/// keep being served, and the summary still reaches the peer; memory freed by the closed
+/// connections is returned to the system. (Before, 16,384 connections per core were allowed at
+/// ~14 KiB each, and the allocator kept what they had held.) Method: both instances, one core
+/// each, inside a cgroup of `FLOOD_MEMORY_MB` (when the machine allows: otherwise without one,
+/// with `CONNECTIONS_MAX` set to what they would derive in it, and only RSS checked against the
+/// limit); one keep-alive client per instance opened first; then twice as many connections as
+/// both caps allow, each sending a request head of `FLOOD_PARTIAL_HEAD_BYTES` that never ends.
+/// While they are held: `POST /payments` answers 202 and `GET /payments-summary` 200 on the
+/// keep-alive clients, both instances are alive, and their peak RSS (VmHWM) and their cgroups'
+/// peak usage stay below the limit. Then the flood closes, and each instance's RSS must fall
+/// back to within a quarter of what the flood added to it.
+#[test]
+fn a_flood_of_stalled_clients_stays_within_the_memory_limit() {
+    let _descriptors = descriptors_to_myself();
+    let files = payrelay::boot::raise_open_files_limit().expect("open files limit");
+    let env = flood_env();
+    let mut extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let compose = flood_compose_file();
+    let mut rig = Rig::start_enveloped(&extra, &compose);
+    let _ = std::fs::remove_file(&compose);
+    let enveloped = rig.backend.envelope_applied();
+    let cap_by_hand;
+    if !enveloped {
+        eprintln!(
+            "no cgroup ({}): the instances run without a memory limit, CONNECTIONS_MAX set to \
+             what they derive within {FLOOD_MEMORY_MB} MB, RSS checked against it",
+            rig.backend.envelope_note()
+        );
+        drop(rig);
+        cap_by_hand = cap_within_the_limit(&extra).to_string();
+        extra.push(("CONNECTIONS_MAX", &cap_by_hand));
+        rig = Rig::start_with(&extra);
+    }
+    let limit_mb = FLOOD_MEMORY_MB as f64;
+
+    // One keep-alive client on each instance, opened before the flood fills the port.
+    let mut held: BTreeMap<u64, Client> = BTreeMap::new();
+    wait_until("a connection to each instance", || {
+        let mut client = Client::connect(rig.api());
+        held.insert(instance_of(&mut client), client);
+        held.len() == 2
+    });
+    let caps = per_instance_at_peer(&mut rig, "payrelay_connections_max{core=\"all\"}");
+    let flood = 2 * caps.values().sum::<u64>() as usize;
+    assert!(flood + 1000 < files as usize, "{flood} connections: open files limit {files}");
+    let base_rss = rss_mb(&rig);
+    let accepted_before: u64 =
+        per_instance_at_peer(&mut rig, "payrelay_connections_accepted_total{core=\"all\"}")
+            .values()
+            .sum();
+
+    let started = Instant::now();
+    let mut partial = b"GET /payments-summary HTTP/1.1\r\nHost: t\r\nX-Pad: ".to_vec();
+    partial.resize(FLOOD_PARTIAL_HEAD_BYTES, b'a');
+    let mut flooding = Vec::with_capacity(flood);
+    for i in 0..flood {
+        let Ok(mut stream) = TcpStream::connect(rig.api()) else {
+            panic!("connection {i} of {flood} failed: {:?}", rig.backend.exited());
+        };
+        // A connection beyond the cap is closed at once: its write may fail, as it should.
+        let _ = stream.write_all(&partial);
+        flooding.push(stream);
+    }
+    wait_until("every flooding connection to be accepted or refused", || {
+        let accepted: u64 =
+            per_instance_at_peer(&mut rig, "payrelay_connections_accepted_total{core=\"all\"}")
+                .values()
+                .sum();
+        accepted >= accepted_before + flood as u64
+    });
+    let refused =
+        per_instance_at_peer(&mut rig, "payrelay_connections_refused_total{core=\"all\"}");
+    assert!(refused.values().all(|&n| n > 0), "both instances full: refused {refused:?}");
+    // Half of each cap's heads at least in memory: the flood is loaded.
+    wait_until("the stalled heads to be read", || {
+        let rss = rss_mb(&rig);
+        ["a", "b"].iter().all(|name| {
+            let heads_mb = caps[name] as f64 * FLOOD_PARTIAL_HEAD_BYTES as f64 / 2.0 / 1048576.0;
+            rss[name] >= base_rss[name] + heads_mb
+        })
+    });
+    for (pid, client) in &mut held {
+        let reply = client.post_payment(&uuid(*pid as u32));
+        assert_eq!(reply.status, 202, "{pid}: {}", reply.body);
+        let reply = client.get("/payments-summary");
+        assert_eq!(reply.status, 200, "{pid}: {}", reply.body);
+    }
+    let flooded_for = started.elapsed();
+    assert_eq!(rig.backend.exited(), None, "an instance died in the flood");
+    let peak_rss: BTreeMap<&str, f64> =
+        rig.backend.usage().into_iter().map(|(name, usage)| (name, usage.rss_mb_max)).collect();
+    let flooded_rss = rss_mb(&rig);
+    let cgroups = rig.backend.cgroup_memory();
+    for (name, peak) in &peak_rss {
+        assert!(*peak < limit_mb, "{name}: peak RSS {peak:.1} MB, limit {limit_mb} MB");
+    }
+    for (name, memory) in &cgroups {
+        let Some(memory) = memory else { continue };
+        let peak = memory.peak_bytes.unwrap_or(memory.usage_bytes);
+        assert!(peak < memory.limit_bytes, "{name}: the cgroup reached its limit: {memory:?}");
+    }
+
+    drop(flooding);
+    wait_until("the flood's connections to be closed on the server side", || {
+        let open = per_instance_at_peer(&mut rig, "payrelay_connections_open{core=\"all\"}");
+        open.values().all(|&n| n < 10)
+    });
+    let mut after_rss = BTreeMap::new();
+    wait_until("memory to come back", || {
+        after_rss = rss_mb(&rig);
+        ["a", "b"].iter().all(|name| {
+            let back_to = base_rss[name] + (peak_rss[name] - base_rss[name]) / 4.0;
+            after_rss[name] <= back_to
+        })
+    });
+    eprintln!(
+        "flood of {flood} connections (caps {caps:?}, refused {refused:?}) for {flooded_for:?}: \
+         RSS MB base {base_rss:.1?}, flooded {flooded_rss:.1?}, peak {peak_rss:.1?}, after \
+         {after_rss:.1?}; cgroups {cgroups:?}"
+    );
 }

@@ -23,9 +23,26 @@ use crate::{
     http::{self, Body, Limits, Parsed, Request, Status},
 };
 
-/// Initial capacity of a connection's read and write buffers: a contest request is ~250
-/// bytes and a pipelined burst rarely exceeds a few; they grow to the request limits.
-const CONN_BUF_BYTES: usize = 2048;
+/// A connection's read buffer while it holds no request larger than this: room for a contest
+/// request (a ~150–250-byte head and a ~70-byte body), or a few pipelined. With io_uring a
+/// pending read owns its buffer, so an idle keep-alive connection holds this much, no more. A
+/// larger request grows the buffer by this step at a time (`http::read_more`), so it never
+/// holds more than the request plus one step: at most `REQUEST_HEAD_BYTES_MAX +
+/// REQUEST_BODY_BYTES_MAX` plus this, the bound the connection cap is derived from
+/// (`config::CONNECTION_OVERHEAD_BYTES`). Once the large request is answered, the buffer
+/// shrinks back to this size.
+const READ_BUF_BYTES: usize = 1024;
+
+/// A connection's write buffer, allocated by its first response (a connection that never
+/// completes a request, such as a stalled client, has none) and kept for the next ones: a
+/// `202` is ~130 bytes, a summary ~250. A larger response (`/metrics`) grows it for once; it
+/// shrinks back to this after the write.
+const WRITE_BUF_BYTES: usize = 512;
+
+const _: () = assert!(
+    READ_BUF_BYTES + WRITE_BUF_BYTES <= crate::config::CONNECTION_OVERHEAD_BYTES,
+    "the overhead a connection is charged for must cover its buffers' own share"
+);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so a persistent error
 /// does not spin the core.
@@ -66,9 +83,10 @@ async fn serve(
         head_bytes_max: config.request_head_bytes_max,
         body_bytes_max: config.request_body_bytes_max,
     };
-    let mut rbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
-    let mut wbuf: Vec<u8> = Vec::with_capacity(CONN_BUF_BYTES);
-    let mut scratch = Body::with_capacity(256);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
+    // Both allocated by the first response that needs them, then reused.
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut scratch = Body::with_capacity(0);
     loop {
         let mut consumed = 0;
         let mut open = true;
@@ -76,6 +94,7 @@ async fn serve(
             match http::parse_request(&rbuf[consumed..], limits) {
                 Parsed::Complete(request, len) => {
                     consumed += len;
+                    wbuf.reserve(WRITE_BUF_BYTES);
                     open = respond(&core, surface, &request, &mut scratch, &mut wbuf).await;
                 }
                 Parsed::Partial => break,
@@ -88,6 +107,10 @@ async fn serve(
         rbuf.drain(..consumed);
         if consumed > 0 {
             registration.touch();
+            // A large request (or burst) is answered: give its room back, keep the usual.
+            if rbuf.capacity() > READ_BUF_BYTES && rbuf.len() <= READ_BUF_BYTES / 2 {
+                rbuf.shrink_to(READ_BUF_BYTES);
+            }
         }
         if !wbuf.is_empty() {
             let (written, buf) = stream.write_all(wbuf).await;
@@ -96,13 +119,17 @@ async fn serve(
             if written.is_err() {
                 return;
             }
+            // After a large response (`/metrics`), back to the usual size.
+            wbuf.shrink_to(WRITE_BUF_BYTES);
+            scratch.bytes.shrink_to(WRITE_BUF_BYTES);
             registration.touch();
         }
         if !open {
             return;
         }
-        // parse_request refuses a request beyond the limits, so the buffer stays bounded.
-        let (read, buf) = http::read_more(&mut stream, rbuf, CONN_BUF_BYTES).await;
+        // parse_request refuses a request beyond the limits and read_more grows by one step at
+        // a time, so the buffer stays within the limits plus one step.
+        let (read, buf) = http::read_more(&mut stream, rbuf, READ_BUF_BYTES).await;
         rbuf = buf;
         match read {
             Ok(0) | Err(_) if registration.expired() && !rbuf.is_empty() => {

@@ -90,6 +90,11 @@ pub async fn route(
     }
 }
 
+/// Serves one endpoint. The rare endpoints (summary, purge, metrics, the peer link's calls) are
+/// boxed: their futures (a fan-out over the cores and a call to the peer) are the largest of
+/// all, and unboxed they would size every connection's task, idle ones included, at their
+/// worst (3 KB a connection before; see `accept::serve`). One allocation per summary or scrape
+/// costs nothing beside the calls it makes; `POST /payments` and `/health` stay unboxed.
 async fn handle(endpoint: Endpoint, core: &Rc<Core>, req: &Request<'_>, body: &mut Body) -> Status {
     match endpoint {
         Endpoint::Pay => {
@@ -97,15 +102,15 @@ async fn handle(endpoint: Endpoint, core: &Rc<Core>, req: &Request<'_>, body: &m
             core.metrics().intake(intake);
             status
         }
-        Endpoint::Summary => deployment_summary(core, req, body).await,
-        Endpoint::Purge => match summary::purge_deployment(core).await {
+        Endpoint::Summary => Box::pin(deployment_summary(core, req, body)).await,
+        Endpoint::Purge => match Box::pin(summary::purge_deployment(core)).await {
             Ok(()) => {
                 body.bytes.extend_from_slice(b"{\"message\":\"payments purged\"}");
                 Status::Ok
             }
             Err(e) => unavailable(body, &e),
         },
-        Endpoint::Metrics => metrics(core, body).await,
+        Endpoint::Metrics => Box::pin(metrics(core, body)).await,
         Endpoint::Health => {
             // The pid tells the two instances behind the shared port apart on one host; in
             // containers both are pid 1, and the boot id does.
@@ -116,9 +121,9 @@ async fn handle(endpoint: Endpoint, core: &Rc<Core>, req: &Request<'_>, body: &m
             body.bytes.push(b'}');
             Status::Ok
         }
-        Endpoint::PeerSummary => peer_summary(core, req, body).await,
+        Endpoint::PeerSummary => Box::pin(peer_summary(core, req, body)).await,
         Endpoint::PeerHealth => peer_health(core, req, body),
-        Endpoint::PeerPurge => peer_purge(core, req, body).await,
+        Endpoint::PeerPurge => Box::pin(peer_purge(core, req, body)).await,
     }
 }
 

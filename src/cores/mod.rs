@@ -378,6 +378,7 @@ impl Core {
             journal_writes: self.journal.writes(),
             journal_failed: self.journal.failed(),
             connections_open: self.connections.len() as u64,
+            connections_max: self.connections.len_max() as u64,
             connections_accepted: self.connections.accepted(),
             connections_refused: self.connections.refused(),
             connections_expired: self.connections.expired(),

@@ -2,7 +2,11 @@
 //! client's answers.
 
 /// Reads once from `stream`, appending to `buf` after its current contents (monoio's
-/// `read(Vec)` would overwrite from index 0). Ensures some spare capacity first.
+/// `read(Vec)` would overwrite from index 0). When less than half of `grow_bytes` is free, the
+/// buffer first grows by exactly `grow_bytes` (not by doubling), so it never holds more than
+/// its contents plus one step: a caller whose parser refuses a message beyond its limits knows
+/// the most its buffer can take. The messages read here are small (requests, processors' and
+/// the peer's answers), so growing step by step costs few copies.
 pub async fn read_more(
     stream: &mut monoio::net::TcpStream,
     mut buf: Vec<u8>,
@@ -10,7 +14,7 @@ pub async fn read_more(
 ) -> (std::io::Result<usize>, Vec<u8>) {
     use monoio::{buf::IoBufMut, io::AsyncReadRent};
     if buf.capacity() - buf.len() < grow_bytes / 2 {
-        buf.reserve(grow_bytes);
+        buf.reserve_exact(grow_bytes);
     }
     let len = buf.len();
     let cap = buf.capacity();

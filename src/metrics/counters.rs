@@ -201,6 +201,8 @@ pub struct CoreSnapshot {
     pub responses: [u64; Status::ALL.len()],
     /// Open connections.
     pub connections_open: u64,
+    /// `CONNECTIONS_MAX` in force (derived from the memory limit when set to 0).
+    pub connections_max: u64,
     /// Connections accepted since start (those refused at `CONNECTIONS_MAX` included).
     pub connections_accepted: u64,
     /// Connections closed at accept because `CONNECTIONS_MAX` were open.

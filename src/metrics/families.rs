@@ -260,6 +260,12 @@ pub const FAMILIES: &[Family] = &[
         |c, _| c.connections_open,
     ),
     per_core(
+        "payrelay_connections_max",
+        Gauge,
+        "CONNECTIONS_MAX in force: public connections a core serves at once (derived from the memory limit when set to 0).",
+        |c, _| c.connections_max,
+    ),
+    per_core(
         "payrelay_connections_accepted_total",
         Counter,
         "Client connections accepted since start.",
@@ -511,6 +517,7 @@ mod tests {
             intake: [1; Intake::ALL.len()],
             responses: [1; Status::ALL.len()],
             connections_open: 1,
+            connections_max: 1,
             connections_accepted: 1,
             connections_refused: 1,
             connections_expired: 1,

@@ -7,7 +7,7 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -51,6 +51,22 @@ impl Rig {
         journal: bool,
         prepare: impl FnOnce(&Emulator),
     ) -> Rig {
+        Rig::start_spec(extra, journal, None, prepare)
+    }
+
+    /// [`Rig::start_with`], each instance started inside a cgroup with the CPU and memory
+    /// limits of `compose_file`'s payrelay services, as compose runs them, when the machine
+    /// allows it (root, cgroups writable): `backend.envelope_applied()` says whether it did.
+    pub fn start_enveloped(extra: &[(&str, &str)], compose_file: &Path) -> Rig {
+        Rig::start_spec(extra, true, Some(compose_file.to_owned()), |_| {})
+    }
+
+    fn start_spec(
+        extra: &[(&str, &str)],
+        journal: bool,
+        envelope: Option<PathBuf>,
+        prepare: impl FnOnce(&Emulator),
+    ) -> Rig {
         let emulator = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("emulator");
         prepare(&emulator);
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/two-cores.env");
@@ -72,7 +88,7 @@ impl Rig {
             env_file: Some(env_file.clone()),
             env: Vec::new(),
             journal,
-            envelope: None,
+            envelope,
         };
         let mut backend = Backend::start(&spec).expect("payrelay instances");
         let _ = std::fs::remove_file(&env_file);

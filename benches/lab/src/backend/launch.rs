@@ -2,6 +2,7 @@
 //! spawn of one process that dies with the thread that started it.
 
 use std::{
+    ffi::CString,
     fs,
     net::{SocketAddr, TcpListener},
     os::unix::process::CommandExt,
@@ -72,8 +73,10 @@ pub(super) struct Launch {
 }
 
 impl Launch {
-    /// Starts the process, its stdout and stderr appended to `log`.
-    pub(super) fn spawn(&self, log: &Path) -> Result<Child, String> {
+    /// Starts the process, its stdout and stderr appended to `log`, inside the cgroups whose
+    /// `cgroup.procs` files `join` names (none: where the lab runs): the child joins them before
+    /// it runs the program, so the program never sees itself outside.
+    pub(super) fn spawn(&self, log: &Path, join: &[CString]) -> Result<Child, String> {
         let log_file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -86,14 +89,29 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);
+        let join = join.to_vec();
         // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe; it touches no memory of the parent.
+        // open(2), write(2) and close(2), which are async-signal-safe, on paths made before the
+        // fork; it allocates nothing and touches no memory of the parent.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 // Die with the thread that started us, even if the lab is SIGKILLed and its
                 // drops never run.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // Writing 0 to a cgroup's `cgroup.procs` moves the writer into it.
+                for procs in &join {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    let error = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    if written != 1 {
+                        return Err(error);
+                    }
                 }
                 Ok(())
             });

@@ -23,7 +23,7 @@ mod procfs;
 mod ready;
 mod shared;
 
-pub use envelope::Envelope;
+pub use envelope::{CgroupMemory, Envelope};
 pub use launch::{BackendSpec, free_port, read_env_file};
 pub use pair::{Backend, Termination};
 pub use procfs::{

@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::{
-    envelope::Envelope,
+    envelope::{CgroupMemory, Envelope},
     launch::{BackendSpec, Launch, free_port, read_env_file},
     procfs::{Usage, listening_inodes, read_rss_mb, read_usage, socket_inodes},
     ready::{READY_INTERVAL_LOCAL, READY_TRIES_LOCAL, wait_ready},
@@ -137,17 +137,19 @@ impl Backend {
                 env.extend(journal_env(&backend.log_dir, name)?);
             }
             let launch = Launch { program: spec.payrelay.clone(), env };
-            let child = launch.spawn(&log)?;
-            let pid = child.id();
-            let peer_bind_addr = SocketAddr::from(([127, 0, 0, 1], own));
-            let envelope = match envelope.map(|e| e.add(pid).map(|()| e)) {
-                Some(Ok(envelope)) => Some(envelope),
-                Some(Err(e)) => {
-                    backend.envelope_note = e;
-                    None
-                }
-                None => None,
+            // Started inside its envelope, as compose starts a container: payrelay reads its
+            // memory limit at start.
+            let (child, envelope) = match envelope {
+                Some(envelope) => match launch.spawn(&log, &envelope.procs_files()) {
+                    Ok(child) => (child, Some(envelope)),
+                    Err(e) => {
+                        backend.envelope_note = format!("joining the cgroup: {e}");
+                        (launch.spawn(&log, &[])?, None)
+                    }
+                },
+                None => (launch.spawn(&log, &[])?, None),
             };
+            let peer_bind_addr = SocketAddr::from(([127, 0, 0, 1], own));
             backend.instances.push(Instance { name, child, log, peer_bind_addr, launch, envelope });
         }
         if !backend.envelope_applied() {
@@ -233,6 +235,13 @@ impl Backend {
         self.instances.iter().find(|i| i.name == name).map(|i| i.peer_bind_addr)
     }
 
+    /// What each instance's memory cgroup counts (`a`, `b`); `None` without the envelope, or
+    /// when its files cannot be read.
+    pub fn cgroup_memory(&self) -> Vec<(&'static str, Option<CgroupMemory>)> {
+        let read = |i: &Instance| i.envelope.as_ref().and_then(|e| e.memory().ok());
+        self.instances.iter().map(|i| (i.name, read(i))).collect()
+    }
+
     /// Current resident memory (VmRSS) of each instance, MB; `None` for one that has exited.
     pub fn rss_mb(&self) -> Vec<(&'static str, Option<f64>)> {
         self.instances.iter().map(|i| (i.name, read_rss_mb(i.child.id()))).collect()
@@ -303,16 +312,13 @@ impl Backend {
             Ok(None) => return Err(format!("payrelay {name} is still running")),
             Err(e) => return Err(format!("payrelay {name}: wait: {e}")),
         }
-        let child = instance.launch.spawn(&instance.log)?;
+        let join = instance.envelope.as_ref().map(Envelope::procs_files).unwrap_or_default();
+        // Outside the envelope it would not be the deployment we claim to run: no start then.
+        let child = instance.launch.spawn(&instance.log, &join).map_err(|e| {
+            format!("payrelay {name} not restarted: {e} (inside its envelope, if any)")
+        })?;
         let pid = child.id();
         instance.child = child;
-        if let Some(envelope) = &instance.envelope
-            && let Err(e) = envelope.add(pid)
-        {
-            // Outside the envelope it would not be the deployment we claim to run.
-            let _ = self.kill(name);
-            return Err(format!("payrelay {name} restarted outside the envelope: {e}"));
-        }
         Ok(pid)
     }
 
@@ -493,6 +499,12 @@ mod tests {
             for dir in &envelope.dirs {
                 let name = dir.file_name().unwrap().to_str().unwrap();
                 assert!(cgroups.contains(name), "{name} not in {cgroups}");
+            }
+            // The compose file's 170MB, and what the stand-ins held.
+            for (name, memory) in backend.cgroup_memory() {
+                let memory = memory.unwrap_or_else(|| panic!("{name}: its memory cgroup"));
+                assert_eq!(memory.limit_bytes, 170 << 20, "{name}");
+                assert!(memory.usage_bytes > 0 && memory.usage_bytes < 170 << 20, "{name}");
             }
         } else {
             eprintln!("envelope not applied ({}): membership not checked", backend.envelope_note());

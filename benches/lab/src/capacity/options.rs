@@ -21,8 +21,9 @@ pub const WARMUP_S_DEFAULT: f64 = 2.0;
 /// Keep-alive connections per backend: the contest's peak, one per virtual user (~600).
 pub const CONNECTIONS_DEFAULT: usize = 600;
 /// At most this many connections: each is a file descriptor in the lab (this sandbox's hard
-/// limit is 20,000) and a connection slot in payrelay (`CONNECTIONS_MAX`, 16,384 per
-/// instance); a schedule that needs more is far past the bar anyway.
+/// limit is 20,000) and a connection slot in payrelay (`CONNECTIONS_MAX`: 6,485 per instance
+/// in the contest's envelope, derived from its memory limit); a schedule that needs more is far
+/// past the bar anyway.
 pub const CONNECTIONS_MAX: usize = 8192;
 /// Each request's timeout: the contest's (`timeout_ms` of the scenarios).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1500);
