@@ -1,4 +1,4 @@
-# payrelay image for the contest: a release build for linux/amd64 at x86-64-v3, run as a fixed
+# payrelay image for the contest: a release build for linux/amd64 (any x86-64), run as a fixed
 # non-root user on Debian 12 slim. Build and push (the contest pulls public images only):
 #
 #   DOCKER_BUILDKIT=1 docker build --platform linux/amd64 -t <registry>/<owner>/payrelay:<version> .
@@ -19,11 +19,11 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 # so the binary links against the glibc it will run with.
 FROM --platform=linux/amd64 ${BUILDER_IMAGE} AS build
 
-# x86-64-v3 (AVX2, BMI2, FMA) and PCLMULQDQ: sonic-rs picks its SIMD level at compile time.
-# Never `native`: a build host with AVX-512 would emit instructions the contest's AMD EPYC
-# 7R32 does not have, and the binary would die with SIGILL there.
-ENV RUSTFLAGS="-C target-cpu=x86-64-v3 -C target-feature=+pclmulqdq" \
-    CARGO_TERM_COLOR=never
+# No target CPU level: the binary runs on any x86-64, and it is the code the tests and the lab
+# run. The crates with SIMD paths (httparse, memchr under serde_json, crc32fast) choose them at
+# run time. Never `native`: a build host with AVX-512 would emit instructions the contest's AMD
+# EPYC 7R32 does not have, and the binary would die with SIGILL there.
+ENV CARGO_TERM_COLOR=never
 
 WORKDIR /src
 # The workspace manifests and every path the root manifest names (benches/*.rs, the lab

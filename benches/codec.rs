@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the hot-path codecs, each beside the baseline it replaced or avoided:
 //! - `timestamp`: our hand-written ISO-8601 format and parse against the `time` crate's;
-//! - `request`: parsing a contest `POST /payments` (head with httparse, body with sonic-rs);
+//! - `request`: parsing a contest `POST /payments` (head with httparse, body with serde_json);
 //! - `summary`: writing a summary JSON.
 //!
 //! `cargo bench --bench codec`. Numbers are per operation; compare within one run.

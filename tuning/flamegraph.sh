@@ -67,8 +67,6 @@ if [[ -n $PIDS ]]; then
     record "$PIDS" -- sleep "$SECONDS_TO_RECORD"
 else
     # --- build: the contest's release build plus line tables, set here only ------------------
-    # The Dockerfile's CPU level, so the profile is of the code the container runs.
-    export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=x86-64-v3 -C target-feature=+pclmulqdq}"
     export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_BENCH_DEBUG=line-tables-only
     cargo bench --bench contest --no-run >&2
 

@@ -46,9 +46,8 @@ need() { # need COMMAND PACKAGE
 
 build() {
     if [[ -z ${PAYRELAY:-} ]]; then
-        # The Dockerfile's flags, so the recording sees the binary the container runs.
-        RUSTFLAGS="-C target-cpu=x86-64-v3 -C target-feature=+pclmulqdq" \
-            cargo build --release --locked -p payrelay --bin payrelay >&2
+        # The Dockerfile's build, so the recording sees the binary the container runs.
+        cargo build --release --locked -p payrelay --bin payrelay >&2
         PAYRELAY=$TARGET_DIR/release/payrelay
     fi
     if [[ -z ${LAB:-} ]]; then
@@ -111,7 +110,7 @@ record() {
 # Syscalls payrelay made under strace during a lab contest (tuning/seccomp.sh record): two
 # instances, IO_DRIVER=io_uring and IO_DRIVER=epoll, $(basename "$SCENARIO"), then
 # SIGTERM and drain. One name per line; regenerate with \`tuning/seccomp.sh record\`.
-# Recorded $(date -u +%F): payrelay release build (x86-64-v3, as the Dockerfile), $(rustc --version | cut -d' ' -f1-2),
+# Recorded $(date -u +%F): payrelay release build (as the Dockerfile), $(rustc --version | cut -d' ' -f1-2),
 # glibc $(ldd --version | head -1 | awk '{print $NF}'), kernel $(uname -r | cut -d- -f1).
 EOF
         cat "$WORK"/strace-*.txt | grep -oE '^[0-9]+ +[a-z_0-9]+\(' | awk '{print $2}' |
