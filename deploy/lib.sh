@@ -89,11 +89,15 @@ start_processors() { # start_processors FEE_DEFAULT FEE_FALLBACK
     done
 }
 
-# Our compose file up, with an override that changes only `image:` (the local build) and, where
-# a sandbox caps open files below compose's 65536, `nofile` (a container cannot raise it; the
-# contest machine allows 65536); EXTRA_OVERRIDE lines are added under each payrelay instance.
-compose_up() {
-    local nofile name
+# Our compose file up for a test of DURATION_MS with those fees, with an override that changes
+# only `image:` (the local build), what an operator sets for the test they enter over
+# tuning/contest.env (the test's length and the fees: contest.env holds the final's, 300 s, and
+# a shorter test run with it loses the last seconds' payments to lag, since `requestedAt` is
+# planned ahead while the end looks far; see README *Limitations*) and, where a sandbox caps
+# open files below compose's 65536, `nofile` (a container cannot raise it; the contest machine
+# allows 65536); EXTRA_OVERRIDE lines are added under each payrelay instance.
+compose_up() { # compose_up DURATION_MS FEE_DEFAULT FEE_FALLBACK
+    local duration_ms=$1 fee_default=$2 fee_fallback=$3 nofile name
     nofile=$(ulimit -Hn)
     [[ $nofile == unlimited || $nofile -gt 65536 ]] && nofile=65536
     {
@@ -103,6 +107,10 @@ compose_up() {
         for name in a b; do
             echo "  payrelay-$name:"
             echo "    image: payrelay:e2e"
+            echo "    environment:"
+            echo "      TEST_DURATION_MS: \"$duration_ms\""
+            echo "      FEE_DEFAULT: \"$fee_default\""
+            echo "      FEE_FALLBACK: \"$fee_fallback\""
             if ((nofile < 65536)); then
                 echo "    ulimits:"
                 echo "      nofile:"
