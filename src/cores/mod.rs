@@ -259,7 +259,7 @@ impl Core {
     /// less than `REQUESTED_AT_LEAD_MIN_MS` while the end is known, nor than
     /// `OVERDUE_PLAN_DELAY_MS` while this core has no news of the processor's delay (routing
     /// plans with 0 then: news comes with the first answer, and a guess that high would send
-    /// the backlog elsewhere for nothing), both as far as the end allows; and never further
+    /// the backlog elsewhere for nothing), all of it as far as the end allows; and never further
     /// ahead than an attempt may last, a bound a restarted instance relies on (`peer`'s
     /// *Continuity*).
     pub fn requested_at_lead_ms(&self, processor: Processor, delay_ms: u64, now_ms: i64) -> u64 {

@@ -117,15 +117,18 @@ impl TestClock {
 }
 
 /// How long after its send a payment's `requestedAt` is planned, ms: its processor's planned
-/// `delay_ms`, and no less than `floor_ms` as far as a known end allows (the payment's
-/// `requestedAt` stays [`END_MARGIN_MS`] before it, where the final count takes it). Why a lead
-/// at all, and which floor: `dispatch`'s *Delay jumps*.
+/// `delay_ms`, and no less than `floor_ms`, both as far as a known end allows: the payment's
+/// `requestedAt` stays [`END_MARGIN_MS`] before it, where the final count takes it and no
+/// check looks (the last check's window ends 1.5 s before the end, at the latest). A planned
+/// delay is capped too: it may be a guess (an overdue processor's `OVERDUE_PLAN_DELAY_MS`, a
+/// fresh life's), and a payment that lands before the count with `requestedAt` past it is
+/// lag. Why a lead at all, and which floor: `dispatch`'s *Delay jumps*.
 pub fn lead_ms(delay_ms: u64, end: End, floor_ms: u64) -> u64 {
-    let floor_ms = match end {
-        End::Known { left_ms } => floor_ms.min(left_ms.saturating_sub(END_MARGIN_MS)),
-        End::Unknown { .. } => floor_ms,
-    };
-    delay_ms.max(floor_ms)
+    let lead_ms = delay_ms.max(floor_ms);
+    match end {
+        End::Known { left_ms } => lead_ms.min(left_ms.saturating_sub(END_MARGIN_MS)),
+        End::Unknown { .. } => lead_ms,
+    }
 }
 
 /// Where a payment would go now: each upstream as a [`View`] (its planned delay, its slots,
@@ -546,8 +549,8 @@ mod tests {
 
     /// Goal: the lead of `requestedAt` is the planned delay, raised to the floor far from a
     /// known end, shrinking to what keeps `requestedAt` a margin before the end as it nears,
-    /// never below the delay; with the end unknown, the floor as given. Method: the function at
-    /// chosen instants of a 4 s floor (and of none, with the end unknown).
+    /// the delay's part too; with the end unknown, the delay or the floor as given. Method: the
+    /// function at chosen instants of a 4 s floor (and of none, with the end unknown).
     #[test]
     fn lead_floor_near_the_end() {
         let floor = 4_000;
@@ -562,8 +565,12 @@ mod tests {
             (0, known(3_500), 2_500),
             (0, known(1_000), 0),
             (0, known(0), 0),
-            // A delay longer than what is left keeps its own lead: no plan lands it in time.
-            (2_000, known(2_500), 2_000),
+            // A delay longer than what is left is capped as well: were it a guess (an overdue
+            // processor's 5 s) and the payment landed at once, a `requestedAt` past the end
+            // would keep it out of the final count.
+            (2_000, known(2_500), 1_500),
+            (5_000, known(3_000), 2_000),
+            (5_000, known(200_000), 5_000),
             // The end unknown: the floor as given.
             (0, End::Unknown { horizon_ms: 100_000 }, 4_000),
             (4_500, End::Unknown { horizon_ms: 100_000 }, 4_500),
@@ -573,8 +580,11 @@ mod tests {
         }
         assert_eq!(lead_ms(2_500, End::Unknown { horizon_ms: 100_000 }, 0), 2_500);
         for left_ms in (0..10_000).step_by(250) {
-            let lead = lead_ms(0, known(left_ms), floor);
-            assert!(lead <= floor && lead + END_MARGIN_MS <= left_ms.max(END_MARGIN_MS));
+            for delay_ms in [0, 2_500, 5_000] {
+                let lead = lead_ms(delay_ms, known(left_ms), floor);
+                assert!(lead <= floor.max(delay_ms));
+                assert!(lead + END_MARGIN_MS <= left_ms.max(END_MARGIN_MS));
+            }
         }
     }
 
