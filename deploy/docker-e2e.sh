@@ -50,6 +50,8 @@ cleanup() {
     if [[ ${KEEP:-0} == 1 ]]; then
         log "kept: containers of project $PROJECT, processors, $WORK"
     else
+        # A failure keeps the instances' logs (restarts included) beside the results.
+        [[ $status == 0 ]] || compose logs --no-color >"$WORK/compose.log" 2>&1 || true
         docker_cleanup
         [[ $status == 0 ]] && rm -rf "$WORK"
     fi
