@@ -81,3 +81,15 @@ pub fn start(ip: std::net::Ipv4Addr, port: u16) -> io::Result<Canned> {
     })?;
     Ok(Canned { addr, shutdown, thread: Some(thread) })
 }
+
+/// Serves canned on `ip`:`port` until the process is signalled, after printing the line the
+/// capacity sweep reads its address from (`canned 202 server listening on http://ADDR ...`):
+/// `rinha-lab canned`, and the sweep's canned process.
+pub fn serve(ip: std::net::Ipv4Addr, port: u16) -> Result<(), String> {
+    let server = start(ip, port).map_err(|e| format!("starting canned on {ip}:{port}: {e}"))?;
+    println!("canned 202 server listening on http://{} (Ctrl-C to stop)", server.addr());
+    loop {
+        // Nothing to do here: the server's own threads answer; a signal ends the process.
+        std::thread::park();
+    }
+}
