@@ -295,8 +295,9 @@ late_landing_max_ms                        0            0   x1.000
 }
 
 /// Goal: bad input is an error that names the file and the fault, never a panic: malformed
-/// JSON, a missing key, a series longer than it says, a missing file, a wrong number of files,
-/// an unknown option. Method: each through the binary; the exit status and the message.
+/// JSON, a missing key, a series longer than it says, a missing file (a failed run, exit 1); a
+/// wrong number of files, an unknown option (usage errors, exit 2). Method: each through the
+/// binary; the exit status and the message.
 #[test]
 fn bad_input_is_a_clear_error() {
     let scratch = Scratch::new("bad-input");
