@@ -1,4 +1,5 @@
-//! The capacity sweep in one command: `cargo bench --bench capacity` (knobs: `-- --help`).
+//! The capacity sweep in one command: `cargo bench --bench capacity` (knobs: `-- --help`), the
+//! same as `rinha-lab capacity`.
 //!
 //! Thin on purpose: the lab library does the work; this only hands it cargo's build of payrelay
 //! and the repository's root. The same executable, started again by the sweep, serves as its
@@ -9,7 +10,7 @@ use std::{path::Path, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    rinha_lab::capacity::bench_main(
+    rinha_lab::cli::capacity_bench_main(
         &args,
         PathBuf::from(env!("CARGO_BIN_EXE_payrelay")),
         Path::new(env!("CARGO_MANIFEST_DIR")),

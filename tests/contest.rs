@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rinha_lab::contest::{self, ContestOptions, Results};
+use rinha_lab::{
+    contest::{self, ContestOptions},
+    results::Results,
+};
 
 /// Runs a scenario of `benches/scenarios` against cargo's payrelay binary on ephemeral ports,
 /// with the processors framing as Kestrel does, without the CPU envelope so that a busy test

@@ -1,5 +1,6 @@
 //! Goal: the source keeps the shape the README describes. The import graph of `src/` (one node
-//! per file) has no circle, and its arrows run down the layers: `boot` on top, then the flows
+//! per file) has no circle, nor has the lab's (`benches/lab/src`, the `rinha-lab` crate: there a
+//! folder's `mod.rs` puts its files together and none of them imports it back), and its arrows run down the layers: `boot` on top, then the flows
 //! (`accept`, `forward`, `summary`), then the core (`cores/mod.rs`, which holds everything
 //! below), then the state and the support modules a core holds. State never imports the core
 //! or a flow: the parts a core owns know nothing of it.
@@ -335,6 +336,19 @@ fn the_import_graph_has_no_circle() {
     let graph = import_graph(src());
     if let Some(circle) = find_circle(&graph) {
         panic!("src/ has an import circle: {}", circle.join(" -> "));
+    }
+}
+
+fn lab_src() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/lab/src"))
+}
+
+#[test]
+fn the_labs_import_graph_has_no_circle() {
+    let graph = import_graph(lab_src());
+    assert!(graph.contains_key("contest") && graph.contains_key("report::run"), "{graph:?}");
+    if let Some(circle) = find_circle(&graph) {
+        panic!("benches/lab/src has an import circle: {}", circle.join(" -> "));
     }
 }
 

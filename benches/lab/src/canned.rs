@@ -123,6 +123,28 @@ pub fn start_forwarding(
     Ok(Canned { addr, shutdown, thread: Some(thread) })
 }
 
+/// Serves canned on `ip`:`port` (forwarding to `forward_to` when given) until the process is
+/// signalled, after printing the line the capacity sweep reads its address from (`canned 202
+/// server listening on http://ADDR ...`): `rinha-lab canned`, and the sweep's canned process.
+pub fn serve(
+    ip: std::net::Ipv4Addr,
+    port: u16,
+    forward_to: Option<SocketAddr>,
+) -> Result<(), String> {
+    let server = start_forwarding(ip, port, forward_to)
+        .map_err(|e| format!("starting canned on {ip}:{port}: {e}"))?;
+    let forwarding = forward_to.map(|addr| format!(", forwarding payments to {addr}"));
+    println!(
+        "canned 202 server listening on http://{}{} (Ctrl-C to stop)",
+        server.addr(),
+        forwarding.unwrap_or_default()
+    );
+    loop {
+        // Nothing to do here: the server's own threads answer; a signal ends the process.
+        std::thread::park();
+    }
+}
+
 /// Resolves a forward target, `http://HOST:PORT`: a loopback address, or a private one (a
 /// container on a Docker network, such as `payment-processor-default:8080`). The lab sends no
 /// traffic beyond the machine and the containers it runs.

@@ -16,10 +16,16 @@
 //! - [`crash`]: the crash harness beside the load: one instance killed and restarted at the
 //!   scenario's moments, then every accepted payment looked up in the processors' books.
 //! - [`contest`]: one call that wires all of the above and writes the results.
+//! - [`results`]: the results file's record, shared by the contest that writes it and the
+//!   report that reads it (so neither imports the other); [`provenance`]: the commit and the
+//!   machine every result carries.
 //! - [`report`]: the results drawn as one SVG of panels over the test's time (one run, or
-//!   several overlaid); [`compare`]: several runs' key figures side by side.
+//!   several overlaid); [`report::compare`]: several runs' key figures side by side.
 //! - [`capacity`]: beside the contest, an open-model sweep of arrival rates against the pair
 //!   and against [`canned`]: the highest rate payrelay keeps under 1 ms p99.
+//!
+//! - [`cli`]: the `rinha-lab` command line (and the `contest` and `capacity` benches'), on top
+//!   of all of the above; nothing imports it.
 //!
 //! Helpers: [`client`] (a keep-alive HTTP/1 connection with a timeout), [`stats`] (k6's
 //! percentile), [`money`] (integer cents), [`time`] (`toISOString()` timestamps) and [`canned`]
@@ -33,7 +39,6 @@ pub mod canned;
 pub mod capacity;
 pub mod cli;
 pub mod client;
-pub mod compare;
 pub mod compose;
 pub mod contest;
 pub mod crash;
@@ -41,7 +46,9 @@ pub mod emulator;
 pub mod framing;
 pub mod load;
 pub mod money;
+pub mod provenance;
 pub mod report;
+pub mod results;
 pub mod sampler;
 pub mod scenario;
 pub mod score;

@@ -71,8 +71,14 @@ fn canned_args() -> Vec<String> {
 /// at once.
 pub fn serve_if_child() -> Option<ExitCode> {
     std::env::var_os(CANNED_CHILD_ENV)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    Some(crate::cli::main(&args))
+    // The arguments are always `canned_args()`: an ephemeral loopback port.
+    match crate::canned::serve(std::net::Ipv4Addr::LOCALHOST, 0, None) {
+        Ok(()) => Some(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("canned: {e}");
+            Some(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// The address in the line `rinha-lab canned` prints once it listens

@@ -1,6 +1,6 @@
 //! Capacity: how many payments a second the payrelay pair takes, inside its envelope, with its
 //! p99 under 1 ms, next to the floor of the machine (`rinha-lab canned`) measured the same way
-//! in the same run: `cargo bench --bench capacity`.
+//! in the same run: `rinha-lab capacity`, or `cargo bench --bench capacity`.
 //!
 //! The contest's load is closed (a virtual user waits for its answer, then sleeps 1 s), so a
 //! slow server is sent less and partly hides its slowness. The sweep uses an open model
@@ -15,7 +15,8 @@
 //!
 //! ## Layout
 //!
-//! - `options.rs`: the knobs ([`CapacityOptions`]), as flags and environment variables.
+//! - `options.rs`: the knobs ([`CapacityOptions`]) and their checks (the flags and variables
+//!   that set them: `rinha-lab capacity`, in `cli/`).
 //! - `canned_process.rs`: `rinha-lab canned` as a process of its own ([`CannedProcess`]).
 //! - `open_load.rs`: one step of open-model load against one backend ([`open_load::run_step`]).
 //! - `sweep.rs`: the backends started once, every rate on both ([`run`]).
@@ -28,45 +29,18 @@ mod options;
 mod report;
 mod sweep;
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
-
 pub use canned_process::{
     CANNED_CHILD_ENV, CannedCommand, CannedProcess, listening_addr, serve_if_child,
 };
 pub use options::{
-    CONNECTIONS_DEFAULT, CONNECTIONS_MAX, CapacityOptions, KNOBS, RATES_DEFAULT_PER_S,
-    REQUEST_TIMEOUT, STEP_S_DEFAULT, WARMUP_S_DEFAULT, parse, usage,
+    CONNECTIONS_DEFAULT, CONNECTIONS_MAX, CapacityOptions, RATES_DEFAULT_PER_S, REQUEST_TIMEOUT,
+    STEP_S_DEFAULT, WARMUP_S_DEFAULT, cap_rates, check,
 };
 pub use report::{
-    BackendStep, CapacityReport, HighestRates, LatencyMs, Machine, P99_BAR_MS, PEAK_RATE_PER_S,
+    BackendStep, CapacityReport, HighestRates, LatencyMs, P99_BAR_MS, PEAK_RATE_PER_S,
     PeakComparison, ProcessCpu, Step, Subject, cpu_s_per_1000, highest_rate_under_bar,
     peak_comparison, table,
 };
 pub use sweep::run;
 
-/// The capacity bench's `main`: serves canned when started as the sweep's canned process,
-/// otherwise reads the knobs (`args` after the program name, then the environment) and runs the
-/// sweep against `payrelay`, with the env file, compose file and JSON under `root`.
-pub fn bench_main(args: &[String], payrelay: PathBuf, root: &Path) -> ExitCode {
-    if let Some(code) = serve_if_child() {
-        return code;
-    }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{}", usage());
-        return ExitCode::SUCCESS;
-    }
-    let env = |name: &str| std::env::var(name).ok();
-    let result = CannedCommand::this_executable()
-        .and_then(|canned| parse(args, &env, CapacityOptions::new(payrelay, canned, root)))
-        .and_then(|options| run(&options));
-    match result {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("capacity: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
+pub use crate::provenance::Machine;

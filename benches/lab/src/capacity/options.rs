@@ -1,5 +1,5 @@
-//! The sweep's knobs. Each shape knob is a flag with an environment variable beside it (handy
-//! under `cargo bench`, and for a test that runs it short); a flag wins over its variable.
+//! The sweep's knobs ([`CapacityOptions`]), their defaults and what no combination of them may
+//! be. The command line that sets them (a flag, or its environment variable) is `cli/`'s.
 
 use std::{
     path::{Path, PathBuf},
@@ -90,118 +90,9 @@ impl CapacityOptions {
     }
 }
 
-/// The knobs a flag or a variable sets: flag, variable, meaning (the usage text).
-pub const KNOBS: [(&str, &str, &str); 9] = [
-    ("--rates", "CAPACITY_RATES", "rates per second, comma-separated, increasing"),
-    ("--rate-max-per-s", "CAPACITY_RATE_MAX_PER_S", "drop the rates above this"),
-    ("--steps-max", "CAPACITY_STEPS_MAX", "run at most this many steps"),
-    ("--step-s", "CAPACITY_STEP_S", "measured seconds per step and backend (10)"),
-    ("--warmup-s", "CAPACITY_WARMUP_S", "least warm-up seconds per step and backend (2)"),
-    ("--connections", "CAPACITY_CONNECTIONS", "keep-alive connections per backend (600)"),
-    ("--json", "CAPACITY_JSON", "where the JSON goes (target/capacity.json)"),
-    ("--no-stop", "CAPACITY_NO_STOP", "1: run every rate, even past payrelay's bar"),
-    ("--no-envelope", "CAPACITY_NO_ENVELOPE", "1: payrelay without its cgroups"),
-];
-/// Flags without a variable.
-const FLAGS_ONLY: [&str; 5] =
-    ["--payrelay", "--env-file", "--compose-file", "--no-journal", "--quiet"];
-/// Flags that take no value (`--bench` is what cargo passes to a bench).
-const SWITCHES: [&str; 5] = ["--no-stop", "--no-envelope", "--no-journal", "--quiet", "--bench"];
-
-/// The usage text.
-pub fn usage() -> String {
-    let mut text = String::from(
-        "usage: cargo bench --bench capacity -- [--payrelay PATH] [--env-file FILE] \
-         [--compose-file FILE] [--no-journal] [--quiet] [KNOB...]\nknobs (flag, or variable):\n",
-    );
-    for (flag, variable, meaning) in KNOBS {
-        text.push_str(&format!("  {flag:<18} {variable:<24} {meaning}\n"));
-    }
-    text
-}
-
-/// `--key value`, `--key=value` and switches, in order.
-fn pairs(args: &[String]) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut pairs = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let known = KNOBS.iter().any(|(flag, _, _)| arg.split('=').next() == Some(flag))
-            || FLAGS_ONLY.iter().chain(&SWITCHES).any(|flag| arg.split('=').next() == Some(flag));
-        if !known {
-            return Err(format!("unknown argument {arg:?}\n{}", usage()));
-        }
-        if let Some((key, value)) = arg.split_once('=') {
-            pairs.push((key.to_owned(), Some(value.to_owned())));
-        } else if SWITCHES.contains(&arg.as_str()) {
-            pairs.push((arg.clone(), Some("1".to_owned())));
-        } else {
-            let value = iter.next().ok_or(format!("{arg} needs a value"))?;
-            pairs.push((arg.clone(), Some(value.clone())));
-        }
-    }
-    Ok(pairs)
-}
-
-/// Applies `args` (and, for the knobs without a flag there, `env`) over `defaults`.
-pub fn parse(
-    args: &[String],
-    env: &dyn Fn(&str) -> Option<String>,
-    defaults: CapacityOptions,
-) -> Result<CapacityOptions, String> {
-    let pairs = pairs(args)?;
-    let flag =
-        |name: &str| pairs.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
-    let knob = |flag_name: &str| -> Option<(String, String)> {
-        let (_, variable, _) = KNOBS.iter().find(|(f, _, _)| *f == flag_name)?;
-        flag(flag_name)
-            .map(|v| (flag_name.to_owned(), v))
-            .or_else(|| env(variable).map(|v| ((*variable).to_owned(), v)))
-    };
-    let mut options = defaults;
-    if let Some(path) = flag("--payrelay") {
-        options.payrelay = PathBuf::from(path);
-    }
-    if let Some(path) = flag("--env-file") {
-        options.env_file = Some(PathBuf::from(path));
-    }
-    if let Some(path) = flag("--compose-file") {
-        options.compose_file = Some(PathBuf::from(path));
-    }
-    options.journal &= flag("--no-journal").is_none();
-    options.verbose &= flag("--quiet").is_none();
-    if let Some((name, text)) = knob("--no-envelope")
-        && switch(&name, &text)?
-    {
-        options.compose_file = None;
-    }
-    if let Some((name, text)) = knob("--no-stop") {
-        options.stop_over_bar = !switch(&name, &text)?;
-    }
-    if let Some((_, path)) = knob("--json") {
-        options.json = Some(PathBuf::from(path));
-    }
-    if let Some((name, text)) = knob("--step-s") {
-        options.step = seconds(&name, &text, false)?;
-    }
-    if let Some((name, text)) = knob("--warmup-s") {
-        options.warmup_min = seconds(&name, &text, true)?;
-    }
-    if let Some((name, text)) = knob("--connections") {
-        options.connections = number(&name, &text)?;
-    }
-    if let Some((name, text)) = knob("--rates") {
-        options.rates_per_s = rates(&name, &text)?;
-    }
-    let rate_max = knob("--rate-max-per-s").map(|(n, t)| rate(&n, &t)).transpose()?;
-    let steps_max = knob("--steps-max").map(|(n, t)| number(&n, &t)).transpose()?;
-    cap_rates(&mut options.rates_per_s, rate_max, steps_max)?;
-    check(&options)?;
-    Ok(options)
-}
-
 /// Drops the rates above `rate_max` and those after the first `steps_max`; an error if none is
 /// left.
-fn cap_rates(
+pub fn cap_rates(
     rates_per_s: &mut Vec<f64>,
     rate_max: Option<f64>,
     steps_max: Option<usize>,
@@ -221,7 +112,7 @@ fn cap_rates(
 }
 
 /// What no knob may combine into.
-fn check(options: &CapacityOptions) -> Result<(), String> {
+pub fn check(options: &CapacityOptions) -> Result<(), String> {
     if !(1..=CONNECTIONS_MAX).contains(&options.connections) {
         return Err(format!(
             "connections: {} is not between 1 and {CONNECTIONS_MAX}",
@@ -233,121 +124,4 @@ fn check(options: &CapacityOptions) -> Result<(), String> {
         return Err(format!("rates {rates:?}: must increase from step to step"));
     }
     Ok(())
-}
-
-fn switch(name: &str, text: &str) -> Result<bool, String> {
-    match text.trim() {
-        "1" | "true" | "yes" => Ok(true),
-        "0" | "false" | "no" | "" => Ok(false),
-        other => Err(format!("{name}: {other:?} is not 1 or 0")),
-    }
-}
-
-fn seconds(name: &str, text: &str, zero_allowed: bool) -> Result<Duration, String> {
-    let s: f64 = text.trim().parse().map_err(|_| format!("{name}: cannot read {text:?}"))?;
-    if !s.is_finite() || s < 0.0 || (s == 0.0 && !zero_allowed) {
-        return Err(format!("{name}: {text} is not a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(s))
-}
-
-fn number(name: &str, text: &str) -> Result<usize, String> {
-    text.trim().parse().map_err(|_| format!("{name}: cannot read {text:?} as a whole number"))
-}
-
-fn rate(name: &str, text: &str) -> Result<f64, String> {
-    let rate: f64 = text.trim().parse().map_err(|_| format!("{name}: cannot read {text:?}"))?;
-    if rate.is_finite() && rate > 0.0 {
-        Ok(rate)
-    } else {
-        Err(format!("{name}: {text} is not a positive rate"))
-    }
-}
-
-fn rates(name: &str, text: &str) -> Result<Vec<f64>, String> {
-    text.split(',').map(|part| rate(name, part)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn defaults() -> CapacityOptions {
-        let canned = CannedCommand::rinha_lab(PathBuf::from("rinha-lab"));
-        CapacityOptions::new(PathBuf::from("payrelay"), canned, Path::new("/repo"))
-    }
-
-    fn args(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_owned).collect()
-    }
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    /// Goal: without knobs the sweep is the documented one, rooted at the repository. Method:
-    /// parse `--bench`, which cargo passes.
-    #[test]
-    fn defaults_are_the_documented_sweep() {
-        let options = parse(&args("--bench"), &no_env, defaults()).expect("defaults");
-        assert_eq!(options.rates_per_s[..7], [500.0, 600.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0]);
-        assert_eq!(options.step, Duration::from_secs(10));
-        assert_eq!(options.connections, 600);
-        assert!(options.stop_over_bar && options.journal && options.verbose);
-        assert_eq!(options.compose_file, Some(PathBuf::from("/repo/docker-compose.yml")));
-        assert_eq!(options.json, Some(PathBuf::from("/repo/target/capacity.json")));
-    }
-
-    /// Goal: each knob is read from its variable, a flag wins over the variable, the rate cap
-    /// and the step cap both apply. Method: an environment as a closure.
-    #[test]
-    fn flags_win_over_variables() {
-        let env = |name: &str| match name {
-            "CAPACITY_STEP_S" => Some("2".to_owned()),
-            "CAPACITY_RATES" => Some("100,200,300,400".to_owned()),
-            "CAPACITY_RATE_MAX_PER_S" => Some("300".to_owned()),
-            "CAPACITY_NO_ENVELOPE" => Some("1".to_owned()),
-            "CAPACITY_JSON" => Some("/tmp/env.json".to_owned()),
-            "CAPACITY_CONNECTIONS" => Some("8".to_owned()),
-            _ => None,
-        };
-        let options = parse(
-            &args("--step-s=0.5 --steps-max 2 --json /tmp/flag.json --quiet"),
-            &env,
-            defaults(),
-        )
-        .expect("knobs");
-        assert_eq!(options.step, Duration::from_millis(500));
-        assert_eq!(options.rates_per_s, [100.0, 200.0]);
-        assert_eq!(options.compose_file, None);
-        assert_eq!(options.json, Some(PathBuf::from("/tmp/flag.json")));
-        assert_eq!(options.connections, 8);
-        assert!(!options.verbose);
-        assert_eq!(options.warmup_at(100.0), Duration::from_secs(2), "the minimum");
-        let options = parse(&args("--warmup-s 0 --no-stop"), &env, defaults()).expect("knobs");
-        assert_eq!(options.rates_per_s, [100.0, 200.0, 300.0]);
-        assert!(!options.stop_over_bar);
-        assert_eq!(options.warmup_at(100.0), Duration::from_millis(80), "8 connections at 100/s");
-    }
-
-    /// Goal: knobs that make no sweep are refused with the knob's name. Method: one bad value
-    /// at a time.
-    #[test]
-    fn bad_knobs_are_named() {
-        let refused = |text: &str| parse(&args(text), &no_env, defaults()).expect_err(text);
-        assert!(refused("--rates 500,400").contains("increase"));
-        assert!(refused("--rates 500,x").contains("--rates"));
-        assert!(refused("--rates 0").contains("--rates"));
-        assert!(refused("--step-s 0").contains("--step-s"));
-        assert!(refused("--warmup-s -1").contains("--warmup-s"));
-        assert!(refused("--connections 0").contains("connections"));
-        assert!(refused("--connections 9000").contains("connections"));
-        assert!(refused("--rate-max-per-s 100").contains("no step left"));
-        assert!(refused("--no-stop=maybe").contains("--no-stop"));
-        assert!(refused("--step-s").contains("needs a value"));
-        assert!(refused("--surprise 1").contains("unknown argument"));
-        let env = |name: &str| (name == "CAPACITY_STEPS_MAX").then(|| "two".to_owned());
-        let error = parse(&[], &env, defaults()).expect_err("steps max");
-        assert!(error.contains("CAPACITY_STEPS_MAX"), "{error}");
-    }
 }

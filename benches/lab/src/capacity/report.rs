@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::open_load::StepReport;
-use crate::stats;
+use crate::{provenance::Machine, stats};
 
 /// The latency bar, ms: a step passes while its p99 stays at or under it (and nothing fails or
 /// misses its schedule). 1 ms is where the contest's p99 bonus is within 2% of its maximum
@@ -219,37 +219,6 @@ pub struct HighestRates {
     pub payrelay_per_s: Option<f64>,
     /// canned's (the steps stop on payrelay's result, so this may be a lower bound), per second.
     pub canned_per_s: Option<f64>,
-}
-
-/// The machine a sweep ran on: every published number carries it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Machine {
-    /// CPUs the kernel shows this process.
-    pub cpus: usize,
-    /// `/proc/cpuinfo`'s first model name.
-    pub cpu_model: String,
-    /// `/proc/sys/kernel/osrelease`.
-    pub kernel: String,
-}
-
-impl Machine {
-    /// Reads it from `/proc`; unknown fields are empty.
-    pub fn read() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()))
-            .unwrap_or_default()
-            .to_owned();
-        Machine {
-            cpus: std::thread::available_parallelism().map_or(0, usize::from),
-            cpu_model,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-        }
-    }
 }
 
 /// Everything a sweep measured, and its conclusions (documented in `benches/lab/README.md`).

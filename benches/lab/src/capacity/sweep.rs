@@ -14,12 +14,11 @@ use super::{
     canned_process::CannedProcess,
     open_load::{self, StepPlan},
     options::CapacityOptions,
-    report::{self, BackendStep, CapacityReport, HighestRates, Machine, P99_BAR_MS, Step, Subject},
+    report::{self, BackendStep, CapacityReport, HighestRates, P99_BAR_MS, Step, Subject},
 };
 use crate::{
     backend::{Backend, BackendSpec},
     client::Conn,
-    contest::interruptible,
     emulator::{self, EmulatorConfig, RecordedProbe, TOKEN_DEFAULT, Which},
     load, time,
 };
@@ -88,8 +87,8 @@ pub fn run(options: &CapacityOptions) -> Result<CapacityReport, String> {
     }
     let mut report = empty_report(options, &pair);
     for (index, &rate_per_s) in options.rates_per_s.iter().enumerate() {
-        let step =
-            runtime.block_on(interruptible(measure_rate(options, &targets, rate_per_s, index)));
+        let step = runtime
+            .block_on(load::interruptible(measure_rate(options, &targets, rate_per_s, index)));
         let step = step.map_err(|e| pair.describe_failure(&e))?;
         if let Some(why) = pair.exited().or_else(|| canned.exited()) {
             return Err(pair.describe_failure(&format!("at {rate_per_s}/s: {why}")));
@@ -134,7 +133,7 @@ fn start_pair(
         envelope: options.compose_file.clone(),
     };
     let mut pair = Backend::start(&spec)?;
-    if let Err(e) = runtime.block_on(interruptible(pair.wait_ready())) {
+    if let Err(e) = runtime.block_on(load::interruptible(pair.wait_ready())) {
         return Err(pair.describe_failure(&e));
     }
     Ok(pair)
@@ -144,7 +143,7 @@ fn start_pair(
 fn empty_report(options: &CapacityOptions, pair: &Backend) -> CapacityReport {
     CapacityReport {
         started_at: time::format_iso_ms(time::now_ms()),
-        machine: Machine::read(),
+        machine: crate::provenance::Machine::read(),
         envelope_applied: pair.envelope_applied(),
         envelope_note: pair.envelope_note().to_owned(),
         step_s: options.step.as_secs_f64(),

@@ -10,11 +10,11 @@ use plotters::{
 };
 
 use super::{
-    Run,
     panels::{Line, Panel},
+    run::Run,
 };
 use crate::{
-    contest::Results,
+    results::Results,
     scenario::{ProcessorState, Stage},
     series::Series,
 };

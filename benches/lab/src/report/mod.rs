@@ -13,54 +13,23 @@
 //! and whose `data-points` says how many points it draws. So a test, or a reader with a text
 //! editor, finds each series by name without decoding plotters' output, and a browser shows
 //! the layers on top of one another as one picture.
+//!
+//! Files: `run.rs` (a run and reading its file), `panels.rs` (which panels, from the series),
+//! `draw.rs` (each layer), `compare.rs` (the key figures side by side, as text); `mod.rs` puts
+//! the picture together.
 
-mod commands;
+pub mod compare;
 mod draw;
 mod panels;
+mod run;
 
 use std::path::Path;
 
-pub use commands::{compare_command, report_command};
+pub use run::{RESULTS_BYTES_MAX, RUNS_MAX, Run, read_results};
 
-use crate::{contest::Results, series::Series};
+use crate::series::Series;
 
-/// Largest results file read, bytes. A 3600 s run (the longest scenario allowed) with both
-/// instances' series is about 3 MB; anything far beyond that is not a results file, and reading
-/// it whole could take the machine's memory.
-pub const RESULTS_BYTES_MAX: u64 = 64 * 1024 * 1024;
-/// Most runs in one picture: each needs a colour of its own (`PALETTE` in `draw.rs`) that a
-/// reader can tell apart from the others.
-pub const RUNS_MAX: usize = 8;
 const _: () = assert!(RUNS_MAX <= draw::PALETTE.len(), "a colour per run");
-
-/// One run to draw: its results and the name the picture gives it (its file's name).
-#[derive(Debug, Clone, Copy)]
-pub struct Run<'a> {
-    /// Shown in the header and legend.
-    pub label: &'a str,
-    /// The run's results, with its `series`.
-    pub results: &'a Results,
-}
-
-/// Reads a results JSON written by `rinha-lab contest`, checking what the report relies on: a
-/// file too large, malformed JSON, a missing key or a series whose arrays disagree with its
-/// length is an error naming the file.
-pub fn read_results(path: &Path) -> Result<Results, String> {
-    let shown = path.display();
-    let size = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?.len();
-    if size > RESULTS_BYTES_MAX {
-        return Err(format!(
-            "{shown}: {size} bytes, more than a results file's {RESULTS_BYTES_MAX}"
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-    let results: Results = serde_json::from_str(&text)
-        .map_err(|e| format!("{shown}: not a rinha-lab results file: {e}"))?;
-    if let Some(series) = &results.series {
-        series.validate().map_err(|e| format!("{shown}: series: {e}"))?;
-    }
-    Ok(results)
-}
 
 /// Draws `runs` and writes the picture to `path`.
 pub fn write(path: &Path, runs: &[Run<'_>]) -> Result<(), String> {

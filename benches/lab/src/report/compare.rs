@@ -1,7 +1,9 @@
 //! Side by side: the key figures of several runs in one table, each with its ratio to the first
-//! run's (the picture that overlays their series is [`crate::report`]'s).
+//! run's (the picture that overlays their series is [`crate::report`]'s). Text only: it reads the
+//! runs and draws nothing.
 
-use crate::{contest::Results, report::Run};
+use super::run::Run;
+use crate::results::Results;
 
 /// One row of the table: a figure of the results and how many decimals it is shown with.
 struct Figure {
