@@ -21,6 +21,7 @@ use crate::{
         connections::{Connections, Registration, Surface},
     },
     http::{self, Body, Limits, Parsed, Request, Status},
+    log,
 };
 
 /// A connection's read buffer while it holds no request larger than this: room for a contest
@@ -64,7 +65,7 @@ pub async fn run(core: Rc<Core>, listener: TcpListener, surface: Surface) {
                 monoio::spawn(serve(Rc::clone(&core), stream, registration, surface));
             }
             Err(e) => {
-                eprintln!("payrelay: core-{}: accept: {e}", core.id());
+                log::warn!("accept: {e}");
                 monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
