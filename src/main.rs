@@ -7,6 +7,7 @@
 //! combine, not worth a parser crate.
 
 use std::{
+    io::Write,
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -40,11 +41,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["--help" | "-h"] => {
-            print!("{}", help());
+            say(&help());
             ExitCode::SUCCESS
         }
         ["--version" | "-V"] => {
-            println!("payrelay {VERSION} (commit {COMMIT})");
+            say(&format!("payrelay {VERSION} (commit {COMMIT})\n"));
             ExitCode::SUCCESS
         }
         ["--check"] => check(),
@@ -53,6 +54,11 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// Prints `text` on stdout; a closed pipe (`payrelay --help | head`) is no error of ours.
+fn say(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// `--help`: the forms, then every variable from the knobs table, then the rules between them.
@@ -111,9 +117,9 @@ fn check() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    println!(
+    say(&format!(
         "payrelay: configuration ok: {} cores, io driver {}, API {}, peer link {}, journal {}, \
-         {} connections per core, {} warning(s)",
+         {} connections per core, {} warning(s)\n",
         config.workers(),
         driver.name(),
         config.api_bind_addr,
@@ -121,7 +127,7 @@ fn check() -> ExitCode {
         config.journal_dir.as_ref().map_or_else(|| "off".to_owned(), |d| d.display().to_string()),
         config.connections_max,
         warnings.len(),
-    );
+    ));
     ExitCode::SUCCESS
 }
 
