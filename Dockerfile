@@ -28,9 +28,13 @@ ENV CARGO_TERM_COLOR=never
 WORKDIR /src
 # The workspace manifests and every path the root manifest names (benches/*.rs, the lab
 # member) must exist for cargo to load the workspace; only payrelay's own build is compiled.
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock rustfmt.toml build.rs ./
 COPY src ./src
 COPY benches ./benches
+# The commit `payrelay --version` and `payrelay_build_info` name: there is no .git here
+# (.dockerignore), so pass it, e.g. `--build-arg PAYRELAY_GIT_COMMIT=$(git rev-parse --short=12
+# HEAD)`; build.rs says "unknown" without it.
+ARG PAYRELAY_GIT_COMMIT=unknown
 # The release profile in Cargo.toml: lto = "fat", codegen-units = 1, panic = "abort".
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

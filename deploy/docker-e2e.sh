@@ -108,8 +108,9 @@ served = {}
 for _ in range(200):
     text = urllib.request.urlopen("http://127.0.0.1:9999/metrics", timeout=3).read().decode()
     boot = re.search(r'payrelay_instance_info\{[^}]*boot="(\d+)"', text).group(1)
-    accepted = re.search(r'payrelay_payments_received_total\{core="all",result="accepted"\} (\d+)', text)
-    served[boot] = int(accepted.group(1))
+    # One series per core, no total: the instance's count is their sum.
+    accepted = re.findall(r'payrelay_payments_received_total\{core="\d+",result="accepted"\} (\d+)', text)
+    served[boot] = sum(int(n) for n in accepted)
     if len(served) == 2:
         break
 print("docker-e2e: accepted per instance:", served, file=sys.stderr)

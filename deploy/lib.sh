@@ -58,10 +58,14 @@ docker_cleanup() {
 # rinha-lab:e2e (deploy/lab.Dockerfile); and the lab on the host, as LAB.
 build_images() {
     DOCKER=$DOCKER deploy/base-images.sh
-    local tag file started
+    local tag file started commit
+    # The image has no .git (.dockerignore): the commit for `payrelay --version` and
+    # payrelay_build_info comes in as a build argument.
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
     for pair in payrelay:e2e=Dockerfile rinha-lab:e2e=deploy/lab.Dockerfile; do
         tag=${pair%%=*} file=${pair#*=} started=$SECONDS
-        DOCKER_BUILDKIT=1 "$DOCKER" build --network host -q -t "$tag" -f "$file" . \
+        DOCKER_BUILDKIT=1 "$DOCKER" build --network host -q -t "$tag" -f "$file" \
+            --build-arg "PAYRELAY_GIT_COMMIT=$commit" . \
             >"$WORK/build-${tag%%:*}.log" 2>&1 || {
             tail -n 30 "$WORK/build-${tag%%:*}.log" >&2
             fail "building $tag"

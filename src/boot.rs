@@ -29,6 +29,7 @@ use crate::{
     http::Endpoint,
     journal::{self, Journal, Pending, Replayed},
     ledger::Entry,
+    log,
     peer::{Boot, Continuity},
 };
 
@@ -110,8 +111,8 @@ fn recover(config: &Config, workers: usize) -> Recovery {
             // purge starts a generation past them (a purge at generation 1 would be older than
             // what is there, and the next replay would delete it with every 202 it holds).
             let generation = journal::replay::newest_generation(dir).unwrap_or(0);
-            eprintln!(
-                "payrelay: journal {}: {e}; payments will be refused until a purge starts \
+            log::error!(
+                "journal {}: {e}; payments will be refused until a purge starts \
                  generation {}",
                 dir.display(),
                 generation + 1
@@ -146,8 +147,8 @@ fn recover(config: &Config, workers: usize) -> Recovery {
 fn log_replay(dir: &std::path::Path, replayed: &Replayed) {
     let found = &replayed.findings;
     let pinned = replayed.pending.iter().filter(|p| p.pin.is_some()).count();
-    eprintln!(
-        "payrelay: journal {}: generation {}, epoch {}: {} files, {} bytes, {} records: {} \
+    log::info!(
+        "journal {}: generation {}, epoch {}: {} files, {} bytes, {} records: {} \
          settled, {} pending ({pinned} pinned to an attempt); {} torn bytes cut, {} damaged \
          records skipped, {} files of another format set aside, {} older files removed",
         dir.display(),
@@ -164,14 +165,11 @@ fn log_replay(dir: &std::path::Path, replayed: &Replayed) {
         found.removed,
     );
     for path in &found.not_removed {
-        eprintln!(
-            "payrelay: journal {}: an older generation that could not be removed",
-            path.display()
-        );
+        log::warn!("journal {}: an older generation that could not be removed", path.display());
     }
     if !replayed.whole() {
-        eprintln!(
-            "payrelay: journal {}: the books are not whole; summaries over the time before \
+        log::warn!(
+            "journal {}: the books are not whole; summaries over the time before \
              this start are refused, as after a restart without a journal",
             dir.display()
         );
@@ -231,7 +229,7 @@ pub fn start_with(config: &'static Config, listen: Listen) -> io::Result<Running
         listen,
         recovery,
     });
-    eprintln!("payrelay: {config} io_driver_used={}", driver.name());
+    log::info!("{config} io_driver_used={}", driver.name());
 
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
     let mut handles = Vec::with_capacity(workers);
@@ -336,7 +334,7 @@ fn resolve_patiently(url: &str) -> io::Result<Endpoint> {
         match Endpoint::resolve(url) {
             Ok(endpoint) => return Ok(endpoint),
             Err(e) if e.kind() != io::ErrorKind::InvalidInput && Instant::now() < give_up_at => {
-                eprintln!("payrelay: resolving {url}: {e}; retrying");
+                log::warn!("resolving {url}: {e}; retrying");
                 thread::sleep(Duration::from_secs(1));
             }
             Err(e) => return Err(io::Error::new(e.kind(), format!("resolving {url}: {e}"))),
@@ -346,7 +344,7 @@ fn resolve_patiently(url: &str) -> io::Result<Endpoint> {
 
 /// Resolves `Auto` by building (and dropping) one io_uring ring: Docker's default seccomp
 /// profile refuses `io_uring_setup`, and we would rather know at start than per core.
-fn choose_driver(config: &Config) -> io::Result<IoDriver> {
+pub fn choose_driver(config: &Config) -> io::Result<IoDriver> {
     match config.io_driver {
         IoDriver::Epoll => Ok(IoDriver::Epoll),
         IoDriver::IoUring => {
@@ -356,7 +354,7 @@ fn choose_driver(config: &Config) -> io::Result<IoDriver> {
         IoDriver::Auto => match RuntimeBuilder::<IoUringDriver>::new().build() {
             Ok(_) => Ok(IoDriver::IoUring),
             Err(e) => {
-                eprintln!("payrelay: io_uring unavailable ({e}); falling back to epoll");
+                log::warn!("io_uring unavailable ({e}); falling back to epoll");
                 Ok(IoDriver::Epoll)
             }
         },
@@ -369,6 +367,7 @@ fn run_worker(
     mailbox: flume::Receiver<CoreMsg>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
+    log::set_core(id);
     let config = plan.config;
     if config.worker_pin {
         pin(id, plan);
@@ -392,12 +391,12 @@ fn run_worker(
 
 fn pin(id: usize, plan: &Plan) {
     if plan.cpus.is_empty() {
-        eprintln!("payrelay: core-{id}: CPU list unavailable; not pinned");
+        log::warn!("CPU list unavailable; not pinned");
         return;
     }
     let cpu = plan.cpus[(plan.config.worker_cpu_first + id) % plan.cpus.len()];
     if !core_affinity::set_for_current(cpu) {
-        eprintln!("payrelay: core-{id}: could not pin to CPU {}; not pinned", cpu.id);
+        log::warn!("could not pin to CPU {}; not pinned", cpu.id);
     }
 }
 
@@ -489,14 +488,14 @@ async fn bind_patiently(
         match bind(id, config) {
             Ok(listeners) => {
                 if tries > 1 {
-                    eprintln!("payrelay: core-{id}: bound after {tries} tries");
+                    log::info!("bound after {tries} tries");
                 }
                 return Ok(listeners);
             }
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < give_up_at => {
                 if tries == 1 {
-                    eprintln!(
-                        "payrelay: {e}; retrying for up to {} ms (a killed process's sockets \
+                    log::warn!(
+                        "{e}; retrying for up to {} ms (a killed process's sockets \
                          outlive it a little)",
                         BIND_PATIENCE.as_millis()
                     );

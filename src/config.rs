@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use crate::journal::Fsync;
+use crate::{journal::Fsync, log::Level, peer::client::PEER_CALLS_BUDGET};
 
 /// Which io driver each core runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +39,8 @@ impl IoDriver {
 /// Declares the configuration from one table: each row is a field of [`Config`], its variable
 /// (in [`ENV_VARS`], in row order), how it is read (an [`Env`] getter) and its default, so a
 /// knob is one row here and one in `tuning/README.md` (`tests/tuning_doc.rs` compares the two,
-/// defaults included).
+/// defaults included). The same row gives `payrelay --help` its line ([`knobs_help`]): each
+/// getter has a namesake in `help` that describes instead of reading.
 macro_rules! knobs {
     ($($(#[$doc:meta])* $field:ident: $ty:ty = $getter:ident($name:literal $(, $arg:expr)*),)*) => {
         /// The whole configuration of one instance. Built once in `main`, then shared
@@ -55,10 +56,22 @@ macro_rules! knobs {
         pub const ENV_VARS: &[&str] = &[$($name),*];
 
         impl Config {
-            /// Every knob through `env`, in table order.
-            fn read(env: &Env<'_>) -> Result<Config, ConfigError> {
-                Ok(Config { $($field: env.$getter($name $(, $arg)*)?,)* effective: Vec::new() })
+            /// Every knob through `env`, in table order; every variable that does not parse is
+            /// in the error, not only the first.
+            fn read(env: &Env<'_>) -> Result<Config, Vec<ConfigError>> {
+                let mut errors = Vec::new();
+                $(let $field = env.$getter($name $(, $arg)*).map_err(|e| errors.push(e)).ok();)*
+                match ($($field,)*) {
+                    ($(Some($field),)*) => Ok(Config { $($field,)* effective: Vec::new() }),
+                    _ => Err(errors),
+                }
             }
+        }
+
+        /// Every variable as `payrelay --help` lists it: unit, default and allowed values, in
+        /// table order.
+        pub fn knobs_help() -> Vec<KnobHelp> {
+            vec![$(help::$getter::<$ty>($name $(, $arg)*),)*]
         }
     };
 }
@@ -197,6 +210,9 @@ knobs! {
     /// of three 64-byte records, three contests' worth for one core, and stays well inside an
     /// instance's memory limit while the page cache holds it.
     journal_bytes_max: u64 = number("JOURNAL_BYTES_MAX", 64 << 20, 64 * 1024, 1 << 40),
+    /// The least severe log line written (`error`, `warn`, `info`, `debug`). `info` gives the
+    /// start-up lines and each event (a hold, a journal failure), never a line per payment.
+    log_level: Level = level("LOG_LEVEL"),
 }
 
 /// What one client connection costs beside the request bytes it holds: its task (the
@@ -239,11 +255,22 @@ pub const CONNECTIONS_MIN: usize = 16;
 pub const CONNECTIONS_AUTO_MIN: usize = 1024;
 
 /// A configuration error: which variable, what it held, what was expected.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     name: &'static str,
     value: String,
     expected: String,
+}
+
+impl ConfigError {
+    fn new(name: &'static str, value: impl fmt::Display, expected: impl Into<String>) -> Self {
+        ConfigError { name, value: value.to_string(), expected: expected.into() }
+    }
+
+    /// The variable it is about.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -254,11 +281,104 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The unit of a variable by the last part of its name (units come last in every name), for
+/// `--help` and for range errors. One table, so a new knob named by the rule needs no entry.
+const UNIT_SUFFIXES: &[(&str, &str)] = &[
+    ("_MS", "ms"),
+    ("_BYTES_MAX", "bytes"),
+    ("_BYTES", "bytes"),
+    ("_PER_S_MAX", "per second"),
+    ("_PER_S", "per second"),
+    ("_ENTRIES", "entries"),
+];
+
+/// The unit of variable `name` by its suffix (`UNIT_SUFFIXES`), else a plain count.
+pub fn unit_of(name: &str) -> &'static str {
+    UNIT_SUFFIXES.iter().find(|(suffix, _)| name.ends_with(suffix)).map_or("count", |(_, u)| u)
+}
+
+/// One variable as `payrelay --help` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnobHelp {
+    /// The variable.
+    pub name: &'static str,
+    /// Its unit ([`unit_of`]), or what kind of value it is.
+    pub unit: &'static str,
+    /// Its default, as it would be written.
+    pub default: String,
+    /// The values it accepts.
+    pub allowed: String,
+}
+
+/// The `--help` namesakes of [`Env`]'s getters: the same arguments (the row of `knobs!`),
+/// described instead of read. `T` is the field's type, so that a row's numbers have the type
+/// they have when read.
+mod help {
+    // `T` is the row's field type: `number` needs it, the others take it so that the macro
+    // calls every getter the same way.
+    #![allow(clippy::extra_unused_type_parameters)]
+
+    use std::fmt::Display;
+
+    use super::{KnobHelp, unit_of};
+
+    fn knob(name: &'static str, unit: &'static str, default: &str, allowed: &str) -> KnobHelp {
+        KnobHelp { name, unit, default: default.to_owned(), allowed: allowed.to_owned() }
+    }
+
+    pub(super) fn number<T: Display>(name: &'static str, default: T, min: T, max: T) -> KnobHelp {
+        knob(name, unit_of(name), &default.to_string(), &format!("{min} to {max}"))
+    }
+
+    pub(super) fn fraction_ppm<T>(name: &'static str, default: u64) -> KnobHelp {
+        let six = format!("{}.{:06}", default / 1_000_000, default % 1_000_000);
+        let default = six.trim_end_matches('0').trim_end_matches('.');
+        knob(name, "fraction", default, "0 to 1, at most 6 decimals")
+    }
+
+    pub(super) fn flag<T>(name: &'static str, default: bool) -> KnobHelp {
+        knob(name, "flag", if default { "1" } else { "0" }, "1/0, true/false, yes/no, on/off")
+    }
+
+    pub(super) fn addr<T>(name: &'static str, default: &str) -> KnobHelp {
+        knob(name, "address", default, "host:port")
+    }
+
+    pub(super) fn addr_opt<T>(name: &'static str) -> KnobHelp {
+        knob(name, "address", "empty", "host:port, or empty for none")
+    }
+
+    pub(super) fn url<T>(name: &'static str, default: &str) -> KnobHelp {
+        knob(name, "URL", default, "http://host:port")
+    }
+
+    pub(super) fn path_opt<T>(name: &'static str) -> KnobHelp {
+        knob(name, "path", "empty", "a folder, or empty for none")
+    }
+
+    pub(super) fn fsync<T>(name: &'static str) -> KnobHelp {
+        knob(name, "policy", "never", "never, always, or a period in ms")
+    }
+
+    pub(super) fn driver<T>(name: &'static str) -> KnobHelp {
+        knob(name, "driver", "auto", "auto, io_uring or epoll")
+    }
+
+    pub(super) fn level<T>(name: &'static str) -> KnobHelp {
+        knob(name, "level", "info", "error, warn, info or debug")
+    }
+}
+
 impl Config {
     /// Reads the process environment, and fits the connection cap to the memory this process
     /// may use ([`memory_limit_bytes`]).
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup_within(|name| std::env::var(name).ok(), memory_limit_bytes())
+    }
+
+    /// [`Config::from_env`] with every error: what a start and `payrelay --check` run.
+    pub fn check_env() -> Result<Config, Vec<ConfigError>> {
+        Config::check(|name| std::env::var(name).ok(), memory_limit_bytes())
     }
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests), with no
@@ -268,13 +388,31 @@ impl Config {
     }
 
     /// Reads the configuration through `lookup` for a process that may use `memory_bytes`
-    /// (`None`: unknown), which bounds the connection cap (`Config::fit_connections`).
+    /// (`None`: unknown), which bounds the connection cap (`Config::fit_connections`). The
+    /// first error of [`Config::check`].
     pub fn from_lookup_within(
         lookup: impl Fn(&str) -> Option<String>,
         memory_bytes: Option<u64>,
     ) -> Result<Config, ConfigError> {
+        // `check` never returns an empty list of errors.
+        Config::check(lookup, memory_bytes).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Reads the configuration through `lookup` for a process that may use `memory_bytes`, and
+    /// checks it as a start does: every variable that does not parse; if they all do, every
+    /// [`RULES`] row of [`Severity::Refuse`] that fails, and the connection cap's fit. The
+    /// warnings are left to [`Config::warnings`].
+    pub fn check(
+        lookup: impl Fn(&str) -> Option<String>,
+        memory_bytes: Option<u64>,
+    ) -> Result<Config, Vec<ConfigError>> {
         let env = Env { lookup: &lookup, effective: RefCell::new(Vec::new()) };
         let mut config = Config::read(&env)?;
+        let mut errors: Vec<ConfigError> = RULES
+            .iter()
+            .filter(|rule| rule.severity == Severity::Refuse)
+            .filter_map(|rule| (rule.check)(&config).err())
+            .collect();
         // In table order already: `read` fills the struct literal row by row.
         let mut effective = env.effective.into_inner();
         debug_assert!(effective.iter().map(|(name, _)| *name).eq(ENV_VARS.iter().copied()));
@@ -282,7 +420,13 @@ impl Config {
             effective.push(("WORKER_COUNT(auto)", config.workers().to_string()));
         }
         let derived = config.connections_max == 0;
-        config.connections_max = config.fit_connections(memory_bytes)?;
+        match config.fit_connections(memory_bytes) {
+            Ok(fit) => config.connections_max = fit,
+            Err(e) => errors.push(e),
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         if derived {
             effective.push(("CONNECTIONS_MAX(auto)", config.connections_max.to_string()));
         }
@@ -290,6 +434,16 @@ impl Config {
         effective.push(("memory_limit_bytes", memory));
         config.effective = effective;
         Ok(config)
+    }
+
+    /// Every [`RULES`] row of [`Severity::Warn`] this configuration breaks: the instance runs,
+    /// and says so at start.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        RULES
+            .iter()
+            .filter(|rule| rule.severity == Severity::Warn)
+            .filter_map(|rule| (rule.check)(self).err())
+            .collect()
     }
 
     /// The most memory one client connection may take: a request of the largest head and body
@@ -388,6 +542,175 @@ impl Config {
     }
 }
 
+/// How a start takes a broken [`Rule`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The instance does not start, and `--check` fails: the server would not work as
+    /// documented.
+    Refuse,
+    /// The instance starts with a warning in its log, and `--check` passes printing it: a
+    /// setting that costs latency or money, or one that tests make on purpose.
+    Warn,
+}
+
+/// A rule between knobs: what their values must keep to together.
+pub struct Rule {
+    /// What it keeps, in a few words.
+    pub name: &'static str,
+    /// How a start takes it broken.
+    pub severity: Severity,
+    /// `Err` naming the variable, its value and what it should be, when broken.
+    pub check: fn(&Config) -> Result<(), ConfigError>,
+}
+
+/// Requests one processor serves at once, for everyone: beyond them it queues a request (500
+/// more, then 429), and a queued request's delay starts late, so it lands after the
+/// `requestedAt` we planned for it.
+pub const PROCESSOR_CONCURRENT_MAX: usize = 800;
+
+/// Every rule between knobs, checked at start (`Config::check`, [`Config::warnings`]) and by
+/// `payrelay --check`; each has a test.
+pub const RULES: &[Rule] = &[
+    Rule { name: "the peer call's retry fits", severity: Severity::Refuse, check: peer_retry_fits },
+    Rule {
+        name: "an attempt can be overdue before it times out",
+        severity: Severity::Refuse,
+        check: overdue_before_timeout,
+    },
+    Rule { name: "the peer link is not the API", severity: Severity::Refuse, check: peer_apart },
+    Rule {
+        name: "each instance has its own journal",
+        severity: Severity::Refuse,
+        check: journals_apart,
+    },
+    Rule {
+        name: "the processors' concurrency is kept",
+        severity: Severity::Warn,
+        check: processor_concurrency_kept,
+    },
+    Rule {
+        name: "the forwarding tasks can fill a processor's slots",
+        severity: Severity::Warn,
+        check: slots_fillable,
+    },
+    Rule {
+        name: "an overdue processor's plan fits the attempt's deadline",
+        severity: Severity::Warn,
+        check: overdue_plan_fits,
+    },
+];
+
+/// A summary's or purge's call to the peer is made once more if it fails, and both share
+/// [`PEER_CALLS_BUDGET`] (1.2 s, inside the contest client's 1.5 s): one call may take at most
+/// half of it, or the retry has no time left.
+fn peer_retry_fits(c: &Config) -> Result<(), ConfigError> {
+    let half_ms = PEER_CALLS_BUDGET.as_millis() as u64 / 2;
+    if c.peer_timeout_ms <= half_ms {
+        return Ok(());
+    }
+    let expected = format!(
+        "at most {half_ms} ms: a failed peer call is made once more, and both share {} ms \
+         (the contest's client waits 1500 ms for a summary)",
+        PEER_CALLS_BUDGET.as_millis()
+    );
+    Err(ConfigError::new("PEER_TIMEOUT_MS", c.peer_timeout_ms, expected))
+}
+
+/// An attempt is overdue (its processor's delay jumped) `OVERDUE_MARGIN_MS` past its planned
+/// delay, and times out `PROCESSOR_TIMEOUT_MARGIN_MS` past it: with the first not below the
+/// second, every attempt times out before it can be found overdue, and a delay jump is never
+/// found.
+fn overdue_before_timeout(c: &Config) -> Result<(), ConfigError> {
+    if c.overdue_margin_ms < c.processor_timeout_margin_ms {
+        return Ok(());
+    }
+    let expected = format!(
+        "less than PROCESSOR_TIMEOUT_MARGIN_MS ({} ms): an attempt times out that far past its \
+         planned delay, before it could be found overdue",
+        c.processor_timeout_margin_ms
+    );
+    Err(ConfigError::new("OVERDUE_MARGIN_MS", c.overdue_margin_ms, expected))
+}
+
+/// The peer link must not share the public port (the kernel would spread the peer's calls
+/// over every core of both instances, and clients' requests onto the link), nor call this
+/// instance itself.
+fn peer_apart(c: &Config) -> Result<(), ConfigError> {
+    let Some(bind) = c.peer_bind_addr else { return Ok(()) };
+    if bind.port() == c.api_bind_addr.port() {
+        let expected = format!("a port other than API_BIND_ADDR's ({})", c.api_bind_addr.port());
+        return Err(ConfigError::new("PEER_BIND_ADDR", bind, expected));
+    }
+    match c.peer_addr {
+        Some(peer) if peer == bind => {
+            let expected = "the other instance's PEER_BIND_ADDR, not this one's";
+            Err(ConfigError::new("PEER_ADDR", peer, expected))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Two instances writing one journal folder would replay each other's payments.
+fn journals_apart(c: &Config) -> Result<(), ConfigError> {
+    match (&c.journal_dir, &c.peer_journal_dir) {
+        (Some(own), Some(peer)) if own == peer => {
+            let expected = "the other instance's JOURNAL_DIR, not this one's";
+            Err(ConfigError::new("PEER_JOURNAL_DIR", peer.display(), expected))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every core of both instances may keep `PROCESSOR_INFLIGHT_MAX` requests at one processor,
+/// which serves [`PROCESSOR_CONCURRENT_MAX`] at once. The instances are two when `PEER_ADDR` is
+/// set (the contest's pair), one otherwise; the peer is taken to run as many cores as this one
+/// (the profiles give both the same `WORKER_COUNT`).
+fn processor_concurrency_kept(c: &Config) -> Result<(), ConfigError> {
+    let instances = if c.peer_addr.is_some() { 2 } else { 1 };
+    let cores = instances * c.workers();
+    let total = c.processor_inflight_max.saturating_mul(cores);
+    if total <= PROCESSOR_CONCURRENT_MAX {
+        return Ok(());
+    }
+    let expected = format!(
+        "at most {} per core: {instances} instance(s) × {} core(s) × this = {total} requests at \
+         a processor, which serves {PROCESSOR_CONCURRENT_MAX} at once and queues the rest, whose \
+         delay then starts late (they land after their requestedAt)",
+        PROCESSOR_CONCURRENT_MAX / cores,
+        c.workers()
+    );
+    Err(ConfigError::new("PROCESSOR_INFLIGHT_MAX", c.processor_inflight_max, expected))
+}
+
+/// A forwarding task holds one payment: fewer tasks than one processor's slots leave those
+/// slots unfilled while the other processor fails.
+fn slots_fillable(c: &Config) -> Result<(), ConfigError> {
+    if c.dispatch_inflight_max >= c.processor_inflight_max {
+        return Ok(());
+    }
+    let expected = format!(
+        "at least PROCESSOR_INFLIGHT_MAX ({}), about twice it: a forwarding task holds one \
+         payment, and fewer tasks than a processor's slots never fill them",
+        c.processor_inflight_max
+    );
+    Err(ConfigError::new("DISPATCH_INFLIGHT_MAX", c.dispatch_inflight_max, expected))
+}
+
+/// While a processor is overdue its payments are planned `OVERDUE_PLAN_DELAY_MS` ahead, but
+/// never more than `PROCESSOR_TIMEOUT_MS`, which also caps an attempt's deadline: beyond it an
+/// overdue processor's attempts time out before their planned delay, and their outcome is
+/// unknown.
+fn overdue_plan_fits(c: &Config) -> Result<(), ConfigError> {
+    if c.overdue_plan_delay_ms < c.processor_timeout_ms {
+        return Ok(());
+    }
+    let expected = format!(
+        "less than PROCESSOR_TIMEOUT_MS ({} ms), which caps every plan and deadline",
+        c.processor_timeout_ms
+    );
+    Err(ConfigError::new("OVERDUE_PLAN_DELAY_MS", c.overdue_plan_delay_ms, expected))
+}
+
 impl fmt::Display for Config {
     /// The single start-up log line: every variable's effective value, in `ENV_VARS` order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -422,8 +745,11 @@ impl Env<'_> {
             self.note(name, format!("{}.{:06}", default / 1_000_000, default % 1_000_000));
             return Ok(default);
         };
-        let bad =
-            || ConfigError { name, value: raw.clone(), expected: "a fraction such as 0.05".into() };
+        let bad = || ConfigError {
+            name,
+            value: raw.clone(),
+            expected: "a fraction from 0 to 1, at most 6 decimals (0.05)".into(),
+        };
         let (units, frac) = raw.split_once('.').unwrap_or((&raw, ""));
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if units.is_empty() || !digits_ok(units) || !digits_ok(frac) || frac.len() > 6 {
@@ -449,11 +775,13 @@ impl Env<'_> {
         };
         match raw.parse::<T>() {
             Ok(v) if v >= min && v <= max => Ok(self.note(name, v)),
-            _ => Err(ConfigError {
-                name,
-                value: raw,
-                expected: "an integer within its range".into(),
-            }),
+            _ => {
+                let unit = match unit_of(name) {
+                    "count" => String::new(),
+                    unit => format!(" {unit}"),
+                };
+                Err(ConfigError::new(name, raw, format!("an integer from {min} to {max}{unit}")))
+            }
         }
     }
 
@@ -530,6 +858,16 @@ impl Env<'_> {
         };
         self.note(name, driver.name());
         Ok(driver)
+    }
+
+    fn level(&self, name: &'static str) -> Result<Level, ConfigError> {
+        let level = match self.get(name) {
+            None => Level::Info,
+            Some(raw) => Level::parse(&raw)
+                .ok_or_else(|| ConfigError::new(name, raw, "error, warn, info or debug"))?,
+        };
+        self.note(name, level.name());
+        Ok(level)
     }
 }
 
@@ -720,6 +1058,155 @@ mod tests {
         assert_eq!(mem_total_bytes(meminfo), Some(24_683_264 * 1024));
         assert_eq!(mem_total_bytes(""), None);
         assert!(memory_limit_bytes().is_some_and(|bytes| bytes > 0), "this machine's memory");
+    }
+
+    /// Goal: a number out of its range is refused with the variable, the value given, the
+    /// range and the unit; every variable that does not parse is reported, not only the first.
+    #[test]
+    fn range_errors_name_the_range() {
+        let err = config(&[("PEER_TIMEOUT_MS", "0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PEER_TIMEOUT_MS=\"0\": expected an integer from 1 to 60000 ms"
+        );
+        let err = config(&[("QUEUE_LEN_MAX", "x")]).unwrap_err();
+        assert_eq!(err.to_string(), "QUEUE_LEN_MAX=\"x\": expected an integer from 1 to 10000000");
+        let err = config(&[("JOURNAL_BYTES_MAX", "1")]).unwrap_err();
+        assert!(err.to_string().ends_with("from 65536 to 1099511627776 bytes"), "{err}");
+        let lookup = |name: &str| (name != "API_BIND_ADDR").then(|| "nonsense".to_owned());
+        let errors = Config::check(lookup, None).unwrap_err();
+        // Every variable but the address given and the two folders, which take any path.
+        assert_eq!(errors.len(), ENV_VARS.len() - 3, "{errors:?}");
+    }
+
+    /// Goal: `--help` has a line for every variable, in table order, with a unit, a default
+    /// that parses back to the default and the range of a number.
+    #[test]
+    fn help_lists_every_knob() {
+        let help = knobs_help();
+        assert!(help.iter().map(|k| k.name).eq(ENV_VARS.iter().copied()));
+        let line = config(&[]).unwrap().to_string();
+        let logged: HashMap<&str, &str> =
+            line.split(' ').filter_map(|pair| pair.split_once('=')).collect();
+        for knob in &help {
+            let (default, allowed) = (knob.default.as_str(), knob.allowed.as_str());
+            assert!(!knob.unit.is_empty() && !allowed.is_empty(), "{knob:?}");
+            // The log line writes an unset value as `-` and a fraction with six decimals.
+            let same = match (default, logged[knob.name]) {
+                ("empty", "-") => true,
+                (help, log) => {
+                    let number = |text: &str| text.parse::<f64>().ok();
+                    help == log || (number(help).is_some() && number(help) == number(log))
+                }
+            };
+            assert!(same, "{}: help says {default}, the log line {line}", knob.name);
+        }
+        let timeout = help.iter().find(|k| k.name == "PROCESSOR_TIMEOUT_MS").unwrap();
+        assert_eq!((timeout.unit, timeout.allowed.as_str()), ("ms", "1 to 600000"));
+    }
+
+    /// The errors of `pairs` from every rule of `severity`.
+    fn broken(pairs: &[(&str, &str)], severity: Severity) -> Vec<String> {
+        let c = Config::read(&Env {
+            lookup: &|name: &str| {
+                pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+            },
+            effective: RefCell::new(Vec::new()),
+        })
+        .unwrap();
+        RULES
+            .iter()
+            .filter(|rule| rule.severity == severity)
+            .filter_map(|rule| (rule.check)(&c).err())
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    /// Goal: the defaults and the contest's pair break no rule.
+    #[test]
+    fn defaults_keep_every_rule() {
+        let pair = [("PEER_ADDR", "127.0.0.1:9102"), ("PEER_BIND_ADDR", "127.0.0.1:9101")];
+        let contest = [pair.as_slice(), &[("WORKER_COUNT", "1")]].concat();
+        for pairs in [&[][..], &contest] {
+            assert_eq!(broken(pairs, Severity::Refuse), Vec::<String>::new());
+            assert_eq!(broken(pairs, Severity::Warn), Vec::<String>::new());
+        }
+    }
+
+    /// Goal: a peer timeout over half the peer calls' budget (1.2 s) refuses the start, at 601
+    /// ms and not at 600.
+    #[test]
+    fn rule_peer_retry_fits() {
+        assert!(config(&[("PEER_TIMEOUT_MS", "600")]).is_ok());
+        let err = config(&[("PEER_TIMEOUT_MS", "601")]).unwrap_err().to_string();
+        assert!(err.starts_with("PEER_TIMEOUT_MS=\"601\": expected at most 600 ms"), "{err}");
+    }
+
+    /// Goal: an overdue margin not below the timeout margin refuses the start.
+    #[test]
+    fn rule_overdue_before_timeout() {
+        let at = |overdue: &str| {
+            config(&[("OVERDUE_MARGIN_MS", overdue), ("PROCESSOR_TIMEOUT_MARGIN_MS", "1000")])
+        };
+        assert!(at("999").is_ok());
+        let err = at("1000").unwrap_err().to_string();
+        assert!(err.contains("less than PROCESSOR_TIMEOUT_MARGIN_MS (1000 ms)"), "{err}");
+    }
+
+    /// Goal: the peer link on the API's port, or pointed at itself, refuses the start.
+    #[test]
+    fn rule_peer_apart() {
+        let err = config(&[("PEER_BIND_ADDR", "127.0.0.1:9999")]).unwrap_err().to_string();
+        assert!(err.starts_with("PEER_BIND_ADDR="), "{err}");
+        let itself = [("PEER_BIND_ADDR", "127.0.0.1:9101"), ("PEER_ADDR", "127.0.0.1:9101")];
+        assert!(config(&itself).unwrap_err().to_string().starts_with("PEER_ADDR="));
+        assert!(config(&[("PEER_BIND_ADDR", "127.0.0.1:9101")]).is_ok());
+    }
+
+    /// Goal: the peer's journal folder being this instance's own refuses the start.
+    #[test]
+    fn rule_journals_apart() {
+        let same = [("JOURNAL_DIR", "/journal/a"), ("PEER_JOURNAL_DIR", "/journal/a")];
+        assert!(config(&same).unwrap_err().to_string().starts_with("PEER_JOURNAL_DIR="));
+        let apart = [("JOURNAL_DIR", "/journal/a"), ("PEER_JOURNAL_DIR", "/journal/b")];
+        assert!(config(&apart).is_ok());
+    }
+
+    /// Goal: slots × cores × instances over a processor's 800 concurrent requests warns,
+    /// counting two instances when a peer is set, and starts anyway.
+    #[test]
+    fn rule_processor_concurrency_kept() {
+        let alone = [("WORKER_COUNT", "2"), ("PROCESSOR_INFLIGHT_MAX", "400")];
+        assert_eq!(broken(&alone, Severity::Warn), Vec::<String>::new());
+        let pair = [alone.as_slice(), &[("PEER_ADDR", "127.0.0.1:9102")]].concat();
+        let warnings = broken(&pair, Severity::Warn);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("PROCESSOR_INFLIGHT_MAX=\"400\": expected at most 200"));
+        assert_eq!(config(&pair).unwrap().warnings().len(), 1, "a warning, not a refusal");
+    }
+
+    /// Goal: fewer forwarding tasks than a processor's slots warns.
+    #[test]
+    fn rule_slots_fillable() {
+        let few = [("DISPATCH_INFLIGHT_MAX", "10"), ("PROCESSOR_INFLIGHT_MAX", "11")];
+        let warnings = broken(&few, Severity::Warn);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("DISPATCH_INFLIGHT_MAX="), "{warnings:?}");
+        let enough = [("DISPATCH_INFLIGHT_MAX", "11"), ("PROCESSOR_INFLIGHT_MAX", "11")];
+        assert_eq!(broken(&enough, Severity::Warn), Vec::<String>::new());
+    }
+
+    /// Goal: an overdue plan not below the attempt's cap warns (tests shorten the cap on
+    /// purpose, so it is no refusal).
+    #[test]
+    fn rule_overdue_plan_fits() {
+        let warnings = broken(&[("PROCESSOR_TIMEOUT_MS", "5000")], Severity::Warn);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("OVERDUE_PLAN_DELAY_MS=\"5000\""), "{warnings:?}");
+        assert_eq!(
+            broken(&[("PROCESSOR_TIMEOUT_MS", "5001")], Severity::Warn),
+            Vec::<String>::new()
+        );
     }
 
     /// Goal: the log line names every variable, so nothing configured is invisible.

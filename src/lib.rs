@@ -23,8 +23,8 @@
 //! - [`metrics`]: per-core counters, and one table of the families `GET /metrics` renders.
 //! - [`payment`]: the incoming JSON body, decoded and validated.
 //!
-//! Support: [`http`] (the codec), [`config`] (one table of knobs), [`money`] (integer cents),
-//! [`timestamp`] (ISO-8601).
+//! Support: [`http`] (the codec), [`config`] (one table of knobs), [`log`] (a line per event,
+//! with its time, level and core), [`money`] (integer cents), [`timestamp`] (ISO-8601).
 //!
 //! State and flow are apart: imports run down from `boot` to the flows, to `cores`, to the
 //! state and support modules; the types a core holds never import [`cores`], and the flows
@@ -41,6 +41,7 @@ pub mod forward;
 pub mod http;
 pub mod journal;
 pub mod ledger;
+pub mod log;
 pub mod metrics;
 pub mod money;
 pub mod payment;
@@ -48,3 +49,13 @@ pub mod peer;
 pub mod summary;
 pub mod timestamp;
 pub mod upstream;
+
+/// This build's version (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this build was made from, or "unknown" (a build without `.git` and without
+/// `PAYRELAY_GIT_COMMIT`; see `build.rs`).
+pub const COMMIT: &str = match option_env!("PAYRELAY_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};

@@ -10,7 +10,7 @@ use crate::{
     forward::lookup,
     http, journal,
     ledger::{ShardSummary, TimeRange},
-    money, peer,
+    log, money, peer,
     timestamp::{self, Round},
 };
 
@@ -93,7 +93,7 @@ async fn peer_books(core: &Rc<Core>, range: TimeRange) -> Option<ShardSummary> {
     let books = match journal::replay::peer_books(dir, range) {
         Ok(books) => books,
         Err(e) => {
-            eprintln!("payrelay: the peer's journal {}: {e}", dir.display());
+            log::warn!("the peer's journal {}: {e}", dir.display());
             return None;
         }
     };

@@ -24,6 +24,16 @@ pub fn now_ms() -> i64 {
     }
 }
 
+/// Microseconds since the Unix epoch, now: one read of the wall clock (the vDSO's
+/// `clock_gettime`, no system call) that a connection shares between its `Date` header and the
+/// duration of its answers (`accept::serve`).
+pub fn now_us() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
 /// Formats `ms` (clamped to years 0000..=9999) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_iso(ms: i64) -> [u8; ISO_LEN] {
     let ms = ms.clamp(MS_MIN, MS_MAX);

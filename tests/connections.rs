@@ -37,7 +37,7 @@ const SERVED_WITHIN: Duration = Duration::from_millis(500);
 
 /// `connections_open` of each instance (by pid), read on fresh connections until both answered.
 fn open_connections_by_instance(rig: &Rig) -> BTreeMap<u64, u64> {
-    per_instance(rig, "payrelay_connections_open{core=\"all\"}")
+    per_instance(rig, "payrelay_connections_open")
 }
 
 /// One series of each instance's `/metrics` (by pid), read on fresh connections until both
@@ -48,7 +48,7 @@ fn per_instance(rig: &Rig, series: &str) -> BTreeMap<u64, u64> {
         let mut client = Client::connect(rig.api());
         let pid = instance_of(&mut client);
         let metrics = client.get("/metrics").body;
-        seen.insert(pid, metric(&metrics, series) as u64);
+        seen.insert(pid, metric_total(&metrics, series) as u64);
         if seen.len() == 2 {
             return seen;
         }
@@ -166,9 +166,7 @@ fn idle_and_stalled_connections_are_closed() {
         wait_until("the idle and the stalled connection to expire", || {
             assert_eq!(busy.get("/health").status, 200, "{driver}: a connection in use stays open");
             let expired: u64 =
-                per_instance(&rig, "payrelay_connections_expired_total{core=\"all\"}")
-                    .values()
-                    .sum();
+                per_instance(&rig, "payrelay_connections_expired_total").values().sum();
             std::thread::sleep(Duration::from_millis(100));
             expired >= 2
         });
@@ -176,8 +174,7 @@ fn idle_and_stalled_connections_are_closed() {
         assert_eq!(reply.status, 408, "{driver}: {}", reply.body);
         assert!(stalled.closed(), "{driver}: closed after the 408");
         assert!(silent.closed(), "{driver}: an idle connection is closed");
-        let expired: u64 =
-            per_instance(&rig, "payrelay_connections_expired_total{core=\"all\"}").values().sum();
+        let expired: u64 = per_instance(&rig, "payrelay_connections_expired_total").values().sum();
         assert!(expired >= 2, "{driver}: expired {expired}");
     }
 }
@@ -213,8 +210,7 @@ fn connections_beyond_the_limit_are_closed() {
             })
             .unwrap_or(false)
     });
-    let refused: u64 =
-        per_instance(&rig, "payrelay_connections_refused_total{core=\"all\"}").values().sum();
+    let refused: u64 = per_instance(&rig, "payrelay_connections_refused_total").values().sum();
     assert!(refused >= 8, "refused {refused}");
 }
 
@@ -247,7 +243,7 @@ fn the_peer_link_is_served_when_the_public_port_is_full() {
         .map(|name| {
             let addr = rig.backend.peer_addr(name).expect("peer address");
             let text = Client::connect(addr).get("/metrics").body;
-            metric(&text, "payrelay_connections_refused_total{core=\"all\"}")
+            metric_total(&text, "payrelay_connections_refused_total")
         })
         .iter()
         .sum();
@@ -325,7 +321,7 @@ fn per_instance_at_peer(rig: &mut Rig, series: &str) -> BTreeMap<&'static str, u
         .into_iter()
         .map(|name| {
             let addr = rig.backend.peer_addr(name).expect("peer address");
-            (name, metric(&Client::connect(addr).get("/metrics").body, series) as u64)
+            (name, metric_total(&Client::connect(addr).get("/metrics").body, series) as u64)
         })
         .collect()
 }
@@ -384,14 +380,12 @@ fn a_flood_of_stalled_clients_stays_within_the_memory_limit() {
         held.insert(instance_of(&mut client), client);
         held.len() == 2
     });
-    let caps = per_instance_at_peer(&mut rig, "payrelay_connections_max{core=\"all\"}");
+    let caps = per_instance_at_peer(&mut rig, "payrelay_connections_max");
     let flood = 2 * caps.values().sum::<u64>() as usize;
     assert!(flood + 1000 < files as usize, "{flood} connections: open files limit {files}");
     let base_rss = rss_mb(&rig);
     let accepted_before: u64 =
-        per_instance_at_peer(&mut rig, "payrelay_connections_accepted_total{core=\"all\"}")
-            .values()
-            .sum();
+        per_instance_at_peer(&mut rig, "payrelay_connections_accepted_total").values().sum();
 
     let started = Instant::now();
     let mut partial = b"GET /payments-summary HTTP/1.1\r\nHost: t\r\nX-Pad: ".to_vec();
@@ -407,13 +401,10 @@ fn a_flood_of_stalled_clients_stays_within_the_memory_limit() {
     }
     wait_until("every flooding connection to be accepted or refused", || {
         let accepted: u64 =
-            per_instance_at_peer(&mut rig, "payrelay_connections_accepted_total{core=\"all\"}")
-                .values()
-                .sum();
+            per_instance_at_peer(&mut rig, "payrelay_connections_accepted_total").values().sum();
         accepted >= accepted_before + flood as u64
     });
-    let refused =
-        per_instance_at_peer(&mut rig, "payrelay_connections_refused_total{core=\"all\"}");
+    let refused = per_instance_at_peer(&mut rig, "payrelay_connections_refused_total");
     assert!(refused.values().all(|&n| n > 0), "both instances full: refused {refused:?}");
     // Half of each cap's heads at least in memory: the flood is loaded.
     wait_until("the stalled heads to be read", || {
@@ -446,7 +437,7 @@ fn a_flood_of_stalled_clients_stays_within_the_memory_limit() {
 
     drop(flooding);
     wait_until("the flood's connections to be closed on the server side", || {
-        let open = per_instance_at_peer(&mut rig, "payrelay_connections_open{core=\"all\"}");
+        let open = per_instance_at_peer(&mut rig, "payrelay_connections_open");
         open.values().all(|&n| n < 10)
     });
     let mut after_rss = BTreeMap::new();

@@ -21,7 +21,8 @@ use std::{
 mod common;
 
 use common::{
-    Client, DEADLINE, POLL, Reply, Rig, emulator_totals, metric, parse_summary, uuid, wait_until,
+    Client, DEADLINE, POLL, Reply, Rig, emulator_totals, metric_total, parse_summary, uuid,
+    wait_until,
 };
 use rinha_lab::{
     backend,
@@ -461,7 +462,7 @@ fn a_restart_finds_what_was_stored_while_it_was_down() {
     let inflight = |name: &str| {
         let peer = rig.backend.peer_addr(name).expect("the instance has a peer link");
         let metrics = Client::connect(peer).get("/metrics").body;
-        metric(&metrics, "payrelay_inflight_requests{core=\"all\",processor=\"default\"}")
+        metric_total(&metrics, "payrelay_inflight_requests{processor=\"default\"}")
     };
     wait_until("every payment in the processor's delay, some sent by B", || {
         let b = inflight("b");
@@ -712,7 +713,7 @@ fn an_unwritable_journal_refuses_payments_and_says_why() {
     assert_eq!(client.get("/payments-summary").status, 200, "the rest of the API answers");
     let metrics = client.get("/metrics").body;
     assert_eq!(
-        metric(&metrics, "payrelay_payments_received_total{core=\"all\",result=\"unjournaled\"}"),
+        metric_total(&metrics, "payrelay_payments_received_total{result=\"unjournaled\"}"),
         1.0
     );
     let logs: String =

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Rig, emulator_totals, metric, payment_json, uuid, wait_until};
+use common::{Client, Rig, emulator_totals, metric, metric_total, payment_json, uuid, wait_until};
 use rinha_lab::{backend::read_usage, emulator::Which};
 
 /// One instance's `/metrics`, read on its private peer address (the shared port would let the
@@ -35,11 +35,12 @@ fn health_polls_read_chunked_answers_and_reach_every_core() {
         wait_until("every core to know both processors' health", || {
             let text = metrics_of(&rig, name);
             (0..2).all(|core| {
-                let delay =
-                    format!("payrelay_processor_delay_ms{{core=\"{core}\",processor=\"default\"}}");
+                let delay = format!(
+                    "payrelay_processor_delay_seconds{{core=\"{core}\",processor=\"default\"}}"
+                );
                 let open =
                     format!("payrelay_breaker_open{{core=\"{core}\",processor=\"fallback\"}}");
-                metric(&text, &delay) == 1234.0 && metric(&text, &open) == 1.0
+                metric(&text, &delay) == 1.234 && metric(&text, &open) == 1.0
             })
         });
     }
@@ -97,12 +98,11 @@ fn a_dead_pooled_connection_is_retried_on_a_fresh_one() {
     assert_eq!(emulator_totals(&rig.emulator, None, None)[1], (0, 0), "none went to the fallback");
     let text = client.get("/metrics").body;
     for outcome in ["unknown", "not_stored"] {
-        let series = format!(
-            "payrelay_attempts_total{{core=\"all\",processor=\"default\",outcome=\"{outcome}\"}}"
-        );
-        assert_eq!(metric(&text, &series), 0.0, "{series}");
+        let series =
+            format!("payrelay_attempts_total{{processor=\"default\",outcome=\"{outcome}\"}}");
+        assert_eq!(metric_total(&text, &series), 0.0, "{series}");
     }
-    let open = metric(&text, "payrelay_breaker_open{core=\"all\",processor=\"default\"}");
+    let open = metric_total(&text, "payrelay_breaker_open{processor=\"default\"}");
     assert_eq!(open, 0.0);
 }
 
@@ -130,10 +130,10 @@ fn payments_waiting_for_a_slot_cost_no_cpu() {
     // guessed pause.
     let settled = |name: &str| {
         let text = metrics_of(&rig, name);
-        let series = |s: &str| metric(&text, s);
-        let open = series("payrelay_breaker_open{core=\"all\",processor=\"fallback\"}") == 1.0;
-        let full = series("payrelay_inflight_requests{core=\"all\",processor=\"default\"}") == 8.0;
-        series("payrelay_forwarding{core=\"all\"}") == 0.0 || (open && full)
+        let series = |s: &str| metric_total(&text, s);
+        let open = series("payrelay_breaker_open{processor=\"fallback\"}") == 1.0;
+        let full = series("payrelay_inflight_requests{processor=\"default\"}") == 8.0;
+        series("payrelay_forwarding") == 0.0 || (open && full)
     };
     wait_until("the backlog to settle into waiting", || settled("a") && settled("b"));
     let cpu = |name| read_usage(rig.pid(name)).expect("the instance runs").cpu_s;
@@ -167,16 +167,14 @@ fn an_attempt_past_its_deadline_gives_up_and_is_looked_up() {
         books[0].0 == 10 && common::parse_summary(&ours) == books
     });
     let sum = |series: &str| -> f64 {
-        ["a", "b"].iter().map(|name| metric(&metrics_of(&rig, name), series)).sum()
+        ["a", "b"].iter().map(|name| metric_total(&metrics_of(&rig, name), series)).sum()
     };
-    let unknown = "payrelay_attempts_total{core=\"all\",processor=\"default\",outcome=\"unknown\"}";
+    let unknown = "payrelay_attempts_total{processor=\"default\",outcome=\"unknown\"}";
     assert!(sum(unknown) >= 10.0, "every first attempt timed out: {}", sum(unknown));
     let lookups: f64 = ["found", "absent"]
         .iter()
         .map(|result| {
-            sum(&format!(
-                "payrelay_lookups_total{{core=\"all\",processor=\"default\",result=\"{result}\"}}"
-            ))
+            sum(&format!("payrelay_lookups_total{{processor=\"default\",result=\"{result}\"}}"))
         })
         .sum();
     assert!(lookups >= 10.0, "each was looked up: {lookups}");

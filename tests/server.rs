@@ -306,8 +306,8 @@ fn duplicates_are_refused_and_stored_once() {
     wait_until("the payment to be stored", || emulator_totals(&rig.emulator, None, None)[0].0 == 1);
     wait_until("every repeat to be settled", || {
         let metrics = client.get("/metrics").body;
-        let forwarded = metric(&metrics, "payrelay_forwarding{core=\"all\"}");
-        let queued = metric(&metrics, "payrelay_queue_len{core=\"all\"}");
+        let forwarded = metric_total(&metrics, "payrelay_forwarding");
+        let queued = metric_total(&metrics, "payrelay_queue_len");
         forwarded == 0.0 && queued == 0.0
     });
     assert_eq!(emulator_totals(&rig.emulator, None, None), [(1, 1990), (0, 0)]);
@@ -318,8 +318,9 @@ fn duplicates_are_refused_and_stored_once() {
 
 /// Goal: `GET /metrics` is Prometheus text that counts exactly what one instance did: payments
 /// by intake result, settled payments and attempts per processor, the attempt latency
-/// histogram, open connections, and the per-core gauges summed in `core="all"`; each instance
-/// also answers on its private peer address. Method: on one keep-alive connection (one core of one instance)
+/// histogram, the histogram of our own answers, open connections, and per-core series only (no
+/// `core="all"`: their sum is the instance's); each instance also answers on its private peer
+/// address. Method: on one keep-alive connection (one core of one instance)
 /// post 10 valid payments, one repeat, one invalid and one malformed body; wait until the
 /// processors hold the 10; scrape on the same connection and check each family.
 #[test]
@@ -340,10 +341,10 @@ fn metrics_count_what_the_instance_did() {
         let reply = client.get("/metrics");
         assert_eq!(reply.status, 200);
         text = reply.body;
-        metric(&text, "payrelay_payments_settled_total{core=\"all\",processor=\"default\"}") == 10.0
+        metric_total(&text, "payrelay_payments_settled_total{processor=\"default\"}") == 10.0
     });
     assert!(text.starts_with("# HELP payrelay_instance_info"), "{text}");
-    let all = |name: &str, labels: &str| metric(&text, &format!("{name}{{core=\"all\",{labels}}}"));
+    let all = |name: &str, labels: &str| metric_total(&text, &format!("{name}{{{labels}}}"));
     assert_eq!(all("payrelay_payments_received_total", "result=\"accepted\""), 10.0);
     assert_eq!(all("payrelay_payments_received_total", "result=\"duplicate\""), 1.0);
     assert_eq!(all("payrelay_payments_received_total", "result=\"invalid\""), 1.0);
@@ -372,11 +373,17 @@ fn metrics_count_what_the_instance_did() {
         ),
         10.0
     );
-    assert!(metric(&text, "payrelay_connections_open{core=\"all\"}") >= 1.0);
+    assert!(metric_total(&text, "payrelay_connections_open") >= 1.0);
     let per_core: f64 = (0..2)
         .map(|core| metric(&text, &format!("payrelay_ledger_entries{{core=\"{core}\"}}")))
         .sum();
-    assert_eq!(per_core, metric(&text, "payrelay_ledger_entries{core=\"all\"}"));
+    assert_eq!(per_core, metric_total(&text, "payrelay_ledger_entries"));
+    assert!(!text.contains("core=\"all\""), "the scraper sums the cores");
+    // Every POST was answered on this connection, by this instance, before the scrape.
+    let served = "payrelay_http_request_duration_seconds_count{route=\"/payments\"}";
+    assert_eq!(metric(&text, served), 13.0);
+    let fast = "payrelay_http_request_duration_seconds_bucket{route=\"/payments\",le=\"+Inf\"}";
+    assert_eq!(metric(&text, fast), 13.0);
     assert_eq!(per_core, 10.0);
 
     // Each instance answers for itself on its private peer address, for a scraper.

@@ -152,7 +152,7 @@ check() {
         -e PROCESSOR_FALLBACK_URL=http://127.0.0.1:8002 \
         "$IMAGE" >/dev/null
     for _ in $(seq 1 100); do
-        "$DOCKER" logs "$name" 2>&1 | grep -q "payrelay: ready" && break
+        "$DOCKER" logs "$name" 2>&1 | grep -q " core=main ready, " && break
         sleep 0.1
     done
     if ! "$DOCKER" logs "$name" 2>&1 | grep -q "io_driver_used=io_uring"; then

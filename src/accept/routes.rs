@@ -201,7 +201,9 @@ async fn metrics(core: &Rc<Core>, body: &mut Body) -> Status {
     }
     snapshots.extend(mine);
     let (pid, boot) = (std::process::id(), core.continuity().boot.id);
-    metrics::render(&mut body.bytes, &mut snapshots, metrics::Instance { pid, boot });
+    // A few small reads of /proc, on the core that serves the scrape, once per scrape.
+    let process = metrics::ProcessStats::read();
+    metrics::render(&mut body.bytes, &mut snapshots, metrics::Instance { pid, boot, process });
     body.content_type = http::PROMETHEUS_TEXT;
     Status::Ok
 }

@@ -25,6 +25,7 @@ use crate::{
     http::{Endpoint, date::DateCache},
     journal::Journal,
     ledger::{Entry, Processor, Shard, ShardSummary, TimeRange},
+    log,
     metrics::{CoreMetrics, CoreSnapshot},
     peer::Continuity,
     timestamp,
@@ -129,7 +130,6 @@ impl Core {
             ledger: RefCell::new(ledger),
             seen: RefCell::new(SeenIds::new(IDS_PER_GENERATION_MAX)),
             forwarding: Forwarding::new(
-                id,
                 config.queue_len_max,
                 config.dispatch_inflight_max,
                 config.forwards_per_s_max,
@@ -305,7 +305,7 @@ impl Core {
         self.test_clock.start(now_ms);
         let generation = self.journal.generation() + 1;
         if let Err(e) = self.journal.start_generation(generation, now_ms) {
-            eprintln!("payrelay: core-{}: journal generation {generation}: {e}", self.id);
+            log::error!("journal generation {generation}: {e}");
         }
     }
 

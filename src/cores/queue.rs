@@ -12,13 +12,11 @@ use super::{
     pace::Pace,
     slots::{SlotWait, SlotWaiters},
 };
-use crate::{journal::Pending, payment::Payment};
+use crate::{journal::Pending, log, payment::Payment};
 
 /// A core's forwarding work. Owned by the core; the flows in `dispatch` drive it.
 #[derive(Debug)]
 pub struct Forwarding {
-    /// The core's index, for log lines.
-    core_id: usize,
     /// Accepted payments no task has taken yet.
     queue: RefCell<Queue>,
     /// Payments a killed life of the instance had accepted and not settled (replayed from the
@@ -49,16 +47,10 @@ pub struct Forwarding {
 const ARRIVALS_WINDOW: Duration = Duration::from_secs(1);
 
 impl Forwarding {
-    /// No work for core `core_id`: `queue_len_max` payments may wait, `tasks_max` tasks may run,
-    /// `per_s_max` forwards may start a second.
-    pub fn new(
-        core_id: usize,
-        queue_len_max: usize,
-        tasks_max: usize,
-        per_s_max: u64,
-    ) -> Forwarding {
+    /// No work: `queue_len_max` payments may wait, `tasks_max` tasks may run, `per_s_max`
+    /// forwards may start a second. Its log lines are the core's (`log::set_core`).
+    pub fn new(queue_len_max: usize, tasks_max: usize, per_s_max: u64) -> Forwarding {
         Forwarding {
-            core_id,
             queue: RefCell::new(Queue::new(queue_len_max)),
             resumed: RefCell::new(VecDeque::new()),
             tasks: Cell::new(0),
@@ -177,10 +169,7 @@ impl Forwarding {
         let holding = self.holding.get() + 1;
         self.holding.set(holding);
         if holding == 1 {
-            eprintln!(
-                "payrelay: core-{}: holding payments for the cheaper processor while it fails",
-                self.core_id
-            );
+            log::info!("holding payments for the cheaper processor while it fails");
             self.hold_episode.set(HoldEpisode { since: Instant::now(), backlog_most: 0 });
         }
         self.note_held();
@@ -195,9 +184,8 @@ impl Forwarding {
         self.holding.set(holding);
         if holding == 0 {
             let episode = self.hold_episode.get();
-            eprintln!(
-                "payrelay: core-{}: hold over after {} ms; {} payments held at most",
-                self.core_id,
+            log::info!(
+                "hold over after {} ms; {} payments held at most",
                 episode.since.elapsed().as_millis(),
                 episode.backlog_most
             );
@@ -397,7 +385,7 @@ mod tests {
     /// counts a task until its mark drops. Method: synthetic instants.
     #[test]
     fn arrival_rate_and_holding() {
-        let forwarding = Forwarding::new(0, 8, 4, 4_000);
+        let forwarding = Forwarding::new(8, 4, 4_000);
         let t0 = forwarding.arrivals_sample.get().0;
         for _ in 0..300 {
             forwarding.arrived();

@@ -12,9 +12,10 @@ pub struct DateCache {
 }
 
 impl DateCache {
-    /// The current `Date` value.
-    pub fn get(&self) -> [u8; timestamp::HTTP_DATE_LEN] {
-        let now_s = timestamp::now_ms().div_euclid(1000);
+    /// The `Date` value at `now_us` (from [`timestamp::now_us`]), for a caller that has read
+    /// the clock already.
+    pub fn at(&self, now_us: i64) -> [u8; timestamp::HTTP_DATE_LEN] {
+        let now_s = now_us.div_euclid(1_000_000);
         let mut cached = self.cached.borrow_mut();
         if cached.0 != now_s || cached.1[0] == 0 {
             *cached = (now_s, timestamp::format_http_date(now_s));

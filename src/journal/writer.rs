@@ -38,7 +38,7 @@ use super::{
     record::{Kind, RECORD_LEN, Record},
     replay::{self, file_name},
 };
-use crate::{ledger::Processor, payment::Payment};
+use crate::{ledger::Processor, log, payment::Payment};
 
 /// When the journal asks the disk to make written records durable (`JOURNAL_FSYNC`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl Journal {
                 journal
             }
             Err(e) => {
-                eprintln!("payrelay: core-{core}: journal {}: {e}", place.path().display());
+                log::error!("journal {}: {e}", place.path().display());
                 let journal = Journal::with(Some(place), None, epoch, 0, bytes_max, fsync);
                 journal.failure.set(Some(e.kind()));
                 journal
@@ -370,7 +370,7 @@ impl Journal {
             Ok(()) => {
                 self.offset.set(offset + batch.len() as u64);
                 if self.failure.take().is_some() {
-                    eprintln!("payrelay: journal {}: written again", self.path().display());
+                    log::info!("journal {}: written again", self.path().display());
                 }
                 true
             }
@@ -390,8 +390,8 @@ impl Journal {
 
     fn fail(&self, e: io::Error) {
         if self.failure.get().is_none() {
-            eprintln!(
-                "payrelay: journal {}: {e}; no payment accepted until it is written again \
+            log::error!(
+                "journal {}: {e}; no payment accepted until it is written again \
                  (retried every {} ms) or a purge",
                 self.path().display(),
                 WRITE_RETRY_PAUSE.as_millis()
@@ -426,7 +426,7 @@ impl Journal {
                 // Nothing of it was replayed either (the start refused payments for it): its
                 // open payments are not this life's to carry, and the file stays for an
                 // operator.
-                eprintln!("payrelay: journal {}: {e}; left where it is", old.display());
+                log::warn!("journal {}: {e}; left where it is", old.display());
                 (Vec::new(), true)
             }
         };

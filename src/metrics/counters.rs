@@ -20,8 +20,59 @@ pub const LATENCY_BOUNDS_US: [u64; 16] = [
     2_000_000, 5_000_000, 10_000_000, 15_000_000,
 ];
 
-/// Buckets including `+Inf`.
+/// Buckets of the attempt-latency histogram, including `+Inf`.
 pub const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+
+/// Upper bounds of the histogram of our own answers (from a request's head parsed to its
+/// response written), in microseconds (plus `+Inf`): from the fastest answer on loopback
+/// (~50 µs) past the contest's p99 bonus (1 ms) to a stall of 100 ms (a throttled core, a
+/// journal flush).
+pub const REQUEST_BOUNDS_US: [u64; 11] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000];
+
+/// Buckets of the request-duration histogram, including `+Inf`.
+pub const REQUEST_BUCKETS: usize = REQUEST_BOUNDS_US.len() + 1;
+
+/// Which route a request's answer is counted under in the request-duration histogram: the two
+/// the contest measures, and the rest together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRoute {
+    /// `POST /payments` (and any other method on that path).
+    Payments,
+    /// `GET /payments-summary`.
+    PaymentsSummary,
+    /// Everything else: purge, metrics, health, the peer link, unknown paths.
+    Other,
+}
+
+impl HttpRoute {
+    /// Every route, in index order.
+    pub const ALL: [HttpRoute; 3] =
+        [HttpRoute::Payments, HttpRoute::PaymentsSummary, HttpRoute::Other];
+
+    /// The route of a request for `path` on the public API (`api`) or the peer link.
+    pub fn of(api: bool, path: &[u8]) -> HttpRoute {
+        match path {
+            b"/payments" if api => HttpRoute::Payments,
+            b"/payments-summary" if api => HttpRoute::PaymentsSummary,
+            _ => HttpRoute::Other,
+        }
+    }
+
+    /// Its position in [`HttpRoute::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its name in metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpRoute::Payments => "/payments",
+            HttpRoute::PaymentsSummary => "/payments-summary",
+            HttpRoute::Other => "other",
+        }
+    }
+}
 
 /// What became of one `POST /payments`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,25 +124,34 @@ impl Intake {
     }
 }
 
-/// A latency histogram one core owns.
-#[derive(Debug, Default)]
-pub struct Histogram {
+/// A latency histogram one core owns, of `B` buckets: one per bound given to
+/// [`Histogram::observe`], and `+Inf`.
+#[derive(Debug)]
+pub struct Histogram<const B: usize> {
     /// Observations per bucket (not cumulative; [`HistogramSnapshot`] accumulates).
-    buckets: [Cell<u64>; BUCKETS],
+    buckets: [Cell<u64>; B],
     /// Sum of observations, µs.
     sum_us: Cell<u64>,
 }
 
-impl Histogram {
-    /// Counts one observation.
-    pub fn observe(&self, us: u64) {
-        // 16 comparisons at most, against a line of cache: cheaper than any search.
-        let i = LATENCY_BOUNDS_US.iter().position(|&bound| us <= bound).unwrap_or(BUCKETS - 1);
-        bump(&self.buckets[i]);
-        self.sum_us.set(self.sum_us.get().saturating_add(us));
+impl<const B: usize> Default for Histogram<B> {
+    fn default() -> Self {
+        Histogram { buckets: std::array::from_fn(|_| Cell::new(0)), sum_us: Cell::new(0) }
+    }
+}
+
+impl<const B: usize> Histogram<B> {
+    /// Counts `n` observations of `us` against `bounds` (its `B - 1` upper bounds, ascending).
+    pub fn observe(&self, bounds: &[u64], us: u64, n: u64) {
+        debug_assert_eq!(bounds.len() + 1, B, "a histogram's bounds and buckets");
+        // At most 16 comparisons, against a line of cache: cheaper than any search.
+        let i = bounds.iter().position(|&bound| us <= bound).unwrap_or(B - 1);
+        let bucket = &self.buckets[i];
+        bucket.set(bucket.get() + n);
+        self.sum_us.set(self.sum_us.get().saturating_add(us.saturating_mul(n)));
     }
 
-    fn snapshot(&self) -> HistogramSnapshot {
+    fn snapshot(&self) -> HistogramSnapshot<B> {
         HistogramSnapshot {
             buckets: self.buckets.each_ref().map(Cell::get),
             sum_us: self.sum_us.get(),
@@ -100,17 +160,23 @@ impl Histogram {
 }
 
 /// A histogram's values, copied out of its core.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HistogramSnapshot {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistogramSnapshot<const B: usize = BUCKETS> {
     /// Observations per bucket (not cumulative).
-    pub buckets: [u64; BUCKETS],
+    pub buckets: [u64; B],
     /// Sum of observations, µs.
     pub sum_us: u64,
 }
 
-impl HistogramSnapshot {
+impl<const B: usize> Default for HistogramSnapshot<B> {
+    fn default() -> Self {
+        HistogramSnapshot { buckets: [0; B], sum_us: 0 }
+    }
+}
+
+impl<const B: usize> HistogramSnapshot<B> {
     /// Adds `other`'s observations to these.
-    pub fn merge(&mut self, other: &HistogramSnapshot) {
+    pub fn merge(&mut self, other: &HistogramSnapshot<B>) {
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
             *mine += theirs;
         }
@@ -140,7 +206,10 @@ pub struct CoreMetrics {
     /// Their amount, cents.
     settled_cents: [Cell<u64>; 2],
     /// Latency of attempts that got an answer, per processor.
-    latency: [Histogram; 2],
+    latency: [Histogram<BUCKETS>; 2],
+    /// Our own answers' durations, from the head parsed to the response written, per
+    /// [`HttpRoute`].
+    requests: [Histogram<REQUEST_BUCKETS>; HttpRoute::ALL.len()],
     /// `POST /payments` results, indexed by [`Intake::index`].
     intake: [Cell<u64>; Intake::ALL.len()],
     /// Responses sent, indexed by [`Status::index`].
@@ -153,7 +222,7 @@ impl CoreMetrics {
         let p = processor.index();
         bump(&self.attempts[p][outcome.index()]);
         if let Some(us) = answered_us {
-            self.latency[p].observe(us);
+            self.latency[p].observe(&LATENCY_BOUNDS_US, us, 1);
         }
     }
 
@@ -178,6 +247,12 @@ impl CoreMetrics {
     pub fn response(&self, status: Status) {
         bump(&self.responses[status.index()]);
     }
+
+    /// Counts `n` requests on `route` answered in one write, `us` after the first of them was
+    /// parsed.
+    pub fn served(&self, route: HttpRoute, us: u64, n: u64) {
+        self.requests[route.index()].observe(&REQUEST_BOUNDS_US, us, n);
+    }
 }
 
 /// The state of one core at one instant: plain data, sent across cores by message.
@@ -195,6 +270,8 @@ pub struct CoreSnapshot {
     pub settled_cents: [u64; 2],
     /// Attempt latency per processor.
     pub latency: [HistogramSnapshot; 2],
+    /// Request durations per [`HttpRoute`].
+    pub requests: [HistogramSnapshot<REQUEST_BUCKETS>; HttpRoute::ALL.len()],
     /// `POST /payments` results ([`Intake::ALL`] order).
     pub intake: [u64; Intake::ALL.len()],
     /// Responses per status ([`Status::ALL`] order).
@@ -247,6 +324,7 @@ impl CoreMetrics {
         snapshot.settled = self.settled.each_ref().map(Cell::get);
         snapshot.settled_cents = self.settled_cents.each_ref().map(Cell::get);
         snapshot.latency = self.latency.each_ref().map(Histogram::snapshot);
+        snapshot.requests = self.requests.each_ref().map(Histogram::snapshot);
         snapshot.intake = self.intake.each_ref().map(Cell::get);
         snapshot.responses = self.responses.each_ref().map(Cell::get);
     }
@@ -266,6 +344,9 @@ mod tests {
             metrics.settled(Processor::Default, 1990);
         }
         metrics.lookup(Processor::Fallback, Lookup::Absent);
+        metrics.served(HttpRoute::Payments, 50, 2);
+        metrics.served(HttpRoute::Payments, 51, 1);
+        metrics.served(HttpRoute::Other, 100_001, 1);
         let mut snapshot = CoreSnapshot::default();
         metrics.fill(&mut snapshot);
         let h = snapshot.latency[0];
@@ -275,5 +356,8 @@ mod tests {
         assert_eq!(snapshot.settled_cents, [7960, 0]);
         assert_eq!(snapshot.settled, [4, 0]);
         assert_eq!(snapshot.lookups[1][Lookup::Absent.index()], 1);
+        let payments = snapshot.requests[HttpRoute::Payments.index()];
+        assert_eq!((payments.buckets[0], payments.buckets[1], payments.sum_us), (2, 1, 151));
+        assert_eq!(snapshot.requests[HttpRoute::Other.index()].buckets[REQUEST_BUCKETS - 1], 1);
     }
 }

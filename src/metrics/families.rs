@@ -6,7 +6,13 @@
 
 use std::io::Write;
 
-use super::counters::{CoreSnapshot, HistogramSnapshot, Intake, LATENCY_BOUNDS_US};
+use super::{
+    counters::{
+        CoreSnapshot, HistogramSnapshot, HttpRoute, Intake, LATENCY_BOUNDS_US, REQUEST_BOUNDS_US,
+        REQUEST_BUCKETS,
+    },
+    process::ProcessStats,
+};
 use crate::{
     http::Status,
     ledger::Processor,
@@ -93,19 +99,32 @@ impl Label {
 #[derive(Clone, Copy)]
 pub enum Series {
     /// One series per core and per combination of `labels` (at most two), read by `value` with
-    /// the labels' indexes; and, when `total`, the instance's sum of each as `core="all"`.
+    /// the labels' indexes. No sum over the cores is rendered: a scraper sums the per-core
+    /// series (`sum without (core)`), and a total beside them would be counted twice.
     Cores {
         /// What the series are split by, outermost first.
         labels: &'static [Label],
-        /// Whether the sum over cores means something (not for a delay).
-        total: bool,
         /// The value of one core at the labels' indexes.
         value: fn(&CoreSnapshot, &[usize]) -> u64,
     },
-    /// One histogram per processor, merged over the cores.
+    /// As [`Series::Cores`], for a value a core keeps in milliseconds, rendered in seconds (the
+    /// base unit).
+    CoresMillis {
+        /// What the series are split by, outermost first.
+        labels: &'static [Label],
+        /// The value of one core at the labels' indexes, ms.
+        value_ms: fn(&CoreSnapshot, &[usize]) -> u64,
+    },
+    /// One histogram of attempts per processor, merged over the cores.
     Latency(fn(&CoreSnapshot) -> &[HistogramSnapshot; 2]),
+    /// One histogram of our answers' durations per [`HttpRoute`], merged over the cores.
+    Requests(fn(&CoreSnapshot) -> &[HistogramSnapshot<REQUEST_BUCKETS>; HttpRoute::ALL.len()]),
     /// The instance itself: pid, core count and boot, with the value 1.
     Instance,
+    /// The build: version and git commit, with the value 1.
+    Build,
+    /// One value of the process (`/proc`), left out when it cannot be read.
+    Process(fn(&ProcessStats) -> Option<f64>),
 }
 
 /// One metric family.
@@ -121,7 +140,7 @@ pub struct Family {
     pub series: Series,
 }
 
-/// A family of one value per core, summed over the cores: [`split`] by no label.
+/// A family of one value per core: [`split`] by no label.
 const fn per_core(
     name: &'static str,
     kind: Kind,
@@ -131,7 +150,7 @@ const fn per_core(
     split(name, kind, help, &[], value)
 }
 
-/// A family split by `labels`, summed over the cores.
+/// A family of one value per core split by `labels`.
 const fn split(
     name: &'static str,
     kind: Kind,
@@ -139,7 +158,7 @@ const fn split(
     labels: &'static [Label],
     value: fn(&CoreSnapshot, &[usize]) -> u64,
 ) -> Family {
-    Family { name, kind, help, series: Series::Cores { labels, total: true, value } }
+    Family { name, kind, help, series: Series::Cores { labels, value } }
 }
 
 use Kind::{Counter, Gauge};
@@ -152,6 +171,42 @@ pub const FAMILIES: &[Family] = &[
         kind: Gauge,
         help: "This instance: its pid, core count and boot id (unique per process, even where every pid is 1).",
         series: Series::Instance,
+    },
+    Family {
+        name: "payrelay_build_info",
+        kind: Gauge,
+        help: "This build: its version (Cargo.toml) and git commit (unknown when built without one).",
+        series: Series::Build,
+    },
+    Family {
+        name: "process_cpu_seconds_total",
+        kind: Counter,
+        help: "User and system CPU time spent by this process, in seconds.",
+        series: Series::Process(|p| p.cpu_seconds),
+    },
+    Family {
+        name: "process_resident_memory_bytes",
+        kind: Gauge,
+        help: "Resident memory of this process, in bytes.",
+        series: Series::Process(|p| p.resident_bytes.map(|b| b as f64)),
+    },
+    Family {
+        name: "process_start_time_seconds",
+        kind: Gauge,
+        help: "When this process started, in seconds since the Unix epoch.",
+        series: Series::Process(|p| p.start_time_seconds),
+    },
+    Family {
+        name: "process_open_fds",
+        kind: Gauge,
+        help: "File descriptors this process holds open.",
+        series: Series::Process(|p| p.open_fds.map(|n| n as f64)),
+    },
+    Family {
+        name: "payrelay_http_request_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Our answers, from a request's head parsed to its response written (pipelined requests answered in one write share it), per route, all cores.",
+        series: Series::Requests(|c| &c.requests),
     },
     split(
         "payrelay_payments_received_total",
@@ -202,10 +257,10 @@ pub const FAMILIES: &[Family] = &[
         |c, i| u64::from(c.breaker_open[i[0]]),
     ),
     Family {
-        name: "payrelay_processor_delay_ms",
+        name: "payrelay_processor_delay_seconds",
         kind: Gauge,
-        help: "The delay each core plans with (newest of polled and observed; OVERDUE_PLAN_DELAY_MS while an attempt is overdue), ms.",
-        series: Series::Cores { labels: &[P], total: false, value: |c, i| c.delay_ms[i[0]] },
+        help: "The delay each core plans with (newest of polled and observed; OVERDUE_PLAN_DELAY_MS while an attempt is overdue), in seconds.",
+        series: Series::CoresMillis { labels: &[P], value_ms: |c, i| c.delay_ms[i[0]] },
     },
     split(
         "payrelay_overdue_total",
@@ -329,6 +384,8 @@ pub struct Instance {
     pub pid: u32,
     /// Its boot id (`peer::Boot::id`), unique per process.
     pub boot: u64,
+    /// What `/proc` says of its process at this scrape.
+    pub process: ProcessStats,
 }
 
 /// Appends the Prometheus text exposition (format 0.0.4) of `cores` (any order) to `out`.
@@ -338,26 +395,51 @@ pub fn render(out: &mut Vec<u8>, cores: &mut [CoreSnapshot], instance: Instance)
         let (name, help, kind) = (family.name, family.help, family.kind.name());
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         match family.series {
-            Series::Cores { labels, total, value } => {
-                render_cores(out, name, cores, labels, total, value)
+            Series::Cores { labels, value } => {
+                render_cores(out, name, cores, labels, |c, i| value(c, i).to_string())
             }
-            Series::Latency(histograms) => render_latency(out, name, cores, histograms),
+            Series::CoresMillis { labels, value_ms } => {
+                render_cores(out, name, cores, labels, |c, i| seconds(value_ms(c, i)))
+            }
+            Series::Latency(histograms) => {
+                let merged = Processor::ALL.map(|p| merge(cores, |c| &histograms(c)[p.index()]));
+                let labels = Processor::ALL.map(|p| ("processor", p.name()));
+                render_histograms(out, name, &LATENCY_BOUNDS_US, &labels, &merged);
+            }
+            Series::Requests(histograms) => {
+                let merged = HttpRoute::ALL.map(|r| merge(cores, |c| &histograms(c)[r.index()]));
+                let labels = HttpRoute::ALL.map(|r| ("route", r.name()));
+                render_histograms(out, name, &REQUEST_BOUNDS_US, &labels, &merged);
+            }
             Series::Instance => {
                 let (pid, boot, len) = (instance.pid, instance.boot, cores.len());
                 let _ = writeln!(out, "{name}{{pid=\"{pid}\",cores=\"{len}\",boot=\"{boot}\"}} 1");
+            }
+            Series::Build => {
+                let (version, commit) = (crate::VERSION, crate::COMMIT);
+                let _ = writeln!(out, "{name}{{version=\"{version}\",commit=\"{commit}\"}} 1");
+            }
+            Series::Process(value) => {
+                if let Some(value) = value(&instance.process) {
+                    let _ = writeln!(out, "{name} {value}");
+                }
             }
         }
     }
 }
 
-/// Every combination of `labels`, then per core and (when `total`) `core="all"`.
+/// `ms` in seconds, as the exposition writes a number (`1.5`, `0`).
+fn seconds(ms: u64) -> String {
+    (ms as f64 / 1000.0).to_string()
+}
+
+/// Every combination of `labels`, then per core.
 fn render_cores(
     out: &mut Vec<u8>,
     name: &str,
     cores: &[CoreSnapshot],
     labels: &[Label],
-    total: bool,
-    value: fn(&CoreSnapshot, &[usize]) -> u64,
+    value: impl Fn(&CoreSnapshot, &[usize]) -> String,
 ) {
     assert!(labels.len() <= 2, "{name}: a series has at most two labels");
     let combinations: usize = labels.iter().map(|l| l.len()).product();
@@ -374,43 +456,46 @@ fn render_cores(
         for (label, &i) in labels.iter().zip(indexes) {
             text.push_str(&format!(",{}=\"{}\"", label.key(), label.value(i)));
         }
-        let mut sum = 0u64;
         for c in cores {
-            let v = value(c, indexes);
-            sum = sum.saturating_add(v);
-            let _ = writeln!(out, "{name}{{core=\"{}\"{text}}} {v}", c.core);
-        }
-        if total {
-            let _ = writeln!(out, "{name}{{core=\"all\"{text}}} {sum}");
+            let _ = writeln!(out, "{name}{{core=\"{}\"{text}}} {}", c.core, value(c, indexes));
         }
     }
 }
 
-/// One cumulative histogram per processor, merged over the cores.
-fn render_latency(
+/// The cores' histograms that `pick` chooses, merged.
+fn merge<const B: usize>(
+    cores: &[CoreSnapshot],
+    pick: impl Fn(&CoreSnapshot) -> &HistogramSnapshot<B>,
+) -> HistogramSnapshot<B> {
+    let mut merged = HistogramSnapshot::default();
+    for c in cores {
+        merged.merge(pick(c));
+    }
+    merged
+}
+
+/// One cumulative histogram per label value: `labels[i]` (key, value) names `histograms[i]`,
+/// whose buckets end at `bounds_us` and `+Inf`.
+fn render_histograms<const B: usize>(
     out: &mut Vec<u8>,
     name: &str,
-    cores: &[CoreSnapshot],
-    histograms: fn(&CoreSnapshot) -> &[HistogramSnapshot; 2],
+    bounds_us: &[u64],
+    labels: &[(&str, &str)],
+    histograms: &[HistogramSnapshot<B>],
 ) {
-    for p in Processor::ALL {
-        let mut merged = HistogramSnapshot::default();
-        for c in cores {
-            merged.merge(&histograms(c)[p.index()]);
-        }
-        let p = p.name();
+    for (&(key, value), histogram) in labels.iter().zip(histograms) {
         let mut cumulative = 0;
-        for (i, count) in merged.buckets.iter().enumerate() {
+        for (i, count) in histogram.buckets.iter().enumerate() {
             cumulative += count;
-            let le = match LATENCY_BOUNDS_US.get(i) {
+            let le = match bounds_us.get(i) {
                 Some(us) => format!("{}", *us as f64 / 1e6),
                 None => "+Inf".to_owned(),
             };
-            let _ = writeln!(out, "{name}_bucket{{processor=\"{p}\",le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{key}=\"{value}\",le=\"{le}\"}} {cumulative}");
         }
-        let (sum, count) = (merged.sum_us as f64 / 1e6, merged.count());
-        let _ = writeln!(out, "{name}_sum{{processor=\"{p}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{processor=\"{p}\"}} {count}");
+        let (sum, count) = (histogram.sum_us as f64 / 1e6, histogram.count());
+        let _ = writeln!(out, "{name}_sum{{{key}=\"{value}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{key}=\"{value}\"}} {count}");
     }
 }
 
@@ -421,7 +506,13 @@ mod tests {
 
     fn rendered(cores: &mut [CoreSnapshot]) -> String {
         let mut out = Vec::new();
-        render(&mut out, cores, Instance { pid: 42, boot: 7 });
+        let process = ProcessStats {
+            cpu_seconds: Some(1.5),
+            resident_bytes: Some(4096),
+            start_time_seconds: Some(1.7e9),
+            open_fds: None,
+        };
+        render(&mut out, cores, Instance { pid: 42, boot: 7, process });
         String::from_utf8(out).expect("the exposition is ASCII")
     }
 
@@ -442,36 +533,44 @@ mod tests {
             format!("{name}_bucket{{processor=\"default\",le=\"0.0005\"}} 3\n"),
             format!("{name}_bucket{{processor=\"default\",le=\"+Inf\"}} 4\n"),
             format!("{name}_count{{processor=\"default\"}} 4\n"),
-            "payrelay_payments_settled_cents_total{core=\"all\",processor=\"default\"} 7960\n"
-                .into(),
+            "payrelay_payments_settled_cents_total{core=\"0\",processor=\"default\"} 7960\n".into(),
         ] {
             assert!(text.contains(&line), "{line} in {text}");
         }
     }
 
-    /// Goal: per-core series and the `all` series agree, whatever order the cores answered in,
-    /// two labels turn in odometer order, and every sample line belongs to a family declared
-    /// with `# TYPE`.
+    /// Goal: one series per core, in core order whatever order the cores answered in, and no
+    /// `core="all"` beside them (a sum over `core` would count it twice); two labels turn in
+    /// odometer order; a delay kept in ms is rendered in seconds; the build and process
+    /// families are there (a process value that cannot be read is left out); every sample line
+    /// belongs to a family declared with `# TYPE`.
     #[test]
-    fn cores_and_total() {
+    fn per_core_series_only() {
         let core = |id: usize, queue_len: u64| CoreSnapshot {
             core: id,
             queue_len,
             route: Some(Route::Send(Processor::Fallback)),
+            delay_ms: [1500, 0],
             ..CoreSnapshot::default()
         };
         let text = rendered(&mut [core(1, 5), core(0, 2)]);
         let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} in {text}"));
         assert!(at("payrelay_queue_len{core=\"0\"} 2") < at("payrelay_queue_len{core=\"1\"} 5"));
-        at("payrelay_queue_len{core=\"all\"} 7\n");
-        at("payrelay_route{core=\"all\",decision=\"fallback\"} 2\n");
+        assert!(!text.contains("core=\"all\""), "{text}");
+        at("payrelay_route{core=\"1\",decision=\"fallback\"} 1\n");
         at("payrelay_route{core=\"0\",decision=\"default\"} 0\n");
         at("payrelay_instance_info{pid=\"42\",cores=\"2\",boot=\"7\"} 1\n");
         assert!(
-            at("{core=\"all\",processor=\"default\",outcome=\"refused\"}")
+            at("{core=\"1\",processor=\"default\",outcome=\"refused\"}")
                 < at("{core=\"0\",processor=\"fallback\",outcome=\"stored\"}")
         );
-        assert!(!text.contains("payrelay_processor_delay_ms{core=\"all\""), "a delay has no sum");
+        at("payrelay_processor_delay_seconds{core=\"0\",processor=\"default\"} 1.5\n");
+        at("payrelay_processor_delay_seconds{core=\"1\",processor=\"fallback\"} 0\n");
+        at(&format!("payrelay_build_info{{version=\"{}\",commit=\"", crate::VERSION));
+        at("process_cpu_seconds_total 1.5\n");
+        at("process_resident_memory_bytes 4096\n");
+        assert!(!text.contains("\nprocess_open_fds "), "unread, left out");
+        at("payrelay_http_request_duration_seconds_bucket{route=\"/payments\",le=\"0.00005\"} 0\n");
         let declared: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -514,6 +613,7 @@ mod tests {
             settled: [1, 2],
             settled_cents: [1, 2],
             latency: [latency; 2],
+            requests: [HistogramSnapshot { buckets: [1; REQUEST_BUCKETS], sum_us: 5 }; 3],
             intake: [1; Intake::ALL.len()],
             responses: [1; Status::ALL.len()],
             connections_open: 1,

@@ -10,18 +10,22 @@
 //! is made once more within [`PEER_CALLS_BUDGET`]: the contest's client reads a summary that
 //! does not come as zeros, an inconsistency.
 //!
-//! # Continuity: a restarted instance has forgotten its records
+//! # Continuity: what a restarted instance may have forgotten
 //!
-//! The ledger lives in memory, so an instance that restarts comes back empty, while the
-//! processors still hold what it had recorded. Summing it as if nothing happened would be a
-//! silently partial total. So every peer call carries the caller's boot (a random id and its
-//! start time) and every answer the responder's, and each instance remembers the peer's boot
-//! since the last purge ([`Continuity`]). A boot that changed means a restart: the records of
-//! that instance with a `requestedAt` before its start plus `PROCESSOR_TIMEOUT_MS` (the
-//! furthest ahead a `requestedAt` is ever planned) may be gone, and a summary whose range
-//! reaches back there answers 503 naming the instance. Ranges that start later (the contest's
-//! sliding check window, 30 s or so after the restart) are exact again, and the next purge
-//! clears the record. Both instances restarting together cannot be told from a new deployment.
+//! The ledger lives in memory. With the journal on (`JOURNAL_DIR`), a restarted instance comes
+//! back with its books: it replays its journal before it listens, and its boot says whether the
+//! replay found them whole (`Boot::kept_books`). Without the journal, or when the replay found
+//! them damaged, it comes back without the records of its earlier life, while the processors
+//! still hold them; summing it as if nothing happened would be a silently partial total. So
+//! every peer call carries the caller's boot (a random id, its start time and whether it kept
+//! its books) and every answer the responder's, and each instance remembers the peer's boot
+//! since the last purge ([`Continuity`]). A boot that changed and did not keep its books means
+//! a restart that forgot: the records of that instance with a `requestedAt` before its start
+//! plus `PROCESSOR_TIMEOUT_MS` (the furthest ahead a `requestedAt` is ever planned) may be
+//! gone, and a summary whose range reaches back there answers 503 naming the instance. Ranges
+//! that start later (the contest's sliding check window, 30 s or so after the restart) are
+//! exact again, and the next purge clears the record. Both instances restarting together
+//! without a journal cannot be told from a new deployment.
 
 pub mod client;
 pub mod continuity;

@@ -268,6 +268,32 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{series}: {e}"))
 }
 
+/// An instance's total of a series over its cores: the sum of every sample line of `series`'s
+/// family whose labels, less `core`, are `series`'s (e.g. `payrelay_attempts_total{processor=
+/// "default",outcome="stored"}`, or a bare name). Fails if no core has it. The exposition has no
+/// `core="all"` series: a scraper sums the per-core ones, as here.
+pub fn metric_total(text: &str, series: &str) -> f64 {
+    let (family, labels) = match series.split_once('{') {
+        Some((family, rest)) => (family, rest.strip_suffix('}').expect("labels close")),
+        None => (series, ""),
+    };
+    let samples: Vec<f64> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(family)?.strip_prefix("{core=\"")?;
+            let (core, rest) = rest.split_once('"')?;
+            core.parse::<usize>().ok()?;
+            let rest = match labels {
+                "" => rest.strip_prefix("} ")?,
+                labels => rest.strip_prefix(',')?.strip_prefix(labels)?.strip_prefix("} ")?,
+            };
+            Some(rest.parse().unwrap_or_else(|e| panic!("{line}: {e}")))
+        })
+        .collect();
+    assert!(!samples.is_empty(), "no {series} on any core in:\n{text}");
+    samples.iter().sum()
+}
+
 /// The instance behind a connection: `/health` names its process id.
 pub fn instance_of(client: &mut Client) -> u64 {
     let reply = client.get("/health");

@@ -64,10 +64,22 @@ impl InstanceWatch {
     }
 }
 
-/// `family{core="all"} VALUE` from a Prometheus text exposition: the instance's total.
-pub fn metric_all(text: &str, family: &str) -> Option<f64> {
-    let series = format!("{family}{{core=\"all\"}} ");
-    text.lines().find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok())
+/// The instance's total of a family split by nothing but `core`: the sum of its
+/// `family{core="N"} VALUE` lines in a Prometheus text exposition (payrelay renders one series
+/// per core and no total beside them). `None` if no core has it or a value does not parse.
+pub fn metric_summed(text: &str, family: &str) -> Option<f64> {
+    let prefix = format!("{family}{{core=\"");
+    let mut total = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(prefix.as_str()) else { continue };
+        let Some((core, value)) = rest.split_once("\"} ") else { continue };
+        if core.is_empty() || !core.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let value: f64 = value.trim().parse().ok()?;
+        total = Some(total.unwrap_or(0.0) + value);
+    }
+    total
 }
 
 /// Reads the processors (`recorded`, when they are the lab's own) and `instances` at the end of
@@ -148,7 +160,7 @@ impl Watched {
             _ => None,
         };
         let gauge = |family| {
-            let value = metric_all(text.as_deref()?, family)?;
+            let value = metric_summed(text.as_deref()?, family)?;
             // Counts: a negative or fractional value would be a bug of the exporter's, shown
             // as the nearest count rather than hidden.
             (value.is_finite() && value >= 0.0).then(|| value.round() as u64)
@@ -165,35 +177,34 @@ mod tests {
     use super::*;
 
     /// What payrelay's `/metrics` looks like (`src/metrics/families.rs`): help and type lines,
-    /// per-core series, the `core="all"` total, and families with more labels.
+    /// one series per core (no total), and families with more labels.
     const EXPOSITION: &str = "\
 # HELP payrelay_queue_len Accepted payments waiting for a forwarding slot.
 # TYPE payrelay_queue_len gauge
 payrelay_queue_len{core=\"0\"} 2
 payrelay_queue_len{core=\"1\"} 5
-payrelay_queue_len{core=\"all\"} 7
 # TYPE payrelay_forwarding gauge
-payrelay_forwarding{core=\"all\"} 130
+payrelay_forwarding{core=\"0\"} 130
 # TYPE payrelay_holding gauge
-payrelay_holding{core=\"all\"} x
-payrelay_route{core=\"all\",decision=\"hold\"} 1
-payrelay_inflight_requests{core=\"all\",processor=\"default\"} 3
+payrelay_holding{core=\"0\"} x
+payrelay_route{core=\"0\",decision=\"hold\"} 1
+payrelay_inflight_requests{core=\"0\",processor=\"default\"} 3
 ";
 
-    /// Goal: the instance total is read from the `core="all"` line of exactly the family asked
+    /// Goal: the instance total is the sum of the per-core lines of exactly the family asked
     /// for; a family with more labels, a missing family, an unreadable value and a bare name
     /// that only starts like the family give nothing. Method: an exposition shaped like
     /// payrelay's.
     #[test]
     fn reads_the_instance_total() {
-        assert_eq!(metric_all(EXPOSITION, "payrelay_queue_len"), Some(7.0));
-        assert_eq!(metric_all(EXPOSITION, "payrelay_forwarding"), Some(130.0));
-        assert_eq!(metric_all(EXPOSITION, "payrelay_holding"), None, "unreadable value");
-        assert_eq!(metric_all(EXPOSITION, "payrelay_route"), None, "more labels than core");
-        assert_eq!(metric_all(EXPOSITION, "payrelay_inflight_requests"), None);
-        assert_eq!(metric_all(EXPOSITION, "payrelay_queue"), None, "a prefix is not the family");
-        assert_eq!(metric_all(EXPOSITION, "payrelay_breaker_open"), None);
-        assert_eq!(metric_all("", "payrelay_queue_len"), None);
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_queue_len"), Some(7.0));
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_forwarding"), Some(130.0));
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_holding"), None, "unreadable value");
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_route"), None, "more labels than core");
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_inflight_requests"), None);
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_queue"), None, "a prefix is not the family");
+        assert_eq!(metric_summed(EXPOSITION, "payrelay_breaker_open"), None);
+        assert_eq!(metric_summed("", "payrelay_queue_len"), None);
     }
 
     /// A stand-in for an instance's peer link: answers every request on every connection with

@@ -49,7 +49,7 @@ pub struct Series {
     pub checks: Vec<CheckMark>,
 }
 
-/// One payrelay instance, second by second: its own gauges (`core="all"`, read from its
+/// One payrelay instance, second by second: its own gauges (summed over its cores, read from its
 /// `/metrics` at the end of each second; `null` when the scrape failed) and its CPU.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -67,7 +67,7 @@ pub async fn backlog(scrapers: &mut [Conn]) -> String {
             scraper.request(Method::GET, "/metrics", &[], None, Duration::from_millis(500)).await;
         let text = reply.ok().map(|r| String::from_utf8_lossy(&r.body).into_owned());
         for (sum, family) in sums.iter_mut().zip(families) {
-            let value = text.as_deref().and_then(|text| sampler::metric_all(text, family));
+            let value = text.as_deref().and_then(|text| sampler::metric_summed(text, family));
             *sum = sum.zip(value).map(|(a, b)| a + b);
         }
     }
