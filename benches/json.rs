@@ -3,7 +3,7 @@
 //! number of times inside one function, so that callgrind's count for that function over the
 //! number of runs is the cost of one. Instruction counts repeat from run to run on a shared
 //! machine where the clock does not. The same bench at f9e3820 runs each parse with sonic-rs,
-//! the server's JSON crate until then, beside serde_json (README, *HTTP codec*).
+//! the server's JSON crate until then, beside serde_json (`docs/http-codec.md`).
 //!
 //! One count (`tuning/json-callgrind.sh` runs them all and prints the table):
 //!

@@ -411,6 +411,10 @@ fn documents_name_only_files_that_exist() {
         "fuzz/README.md",
         "docs/measured.md",
         "docs/http-codec.md",
+        "docs/consistency.md",
+        "docs/failures.md",
+        "docs/deployment.md",
+        "docs/observability.md",
     ];
     let folders = ["src/", "tests/", "benches/", "deploy/", "tuning/", "fuzz/", ".ci/"];
     let mut missing = Vec::new();

@@ -1,20 +1,19 @@
-//! Goal: the README's metrics table and the code name exactly the same families, and those
-//! follow Prometheus's naming rules. Method: read the first column of the table under
-//! "## Observability", compare with `metrics::FAMILIES`; check each name, and a rendered
-//! exposition.
+//! Goal: the metrics table (`docs/observability.md`) and the code name exactly the same
+//! families, and those follow Prometheus's naming rules. Method: read the first column of the
+//! table, compare with `metrics::FAMILIES`; check each name, and a rendered exposition.
 
 use std::collections::BTreeSet;
 
 use payrelay::metrics::{CoreSnapshot, FAMILIES, Instance, Kind, ProcessStats, render};
 
 #[test]
-fn readme_lists_exactly_the_families_the_server_exposes() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let table = readme
+fn the_docs_list_exactly_the_families_the_server_exposes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/observability.md"))
+        .expect("docs/observability.md");
+    let table = doc
         .split_once("| family | labels | what |")
         .map(|(_, rest)| rest)
-        .expect("README.md has the metrics table");
+        .expect("docs/observability.md has the metrics table");
     let documented: BTreeSet<&str> = table
         .lines()
         .skip(1)
@@ -23,7 +22,7 @@ fn readme_lists_exactly_the_families_the_server_exposes() {
         .filter_map(|rest| rest.split_once('`').map(|(name, _)| name))
         .collect();
     let code: BTreeSet<&str> = FAMILIES.iter().map(|family| family.name).collect();
-    assert_eq!(documented, code, "README.md's metrics table and metrics::FAMILIES disagree");
+    assert_eq!(documented, code, "docs/observability.md's metrics table and metrics::FAMILIES disagree");
 }
 
 /// Whether `name` is a valid metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*`, lower case only

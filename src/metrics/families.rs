@@ -2,7 +2,7 @@
 //! help, and how its series are read from a [`CoreSnapshot`]), and the one renderer that walks
 //! the table. Adding a metric is a snapshot field (where it is measured) and a row here;
 //! `every_snapshot_field_is_rendered` fails until both exist, and `tests/metrics_doc.rs` until
-//! the README's table has it.
+//! the table in `docs/observability.md` has it.
 
 use std::io::Write;
 
