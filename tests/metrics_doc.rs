@@ -8,8 +8,9 @@ use payrelay::metrics::{CoreSnapshot, FAMILIES, Instance, Kind, ProcessStats, re
 
 #[test]
 fn the_docs_list_exactly_the_families_the_server_exposes() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/observability.md"))
-        .expect("docs/observability.md");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/observability.md"))
+            .expect("docs/observability.md");
     let table = doc
         .split_once("| family | labels | what |")
         .map(|(_, rest)| rest)
@@ -22,7 +23,10 @@ fn the_docs_list_exactly_the_families_the_server_exposes() {
         .filter_map(|rest| rest.split_once('`').map(|(name, _)| name))
         .collect();
     let code: BTreeSet<&str> = FAMILIES.iter().map(|family| family.name).collect();
-    assert_eq!(documented, code, "docs/observability.md's metrics table and metrics::FAMILIES disagree");
+    assert_eq!(
+        documented, code,
+        "docs/observability.md's metrics table and metrics::FAMILIES disagree"
+    );
 }
 
 /// Whether `name` is a valid metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*`, lower case only
