@@ -18,10 +18,8 @@ const MS_MAX: i64 = 253_402_300_799_999;
 /// Milliseconds since the Unix epoch, now (wall clock: the processors compare our
 /// `requestedAt` with the checker's wall clock).
 pub fn now_ms() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
+    // Truncated toward zero, as a clock before 1970 read in whole milliseconds.
+    now_us() / 1000
 }
 
 /// Microseconds since the Unix epoch, now: one read of the wall clock (the vDSO's

@@ -2,7 +2,7 @@
 //! `/proc` at scrape time only (a few small files and one directory listing; nothing on the hot
 //! path). A value that cannot be read is left out of the exposition rather than made up.
 
-use std::fs;
+use std::{fs, sync::OnceLock};
 
 /// What the kernel says of this process, at one scrape.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -19,16 +19,21 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    /// Reads `/proc/self/stat`, `/proc/stat` and `/proc/self/fd`.
+    /// Reads `/proc/self/stat` and `/proc/self/fd`, and `/proc/stat`'s boot time once.
     pub fn read() -> ProcessStats {
+        // The boot time never changes: `/proc/stat` (a line per CPU and more) is read by the
+        // first scrape only, and its `btime` line kept.
+        static BOOT: OnceLock<String> = OnceLock::new();
+        let boot = BOOT.get_or_init(|| {
+            let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+            text.lines().filter(|line| line.starts_with("btime ")).collect()
+        });
         let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let boot = fs::read_to_string("/proc/stat").unwrap_or_default();
         let open_fds = fs::read_dir("/proc/self/fd").ok().map(|dir| dir.count() as u64);
         // SAFETY: sysconf only reads a system constant.
         let (ticks_per_s, page_bytes) =
             unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
-        let mut stats =
-            from_proc(&stat, &boot, ticks_per_s.max(0) as u64, page_bytes.max(0) as u64);
+        let mut stats = from_proc(&stat, boot, ticks_per_s.max(0) as u64, page_bytes.max(0) as u64);
         stats.open_fds = open_fds;
         stats
     }

@@ -149,9 +149,7 @@ pub fn serve(
 /// container on a Docker network, such as `payment-processor-default:8080`). The lab sends no
 /// traffic beyond the machine and the containers it runs.
 pub fn forward_target(url: &str) -> Result<SocketAddr, String> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(crate::client::authority(url))
         .map_err(|e| format!("forward target {url:?}: {e}"))?
         .find(SocketAddr::is_ipv4)
         .ok_or_else(|| format!("forward target {url:?} has no IPv4 address"))?;

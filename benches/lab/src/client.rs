@@ -142,9 +142,7 @@ impl Conn {
 /// Parses `http://127.0.0.1:9999` (path ignored) into a socket address. Only loopback targets
 /// are accepted: the lab never sends traffic off the machine.
 pub fn loopback_target(url: &str) -> Result<SocketAddr, String> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let authority = authority.replace("localhost", "127.0.0.1");
+    let authority = authority(url).replace("localhost", "127.0.0.1");
     let addr: SocketAddr = authority
         .parse()
         .map_err(|_| format!("target {url:?} must look like http://127.0.0.1:PORT"))?;
@@ -154,6 +152,12 @@ pub fn loopback_target(url: &str) -> Result<SocketAddr, String> {
         ));
     }
     Ok(addr)
+}
+
+/// The `host:port` of `http://host:port/...` (the scheme optional, the path ignored).
+pub fn authority(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 #[cfg(test)]
