@@ -197,12 +197,6 @@ pub const FAMILIES: &[Family] = &[
         series: Series::Process(|p| p.start_time_seconds),
     },
     Family {
-        name: "process_open_fds",
-        kind: Gauge,
-        help: "File descriptors this process holds open.",
-        series: Series::Process(|p| p.open_fds.map(|n| n as f64)),
-    },
-    Family {
         name: "payrelay_http_request_duration_seconds",
         kind: Kind::Histogram,
         help: "Our answers, from a request's head parsed to its response written (pipelined requests answered in one write share it), per route, all cores.",
@@ -509,8 +503,7 @@ mod tests {
         let process = ProcessStats {
             cpu_seconds: Some(1.5),
             resident_bytes: Some(4096),
-            start_time_seconds: Some(1.7e9),
-            open_fds: None,
+            start_time_seconds: None,
         };
         render(&mut out, cores, Instance { pid: 42, boot: 7, process });
         String::from_utf8(out).expect("the exposition is ASCII")
@@ -569,7 +562,7 @@ mod tests {
         at(&format!("payrelay_build_info{{version=\"{}\",commit=\"", crate::VERSION));
         at("process_cpu_seconds_total 1.5\n");
         at("process_resident_memory_bytes 4096\n");
-        assert!(!text.contains("\nprocess_open_fds "), "unread, left out");
+        assert!(!text.contains("\nprocess_start_time_seconds "), "unread, left out");
         at("payrelay_http_request_duration_seconds_bucket{route=\"/payments\",le=\"0.00005\"} 0\n");
         let declared: Vec<&str> = text
             .lines()
