@@ -431,19 +431,42 @@ async fn send(core: &Core, payment: &Payment, target: Target) -> Attempt {
     attempt
 }
 
-/// How often a core looks for attempts past their deadline: one timer per core, where a timer
-/// per attempt cost a tenth of the forwarding CPU. Deadlines are seconds long (a processor's
-/// delay plus `PROCESSOR_TIMEOUT_MARGIN_MS`, a lookup's second), so 20 ms late is nothing.
-const DEADLINE_SWEEP: Duration = Duration::from_millis(20);
+/// The least time between two sweeps of a core's deadlines: attempts whose deadlines fall close
+/// together (a processor gone silent with hundreds in flight) give up together rather than
+/// wake the core once each. Deadlines are seconds long (a processor's delay plus
+/// `PROCESSOR_TIMEOUT_MARGIN_MS`, a lookup's second, a dead peer's summary's half second), so
+/// 20 ms late is nothing.
+const DEADLINE_SWEEP_GAP_MIN: Duration = Duration::from_millis(20);
 
-/// The core's deadline sweep: every `DEADLINE_SWEEP`, each attempt in flight past its deadline
-/// is woken to give up (`InFlight::sweep`). Spawned once per core.
+/// The core's deadline sweep: one timer per core, where a timer per attempt cost a tenth of the
+/// forwarding CPU. Each attempt in flight past its deadline is woken to give up
+/// (`InFlight::sweep`); then the sweep sleeps until the earliest deadline left, at least
+/// `DEADLINE_SWEEP_GAP_MIN`, or until an attempt is armed with an earlier one. Spawned once per
+/// core.
 pub async fn sweep_deadlines(core: Rc<Core>) {
     loop {
-        monoio::time::sleep(DEADLINE_SWEEP).await;
         let now = Instant::now();
-        for processor in Processor::ALL {
-            core.upstream(processor).inflight().sweep(now);
+        let due = Processor::ALL
+            .iter()
+            .filter_map(|&processor| core.upstream(processor).inflight().sweep(now).1)
+            .min();
+        let armed_sooner = async {
+            monoio::select! {
+                _ = core.upstream(Processor::Default).inflight().until_armed_sooner() => {},
+                _ = core.upstream(Processor::Fallback).inflight().until_armed_sooner() => {},
+            }
+        };
+        match due {
+            Some(due) => monoio::select! {
+                _ = monoio::time::sleep_until(due.max(now + DEADLINE_SWEEP_GAP_MIN).into()) => {},
+                _ = armed_sooner => {},
+            },
+            None => armed_sooner.await,
+        }
+        // An earlier deadline armed right after a sweep still waits out the gap.
+        let gap_end = now + DEADLINE_SWEEP_GAP_MIN;
+        if Instant::now() < gap_end {
+            monoio::time::sleep_until(gap_end.into()).await;
         }
     }
 }

@@ -1,7 +1,11 @@
 //! What a core has in flight at one processor: each attempt's expected answer, to tell when
 //! the processor has become slower than planned (`forward::dispatch`'s *Delay jumps*), and its
 //! deadline, which one sweep per core enforces for every attempt (`forward::dispatch::
-//! sweep_deadlines`) rather than a timer each.
+//! sweep_deadlines`) rather than a timer each. The sweep sleeps until the earliest deadline
+//! it knows of ([`InFlight::sweep`]'s answer), and an attempt armed with an earlier one wakes it
+//! ([`InFlight::until_armed_sooner`]): deadlines are seconds away and most attempts end long
+//! before theirs, so a core sweeps a few times a minute at a steady load and never while idle,
+//! where a fixed tick woke an idle core 50 times a second.
 
 use std::{
     cell::{Cell, RefCell},
@@ -46,6 +50,14 @@ pub struct InFlight {
     scanned_at: Cell<Option<Instant>>,
     /// Times the processor turned overdue (`payrelay_overdue_total`).
     overdue_count: Cell<u64>,
+    /// The earliest deadline the sweep will wake for (at the last sweep, or armed since), if
+    /// any: an attempt that ends meanwhile leaves it early, never late.
+    sweep_due: Cell<Option<Instant>>,
+    /// Set when an attempt was armed with a deadline before `sweep_due`: the sweep must look
+    /// again at when to wake.
+    armed_sooner: Cell<bool>,
+    /// The sweep, while it sleeps.
+    sweeper: RefCell<Option<Waker>>,
 }
 
 /// An attempt's registration in [`InFlight`]; handed back when it ends.
@@ -76,9 +88,29 @@ impl InFlight {
         self.entries.borrow_mut()[ticket.0].expected = expected;
     }
 
-    /// The attempt leaves now, and gives up at `deadline`: [`InFlight::expiry`] resolves then.
+    /// The attempt leaves now, and gives up at `deadline`: [`InFlight::expiry`] resolves then
+    /// (at the first sweep from then on). Wakes the sweep if it sleeps until later.
     pub fn arm(&self, ticket: &Ticket, deadline: Instant) {
         self.entries.borrow_mut()[ticket.0].deadline = Some(deadline);
+        if self.sweep_due.get().is_none_or(|due| deadline < due) {
+            self.sweep_due.set(Some(deadline));
+            self.armed_sooner.set(true);
+            if let Some(sweeper) = self.sweeper.borrow_mut().take() {
+                sweeper.wake();
+            }
+        }
+    }
+
+    /// Resolves once an attempt is armed with a deadline before the one the last sweep
+    /// returned (at once if one was since): the sweep then sleeps until that one instead.
+    pub fn until_armed_sooner(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.armed_sooner.take() {
+                return Poll::Ready(());
+            }
+            *self.sweeper.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
     }
 
     /// Resolves once the attempt's deadline has passed (found by [`InFlight::sweep`]).
@@ -91,19 +123,26 @@ impl InFlight {
         self.entries.borrow_mut().remove(ticket.0);
     }
 
-    /// Expires every attempt whose deadline is past at `now`, waking it; returns how many.
-    pub fn sweep(&self, now: Instant) -> usize {
+    /// Expires every attempt whose deadline is past at `now`, waking it; returns how many, and
+    /// the earliest deadline still ahead, for the next sweep.
+    pub fn sweep(&self, now: Instant) -> (usize, Option<Instant>) {
         let mut expired = 0;
+        let mut due: Option<Instant> = None;
         for (_, entry) in self.entries.borrow_mut().iter_mut() {
-            if !entry.expired && entry.deadline.is_some_and(|deadline| now >= deadline) {
+            let Some(deadline) = entry.deadline.filter(|_| !entry.expired) else { continue };
+            if now >= deadline {
                 entry.expired = true;
                 expired += 1;
                 if let Some(waker) = entry.waker.take() {
                     waker.wake();
                 }
+            } else {
+                due = Some(due.map_or(deadline, |due| due.min(deadline)));
             }
         }
-        expired
+        self.sweep_due.set(due);
+        self.armed_sooner.set(false);
+        (expired, due)
     }
 
     /// Whether an attempt in flight is more than `margin` past its expected answer, as of a
@@ -202,15 +241,61 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         let mut expiry = std::pin::pin!(inflight.expiry(&armed));
         assert!(expiry.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(inflight.sweep(t0 + Duration::from_millis(99)), 0, "not yet");
+        let due = t0 + Duration::from_millis(100);
+        assert_eq!(inflight.sweep(t0 + Duration::from_millis(99)), (0, Some(due)), "not yet");
         assert!(expiry.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(inflight.sweep(t0 + Duration::from_secs(3600)), 1, "only the armed one");
+        let (expired, next) = inflight.sweep(t0 + Duration::from_secs(3600));
+        assert_eq!((expired, next), (1, None), "only the armed one, and nothing left to wait for");
         assert!(expiry.as_mut().poll(&mut cx).is_ready());
-        assert_eq!(inflight.sweep(t0 + Duration::from_secs(3600)), 0, "expired once");
+        assert_eq!(inflight.sweep(t0 + Duration::from_secs(3600)), (0, None), "expired once");
         let mut never = std::pin::pin!(inflight.expiry(&unarmed));
         assert!(never.as_mut().poll(&mut cx).is_pending());
         inflight.end(armed);
         inflight.end(unarmed);
         assert!(inflight.is_empty());
+    }
+
+    /// Goal: the sweep asleep until the earliest deadline it knows of is woken by an attempt
+    /// armed with an earlier one, and only by such; an empty registry has nothing to wake for
+    /// until one is armed. Method: a waker that counts its wakes, deadlines armed around the one
+    /// a sweep returned.
+    #[test]
+    fn an_earlier_deadline_wakes_the_sweep() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let count = std::sync::Arc::new(Count(0.into()));
+        let waker = Waker::from(std::sync::Arc::clone(&count));
+        let wakes = || count.0.load(std::sync::atomic::Ordering::Relaxed);
+        let mut cx = Context::from_waker(&waker);
+        let inflight = InFlight::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(inflight.sweep(t0), (0, None));
+        let mut armed = std::pin::pin!(inflight.until_armed_sooner());
+        assert!(armed.as_mut().poll(&mut cx).is_pending(), "nothing armed yet");
+        let first = inflight.begin(t0);
+        inflight.arm(&first, ms(5_000));
+        assert_eq!(wakes(), 1, "a first deadline wakes a sweep that had none");
+        assert!(armed.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(inflight.sweep(ms(1)), (0, Some(ms(5_000))));
+        let mut armed = std::pin::pin!(inflight.until_armed_sooner());
+        assert!(armed.as_mut().poll(&mut cx).is_pending());
+        let later = inflight.begin(t0);
+        inflight.arm(&later, ms(6_000));
+        assert_eq!(wakes(), 1, "a later deadline leaves it asleep");
+        assert!(armed.as_mut().poll(&mut cx).is_pending());
+        let sooner = inflight.begin(t0);
+        inflight.arm(&sooner, ms(1_000));
+        assert_eq!(wakes(), 2, "an earlier one wakes it");
+        assert!(armed.as_mut().poll(&mut cx).is_ready());
+        inflight.end(first);
+        assert_eq!(inflight.sweep(ms(2)), (0, Some(ms(1_000))), "the earliest of those left");
+        for ticket in [later, sooner] {
+            inflight.end(ticket);
+        }
     }
 }
