@@ -3,9 +3,10 @@
 //! deadline, which one sweep per core enforces for every attempt (`forward::dispatch::
 //! sweep_deadlines`) rather than a timer each. The sweep sleeps until the earliest deadline
 //! it knows of ([`InFlight::sweep`]'s answer), and an attempt armed with an earlier one wakes it
-//! ([`InFlight::until_armed_sooner`]): deadlines are seconds away and most attempts end long
-//! before theirs, so a core sweeps a few times a minute at a steady load and never while idle,
-//! where a fixed tick woke an idle core 50 times a second.
+//! ([`InFlight::until_armed_sooner`]): deadlines are seconds away (the planned delay plus
+//! `PROCESSOR_TIMEOUT_MARGIN_MS`) and most attempts end long before theirs, so at a steady load
+//! a core sweeps about once a deadline's length and never while idle, where a fixed 20 ms tick
+//! woke an idle core 50 times a second.
 
 use std::{
     cell::{Cell, RefCell},
