@@ -49,6 +49,7 @@ fn short_run_against_canned_backend() {
         progress_every: None,
         instances: Vec::new(),
         load_started: None,
+        audit_ids: false,
     };
     let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
@@ -127,6 +128,7 @@ fn kills_scenario_records_every_accepted_id() {
         progress_every: None,
         instances: Vec::new(),
         load_started: None,
+        audit_ids: false,
     };
     let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
@@ -139,4 +141,37 @@ fn kills_scenario_records_every_accepted_id() {
     // every accepted POST.
     assert_eq!(report.series.default_settled, [0, 0]);
     assert_eq!(report.series.lag.last(), Some(&(report.posts_ok as i64)));
+}
+
+/// Goal: `--audit-ids` on processors the lab does not watch keeps every accepted correlationId,
+/// waits for still books without counting its reads as admin calls, and finds each id that
+/// reached neither processor. Method: the canned 202 server as the backend, which forwards
+/// nothing: every accepted id is missing at both, by a 404 from each.
+#[test]
+fn audit_finds_every_payment_that_reached_no_processor() {
+    let backend = canned::start(std::net::Ipv4Addr::LOCALHOST, 0).expect("canned server");
+    let processors = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("processors");
+    let text =
+        SCENARIO.replace("duration_s = 3", "duration_s = 2").replace("vus_max = 20", "vus_max = 5");
+    let plan = LoadPlan {
+        scenario: Scenario::parse(&text).expect("scenario"),
+        target: backend.addr(),
+        default_addr: processors.addr(Which::Default),
+        fallback_addr: processors.addr(Which::Fallback),
+        recorded: None,
+        progress_every: None,
+        instances: Vec::new(),
+        load_started: None,
+        audit_ids: true,
+    };
+    let runtime = load::runtime("load-test").expect("runtime");
+    let report = runtime.block_on(load::run(plan)).expect("load run");
+    assert!(report.posts_ok > 0);
+    assert_eq!(report.accepted_ids.len() as u64, report.posts_ok);
+    let missing: Vec<_> = report.missing_ids.iter().map(|(id, _)| *id).collect();
+    assert_eq!(missing, report.accepted_ids, "each accepted id, none at a processor");
+    assert!(report.missing_ids.iter().all(|(_, why)| why == "default 404, fallback 404"));
+    // Setup (2 tokens, 2 purges, the backend's purge), 2 checks x 2, 4 stage calls, 2 teardown
+    // summaries: the wait's reads of the books are not among them.
+    assert_eq!(report.admin_latencies_us.len(), 2 + 2 + 1 + 4 + 4 + 2);
 }

@@ -206,6 +206,12 @@ pub struct ContestArgs {
     /// --fallback-port (containers): none is started.
     #[arg(long)]
     pub processors_running: bool,
+    /// Account for every accepted payment, for a run whose backend may lose some (a kill made
+    /// from outside the lab): keep each accepted correlationId, wait before teardown until the
+    /// processors' books are still (2 s unchanged, 30 s at most), then look each one up at both
+    /// processors (`GET /payments/{id}`) and print those neither has.
+    #[arg(long)]
+    pub audit_ids: bool,
     /// What makes a finished contest exit with 3 (comma-separated; none: never).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "inconsistencies")]
     pub fail_on: Vec<Finding>,

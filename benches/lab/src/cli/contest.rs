@@ -74,6 +74,7 @@ fn options(args: &ContestArgs, payrelay: Option<PathBuf>) -> Result<ContestOptio
     options.verbose = !args.quiet;
     options.framing = args.framing.framing;
     options.processors_running = args.processors_running;
+    options.audit_ids = args.audit_ids;
     Ok(options)
 }
 

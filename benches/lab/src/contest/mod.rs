@@ -64,6 +64,7 @@ pub fn run(options: &ContestOptions) -> Result<Results, String> {
         progress_every: verbose.then_some(PROGRESS_EVERY),
         instances: backend.as_ref().map(pair::instance_watches).unwrap_or_default(),
         load_started: None,
+        audit_ids: options.audit_ids,
     };
     let (report, kills_made) = match (&scenario.kills, backend.as_mut()) {
         (Some(kills), Some(pair)) => kills::load_with_kills(&runtime, plan, pair, kills, verbose),

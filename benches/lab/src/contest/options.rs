@@ -47,6 +47,9 @@ pub struct ContestOptions {
     /// (containers, as the contest runs them): none is started, and what only the lab's own
     /// emulator can tell (`late_landings`, the progress line's queue lag) is left out.
     pub processors_running: bool,
+    /// Account for every accepted payment (`--audit-ids`): the drain wait before teardown and
+    /// a lookup of each accepted correlationId after it.
+    pub audit_ids: bool,
 }
 
 impl ContestOptions {
@@ -67,6 +70,7 @@ impl ContestOptions {
             verbose: true,
             framing: Framing::Kestrel,
             processors_running: false,
+            audit_ids: false,
         }
     }
 }

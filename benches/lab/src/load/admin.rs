@@ -91,6 +91,72 @@ pub async fn teardown(
     admin: &mut AdminConns,
     duration_s: f64,
 ) -> Result<(Totals, Totals), String> {
+    books(Some(ctx), admin, duration_s).await
+}
+
+/// How long the books must stay unchanged before teardown, for `--audit-ids` (the lab's own
+/// processors use `checks::DRAIN_STILL` the same way).
+const BOOKS_STILL: Duration = Duration::from_secs(2);
+/// The longest wait for still books: a backend that keeps forwarding after that is reported
+/// with what it had stored.
+const BOOKS_STILL_MAX: Duration = Duration::from_secs(30);
+/// How often the wait reads the books.
+const BOOKS_POLL: Duration = Duration::from_millis(200);
+
+/// Before an audited teardown (`--audit-ids`) on processors the lab does not run: waits until
+/// their books have not changed for `BOOKS_STILL`, at most `BOOKS_STILL_MAX`, so that what is
+/// missing after it was lost, not on its way. The reads are not counted as admin calls.
+pub async fn wait_books_still(admin: &mut AdminConns, duration_s: f64, verbose: bool) {
+    let began = tokio::time::Instant::now();
+    let count =
+        |books: Result<(Totals, Totals), String>| books.ok().map(|(d, f)| d.count + f.count);
+    let mut last = count(books(None, admin, duration_s).await);
+    let mut still_since = began;
+    while still_since.elapsed() < BOOKS_STILL && began.elapsed() < BOOKS_STILL_MAX {
+        tokio::time::sleep(BOOKS_POLL).await;
+        let now = count(books(None, admin, duration_s).await);
+        if now != last {
+            (last, still_since) = (now, tokio::time::Instant::now());
+        }
+    }
+    if verbose {
+        eprintln!(
+            "  drain: {last:?} payments at the processors after {:.1}s",
+            began.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// After an audited teardown (`--audit-ids`): the accepted correlationIds that neither
+/// processor has, asked one by one (`GET /payments/{id}`, as payrelay's lookups do); an id
+/// whose lookup fails at either processor counts as missing, and the error is kept with it.
+pub async fn missing_at_both(
+    admin: &mut AdminConns,
+    ids: &[uuid::Uuid],
+) -> Vec<(uuid::Uuid, String)> {
+    let mut missing = Vec::new();
+    'ids: for id in ids {
+        let path = format!("/payments/{id}");
+        let mut why = Vec::new();
+        for (name, conn) in [("default", &mut admin.default), ("fallback", &mut admin.fallback)] {
+            match conn.request(Method::GET, &path, &[], None, ADMIN_TIMEOUT).await {
+                Ok(reply) if reply.status == 200 => continue 'ids,
+                Ok(reply) => why.push(format!("{name} {}", reply.status)),
+                Err(e) => why.push(format!("{name} {e:?}")),
+            }
+        }
+        missing.push((*id, why.join(", ")));
+    }
+    missing
+}
+
+/// Both processors' totals over teardown's window, each reply counted as an admin call when
+/// `ctx` is given.
+async fn books(
+    ctx: Option<&Ctx>,
+    admin: &mut AdminConns,
+    duration_s: f64,
+) -> Result<(Totals, Totals), String> {
     let to_ms = time::now_ms();
     let from_ms = to_ms - (duration_s * 1000.0).round() as i64 - TEARDOWN_MARGIN_MS;
     let teardown_path = format!(
@@ -104,7 +170,9 @@ pub async fn teardown(
         let reply = conn
             .request(Method::GET, &teardown_path, &[("x-rinha-token", token)], None, ADMIN_TIMEOUT)
             .await;
-        ctx.record_admin(&reply);
+        if let Some(ctx) = ctx {
+            ctx.record_admin(&reply);
+        }
         totals[which] = match reply {
             Ok(reply) if reply.status == 200 => processor_totals(&reply.body).ok_or_else(|| {
                 format!("teardown: unreadable processor summary {:?}", reply.body)

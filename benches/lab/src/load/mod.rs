@@ -10,7 +10,9 @@
 //! With the scenario's `[kills]` (the crash harness, [`crate::crash`]), the load also keeps the
 //! correlationId of every accepted POST, waits before teardown until the processors' books are
 //! still (the official script does not wait), and afterwards compares the backend's summary
-//! over the whole test with the processors' totals.
+//! over the whole test with the processors' totals. `--audit-ids` keeps the ids and waits the
+//! same way on processors the lab does not run (read over their admin API), then looks each id
+//! up at both.
 //!
 //! Beside all of this it keeps the run second by second ([`crate::series`]): each VU files its
 //! POSTs under the second they completed in, and [`crate::sampler`] reads the processors' books
@@ -108,7 +110,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
         counters: Counters::default(),
         admin_latencies_us: Mutex::new(setup_latencies),
         admin_failures: AtomicU64::new(0),
-        record_accepted: scenario.kills.is_some(),
+        record_accepted: scenario.kills.is_some() || plan.audit_ids,
     });
 
     let checker = tokio::spawn(checks::checker(ctx.clone(), plan.clone(), admin.token.clone()));
@@ -143,11 +145,26 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
         progress.abort();
     }
 
-    if scenario.kills.is_some() {
-        checks::wait_books_still(plan.recorded.as_ref(), plan.progress_every.is_some()).await;
+    let verbose = plan.progress_every.is_some();
+    match (&plan.recorded, scenario.kills.is_some() || plan.audit_ids) {
+        (recorded @ Some(_), true) => checks::wait_books_still(recorded.as_ref(), verbose).await,
+        (None, true) => admin::wait_books_still(&mut admin, scenario.duration_s, verbose).await,
+        (_, false) => {}
     }
     (report.default, report.fallback) =
         admin::teardown(&ctx, &mut admin, scenario.duration_s).await?;
+    if plan.audit_ids {
+        report.missing_ids = admin::missing_at_both(&mut admin, &report.accepted_ids).await;
+        // A finding, printed even when quiet: which payments were lost, for the logs to be read.
+        eprintln!(
+            "audit: {} of {} accepted payments at neither processor",
+            report.missing_ids.len(),
+            report.accepted_ids.len()
+        );
+        for (id, why) in &report.missing_ids {
+            eprintln!("audit: missing {id} ({why})");
+        }
+    }
     if scenario.kills.is_some() {
         report.final_summary_mismatch = Some(
             checks::final_summary_mismatch(&ctx, &report, plan.progress_every.is_some()).await,

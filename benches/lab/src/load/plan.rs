@@ -27,6 +27,9 @@ pub struct LoadPlan {
     /// Told the instant the load starts (after setup), for a schedule that runs beside it on
     /// another thread (the crash harness's kills); `None`: nobody listens.
     pub load_started: Option<std::sync::mpsc::Sender<std::time::Instant>>,
+    /// Account for every accepted payment (`--audit-ids`): keep their correlationIds, wait
+    /// for the processors' books to be still before teardown, and look each one up after it.
+    pub audit_ids: bool,
 }
 
 /// One consistency check.
@@ -95,9 +98,12 @@ pub struct LoadReport {
     /// Fallback processor totals at teardown.
     pub fallback: Totals,
     /// The correlationId of every POST answered with a success status, when the scenario has
-    /// kills (the crash harness checks each against the books); empty otherwise, so that a
-    /// normal run pays nothing for it.
+    /// kills (the crash harness checks each against the books) or the run is audited
+    /// (`audit_ids`); empty otherwise, so that a normal run pays nothing for it.
     pub accepted_ids: Vec<uuid::Uuid>,
+    /// With `audit_ids`: the accepted correlationIds neither processor had once the books were
+    /// still, each with what the lookups answered.
+    pub missing_ids: Vec<(uuid::Uuid, String)>,
     /// With kills, once the books are still: Σ |backend − processor| of `totalRequests` over
     /// the whole test, default and fallback (an unusable backend answer counts as zeros, like
     /// the checker's); `None` without kills.
