@@ -70,8 +70,11 @@ compose_up "$duration_ms" "$fee_default" "$fee_fallback"
 wait_ready
 log "ready: $(http /payments-summary | cut -d' ' -f2-)"
 for name in a b; do
-    compose logs "payrelay-$name" 2>&1 | grep -q "io_driver_used=io_uring" ||
-        { compose logs "payrelay-$name" >&2; fail "payrelay-$name is not on io_uring"; }
+    # Read whole, then matched: `compose logs | grep -q` under pipefail fails whenever grep
+    # exits at its match before compose has written everything (SIGPIPE), as it once did here.
+    logs=$(compose logs "payrelay-$name" 2>&1)
+    [[ $logs == *io_driver_used=io_uring* ]] ||
+        { echo "$logs" >&2; fail "payrelay-$name is not on io_uring"; }
 done
 log "both instances on io_uring under seccomp-io_uring.json"
 

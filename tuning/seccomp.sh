@@ -151,11 +151,13 @@ check() {
         -e PROCESSOR_DEFAULT_URL=http://127.0.0.1:8001 \
         -e PROCESSOR_FALLBACK_URL=http://127.0.0.1:8002 \
         "$IMAGE" >/dev/null
+    # Logs read whole, then matched: `docker logs | grep -q` under pipefail fails whenever grep
+    # exits at its match before docker has written everything (SIGPIPE).
     for _ in $(seq 1 100); do
-        "$DOCKER" logs "$name" 2>&1 | grep -q " core=main ready, " && break
+        [[ $("$DOCKER" logs "$name" 2>&1) == *" core=main ready, "* ]] && break
         sleep 0.1
     done
-    if ! "$DOCKER" logs "$name" 2>&1 | grep -q "io_driver_used=io_uring"; then
+    if [[ $("$DOCKER" logs "$name" 2>&1) != *io_driver_used=io_uring* ]]; then
         echo "under $PROFILE the image did not start on io_uring:" >&2
         "$DOCKER" logs "$name" >&2 || true
         status=1
