@@ -29,6 +29,28 @@ default = { delay_ms = 7, failing = true }
 fallback = { delay_ms = 3, failing = false }
 "#;
 
+/// A silent load of `scenario` on `backend`, with `processors`' addresses, the books read in
+/// process through `recorded` if given, audited if `audit_ids`.
+fn plan(
+    scenario: Scenario,
+    backend: &canned::Canned,
+    processors: &emulator::Emulator,
+    recorded: Option<emulator::RecordedProbe>,
+    audit_ids: bool,
+) -> LoadPlan {
+    LoadPlan {
+        scenario,
+        target: backend.addr(),
+        default_addr: processors.addr(Which::Default),
+        fallback_addr: processors.addr(Which::Fallback),
+        recorded,
+        progress_every: None,
+        instances: Vec::new(),
+        load_started: None,
+        audit_ids,
+    }
+}
+
 /// Goal: one short run does everything the official script does: changes the processors' token
 /// (the old one is refused afterwards), applies the stage, ramps VUs linearly (VU k starts at
 /// k/19 of 3 s and posts once a second), checks every second, and reads the processors at
@@ -40,17 +62,7 @@ fn short_run_against_canned_backend() {
     let processors = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("processors");
     let mut scenario = Scenario::parse(SCENARIO).expect("scenario");
     scenario.name = "test".into();
-    let plan = LoadPlan {
-        scenario: scenario.clone(),
-        target: backend.addr(),
-        default_addr: processors.addr(Which::Default),
-        fallback_addr: processors.addr(Which::Fallback),
-        recorded: None,
-        progress_every: None,
-        instances: Vec::new(),
-        load_started: None,
-        audit_ids: false,
-    };
+    let plan = plan(scenario.clone(), &backend, &processors, None, false);
     let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
 
@@ -119,17 +131,9 @@ fn kills_scenario_records_every_accepted_id() {
     let text =
         SCENARIO.replace("duration_s = 3", "duration_s = 2").replace("vus_max = 20", "vus_max = 5")
             + "[kills]\ninstance = \"b\"\ncount = 1\nseed = 7\n";
-    let plan = LoadPlan {
-        scenario: Scenario::parse(&text).expect("scenario"),
-        target: backend.addr(),
-        default_addr: processors.addr(Which::Default),
-        fallback_addr: processors.addr(Which::Fallback),
-        recorded: Some(processors.recorded_probe()),
-        progress_every: None,
-        instances: Vec::new(),
-        load_started: None,
-        audit_ids: false,
-    };
+    let recorded = Some(processors.recorded_probe());
+    let plan =
+        plan(Scenario::parse(&text).expect("scenario"), &backend, &processors, recorded, false);
     let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
     assert!(report.posts_ok > 0);
@@ -153,17 +157,7 @@ fn audit_finds_every_payment_that_reached_no_processor() {
     let processors = emulator::start(EmulatorConfig::new(0, 0, 0.05, 0.15)).expect("processors");
     let text =
         SCENARIO.replace("duration_s = 3", "duration_s = 2").replace("vus_max = 20", "vus_max = 5");
-    let plan = LoadPlan {
-        scenario: Scenario::parse(&text).expect("scenario"),
-        target: backend.addr(),
-        default_addr: processors.addr(Which::Default),
-        fallback_addr: processors.addr(Which::Fallback),
-        recorded: None,
-        progress_every: None,
-        instances: Vec::new(),
-        load_started: None,
-        audit_ids: true,
-    };
+    let plan = plan(Scenario::parse(&text).expect("scenario"), &backend, &processors, None, true);
     let runtime = load::runtime("load-test").expect("runtime");
     let report = runtime.block_on(load::run(plan)).expect("load run");
     assert!(report.posts_ok > 0);

@@ -94,37 +94,12 @@ pub async fn teardown(
     books(Some(ctx), admin, duration_s).await
 }
 
-/// How long the books must stay unchanged before teardown, for `--audit-ids` (the lab's own
-/// processors use `checks::DRAIN_STILL` the same way).
-const BOOKS_STILL: Duration = Duration::from_secs(2);
-/// The longest wait for still books: a backend that keeps forwarding after that is reported
-/// with what it had stored.
-const BOOKS_STILL_MAX: Duration = Duration::from_secs(30);
-/// How often the wait reads the books.
-const BOOKS_POLL: Duration = Duration::from_millis(200);
-
-/// Before an audited teardown (`--audit-ids`) on processors the lab does not run: waits until
-/// their books have not changed for `BOOKS_STILL`, at most `BOOKS_STILL_MAX`, so that what is
-/// missing after it was lost, not on its way. The reads are not counted as admin calls.
-pub async fn wait_books_still(admin: &mut AdminConns, duration_s: f64, verbose: bool) {
-    let began = tokio::time::Instant::now();
-    let count =
-        |books: Result<(Totals, Totals), String>| books.ok().map(|(d, f)| d.count + f.count);
-    let mut last = count(books(None, admin, duration_s).await);
-    let mut still_since = began;
-    while still_since.elapsed() < BOOKS_STILL && began.elapsed() < BOOKS_STILL_MAX {
-        tokio::time::sleep(BOOKS_POLL).await;
-        let now = count(books(None, admin, duration_s).await);
-        if now != last {
-            (last, still_since) = (now, tokio::time::Instant::now());
-        }
-    }
-    if verbose {
-        eprintln!(
-            "  drain: {last:?} payments at the processors after {:.1}s",
-            began.elapsed().as_secs_f64()
-        );
-    }
+/// Both processors' payments over teardown's window, for the wait for still books before an
+/// audited teardown (`checks::wait_books_still`); `None` when either cannot be read. Not
+/// counted as admin calls.
+pub async fn books_count(admin: &mut AdminConns, duration_s: f64) -> Option<u64> {
+    let (default, fallback) = books(None, admin, duration_s).await.ok()?;
+    Some(default.count + fallback.count)
 }
 
 /// After an audited teardown (`--audit-ids`): the accepted correlationIds that neither

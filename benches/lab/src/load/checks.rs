@@ -10,7 +10,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::{
-    admin::processor_totals,
+    admin::{self, AdminConns, processor_totals},
     context::{ADMIN_TIMEOUT, Ctx},
     plan::{Check, LoadPlan, LoadReport},
 };
@@ -102,23 +102,36 @@ pub async fn checker(ctx: Arc<Ctx>, plan: LoadPlan, token: String) -> (Vec<Check
     (checks, latencies, failures)
 }
 
-/// With kills, waits until the processors' books have not changed for [`DRAIN_STILL`], at most
-/// [`DRAIN_MAX`], so that teardown counts what was lost rather than what was still on its way.
-/// Without the lab's own processors (`recorded` is `None`) there is nothing to watch: it returns
-/// at once.
-pub async fn wait_books_still(recorded: Option<&RecordedProbe>, verbose: bool) {
-    let Some(recorded) = recorded else {
-        if verbose {
-            eprintln!("  drain: the processors are not the lab's own, not waited for");
+/// Where the drain wait reads the processors' books.
+pub enum Books<'a> {
+    /// The lab's own emulator, in process.
+    Recorded(&'a RecordedProbe),
+    /// Processors the lab does not run, over their admin API (teardown's window for a test of
+    /// this many seconds).
+    Admin(&'a mut AdminConns, f64),
+}
+
+impl Books<'_> {
+    /// Payments in both books; `None` when they cannot be read.
+    async fn count(&mut self) -> Option<u64> {
+        match self {
+            Books::Recorded(recorded) => Some(recorded.recorded()),
+            Books::Admin(admin, duration_s) => admin::books_count(admin, *duration_s).await,
         }
-        return;
-    };
+    }
+}
+
+/// Before teardown with kills or `--audit-ids`: waits until the processors' books have not
+/// changed for [`DRAIN_STILL`], at most [`DRAIN_MAX`], so that teardown counts what was lost
+/// rather than what was still on its way. A reading that fails counts as one value like any
+/// other.
+pub async fn wait_books_still(mut books: Books<'_>, verbose: bool) {
     let began = tokio::time::Instant::now();
-    let mut last_count = recorded.recorded();
+    let mut last_count = books.count().await;
     let mut still_since = began;
     while still_since.elapsed() < DRAIN_STILL && began.elapsed() < DRAIN_MAX {
         tokio::time::sleep(DRAIN_POLL).await;
-        let count = recorded.recorded();
+        let count = books.count().await;
         if count != last_count {
             (last_count, still_since) = (count, tokio::time::Instant::now());
         }
@@ -129,8 +142,9 @@ pub async fn wait_books_still(recorded: Option<&RecordedProbe>, verbose: bool) {
         } else {
             "still changing, not waited for any longer".to_owned()
         };
+        let at = last_count.map_or("?".to_owned(), |n| n.to_string());
         eprintln!(
-            "  drain: {last_count} payments at the processors after {:.1}s, {how}",
+            "  drain: {at} payments at the processors after {:.1}s, {how}",
             began.elapsed().as_secs_f64()
         );
     }

@@ -42,6 +42,7 @@ use std::{
 };
 
 use admin::AdminConns;
+use checks::Books;
 use context::{Counters, Ctx, VuRecord};
 pub use plan::{Check, LoadPlan, LoadReport, Totals};
 pub use vus::POST_OK_STATUSES;
@@ -146,10 +147,12 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, String> {
     }
 
     let verbose = plan.progress_every.is_some();
-    match (&plan.recorded, scenario.kills.is_some() || plan.audit_ids) {
-        (recorded @ Some(_), true) => checks::wait_books_still(recorded.as_ref(), verbose).await,
-        (None, true) => admin::wait_books_still(&mut admin, scenario.duration_s, verbose).await,
-        (_, false) => {}
+    if scenario.kills.is_some() || plan.audit_ids {
+        let books = match &plan.recorded {
+            Some(recorded) => Books::Recorded(recorded),
+            None => Books::Admin(&mut admin, scenario.duration_s),
+        };
+        checks::wait_books_still(books, verbose).await;
     }
     (report.default, report.fallback) =
         admin::teardown(&ctx, &mut admin, scenario.duration_s).await?;
